@@ -1,0 +1,28 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11 with venv):
+#   make demo   creates .venv, installs, runs the main job end to end on synthetic data
+#   make test   creates .venv, installs with test extras, runs the tests
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: demo test install install-dev clean-venv
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+
+demo: install
+	$(BIN)/python -m flows.generate $(ARGS)
+
+test: install-dev
+	$(BIN)/python -m pytest $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,36 @@
+"""The command-line edge shared by every flow: Hydra in, one clear error out.
+
+``run_cli(body)`` parses ``[hydra overrides]`` from the command line, composes conf/, calls
+``body(cfg)`` and turns any :class:`~tasks.errors.UpliftError` into a single message on
+stderr and exit code 2. Nothing below this module prints errors or calls ``sys.exit``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from tasks.config import CONF_DIR
+from tasks.errors import UpliftError
+
+log = logging.getLogger("uplift")
+
+
+def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config") -> None:
+    """Run ``body`` as a Hydra application over conf/ and exit with a clear error on bad input."""
+    import hydra
+
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def _entry(cfg: DictConfig) -> None:
+        try:
+            body(cfg)
+        except UpliftError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    _entry()

@@ -1,0 +1,86 @@
+"""Atomic file writes, hashing and small JSON helpers.
+
+Every file the product writes goes through these functions: the data is written to a
+temporary file in the same folder, flushed to disk and renamed over the target, so a reader
+sees either the old file or the complete new one, never a half-written file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_parquet(df: pd.DataFrame, path: str | Path, **kwargs: Any) -> Path:
+    """Write ``df`` to Parquet at ``path`` atomically (index dropped unless it is named)."""
+    kwargs.setdefault("index", False)
+    return _atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, **kwargs))
+
+
+def atomic_write_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_json(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
+    return atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a UTF-8 string."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """Hex sha256 of a JSON-serialisable object, independent of dict key order."""
+    return sha256_text(json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")))
+
+
+def frame_fingerprint(df: pd.DataFrame) -> str:
+    """Hex sha256 of a frame's column names, dtypes and values (row order matters)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
