@@ -1,0 +1,213 @@
+"""Stage checkpoints of a campaign, the per-campaign lock and the frozen state.
+
+A campaign folder ``<artifacts>/campaigns/<id>/`` holds one Parquet checkpoint per stage
+(``stages/NN_<stage>.parquet``). Each checkpoint carries its own record in the Parquet file
+metadata: the stage key (a hash of the stage name, its config slice, the upstream
+checkpoint's fingerprint and, where relevant, the model version and checksum and the data
+manifest), the fingerprint of its rows and a small ``info`` dict for the summary. Because the
+record travels inside the same atomically written file, a checkpoint is either complete and
+self-describing or absent; a rerun reuses it exactly when the key it would compute now equals
+the stored one.
+
+The lock file ``.lock`` is created with ``O_CREAT | O_EXCL`` and names the owning process; a
+second run of the same campaign is refused while that process is alive, and a lock left by a
+dead process is taken over.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from tasks.errors import StateError
+from tasks.io import atomic_write_parquet, frame_fingerprint, read_json, stable_hash
+
+ATTRS_KEY = "uplift_checkpoint"
+FAULT_ENV = "UPLIFT_FAULT_STAGE"
+
+
+def campaign_dir(artifacts: str | Path, campaign_id: str) -> Path:
+    """Folder of campaign ``campaign_id`` under the artifacts root."""
+    return Path(artifacts) / "campaigns" / campaign_id
+
+
+def stage_key(stage: str, config_slice: Any, upstream: str | None, extra: Any = None) -> str:
+    """The validity key of a stage: a hash of everything its output depends on."""
+    return stable_hash({"stage": stage, "config": config_slice, "upstream": upstream, "extra": extra})
+
+
+def fault_point(stage: str) -> None:
+    """Kill this process with SIGKILL when ``UPLIFT_FAULT_STAGE`` names ``stage``.
+
+    Called after a stage computed its result and before it is committed, so fault tests can
+    interrupt a run at any stage the hard way; a no-op unless the variable is set.
+    """
+    if os.environ.get(FAULT_ENV) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The stored record of one stage's checkpoint (the rows stay on disk)."""
+
+    stage: str
+    path: Path
+    key: str
+    fingerprint: str
+    rows: int
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+class CheckpointStore:
+    """Reads and writes the stage checkpoints of one campaign folder."""
+
+    def __init__(self, root: str | Path, stages: list[str]) -> None:
+        self.root = Path(root)
+        self.stages = list(stages)
+
+    @property
+    def stage_dir(self) -> Path:
+        return self.root / "stages"
+
+    def path(self, stage: str) -> Path:
+        """Checkpoint file of ``stage`` (``stages/NN_<stage>.parquet``, NN from 01)."""
+        if stage not in self.stages:
+            raise KeyError(f"unknown stage {stage!r}; stages are {self.stages}")
+        return self.stage_dir / f"{self.stages.index(stage) + 1:02d}_{stage}.parquet"
+
+    def record(self, stage: str) -> Checkpoint | None:
+        """The checkpoint record of ``stage`` read from file metadata, or None when absent/unreadable."""
+        path = self.path(stage)
+        if not path.exists():
+            return None
+        try:
+            meta = pq.read_schema(path).metadata or {}
+            raw = json.loads(meta[b"PANDAS_ATTRS"])[ATTRS_KEY]
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+        return Checkpoint(stage, path, raw["key"], raw["fingerprint"], int(raw["rows"]),
+                          float(raw["seconds"]), dict(raw.get("info", {})))
+
+    def valid(self, stage: str, key: str) -> Checkpoint | None:
+        """The checkpoint of ``stage`` when it exists and was made with ``key``; else None."""
+        rec = self.record(stage)
+        return rec if rec is not None and rec.key == key else None
+
+    def read(self, stage: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows of ``stage``'s checkpoint."""
+        df = pd.read_parquet(self.path(stage), columns=columns)
+        df.attrs = {}
+        return df
+
+    def write(self, stage: str, key: str, df: pd.DataFrame, seconds: float,
+              info: dict | None = None) -> Checkpoint:
+        """Commit ``df`` as the checkpoint of ``stage`` atomically, with its record embedded."""
+        fault_point(stage)
+        out = df.reset_index(drop=True)
+        if out is df:
+            out = df.copy(deep=False)
+        fp = frame_fingerprint(out)
+        raw = {"key": key, "fingerprint": fp, "rows": int(len(out)), "seconds": round(float(seconds), 4),
+               "info": info or {}}
+        out.attrs = {ATTRS_KEY: json.loads(json.dumps(raw, default=_json_default))}
+        atomic_write_parquet(out, self.path(stage))
+        return Checkpoint(stage, self.path(stage), key, fp, len(out), float(seconds), raw["info"])
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed child not yet reaped) is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class CampaignLock:
+    """Exclusive lock of one campaign folder, held for the duration of a run.
+
+    Usage: ``with CampaignLock(folder / ".lock"): ...``. Raises :class:`StateError` when a
+    live process holds the lock; a lock whose process is gone (same host) is taken over.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._held = False
+
+    def _owner(self) -> dict:
+        try:
+            return read_json(self.path)
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`StateError` naming the process that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                pid = int(owner.get("pid", 0) or 0)
+                same_host = owner.get("host", socket.gethostname()) == socket.gethostname()
+                if not owner:
+                    # A lock file the owner has not finished writing: give it a moment.
+                    time.sleep(0.2)
+                    owner = self._owner()
+                    pid = int(owner.get("pid", 0) or 0)
+                if owner and (not same_host or _pid_alive(pid)):
+                    raise StateError(
+                        f"campaign folder {self.path.parent} is locked by process {pid} on "
+                        f"{owner.get('host')} (lock file {self.path}); wait for that run to finish"
+                    )
+                # Stale: the owner died. Remove the lock and try again.
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._held = True
+            return
+        raise StateError(f"could not take the lock {self.path}; another run keeps taking it")
+
+    def release(self) -> None:
+        """Remove the lock file if this process holds it."""
+        if self._held:
+            if int(self._owner().get("pid", -1)) == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self._held = False
+
+    def __enter__(self) -> "CampaignLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
