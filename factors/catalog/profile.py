@@ -1,0 +1,26 @@
+"""Profile factors: attributes of the client's row in ``clients`` (age, gender, tenure, opt-outs)."""
+from __future__ import annotations
+
+from factors.base import Factor
+from factors.registry import register_all
+
+THEME = "profile"
+
+FACTORS = [
+    Factor("age", "Age of the client in whole years (as recorded in the client table).",
+           "profile", "age", table="clients", columns=("age",), dtype="int64", default=0, theme=THEME),
+    Factor("is_female", "1 when the client's gender is F, else 0.",
+           "profile", "CASE WHEN gender = 'F' THEN 1 ELSE 0 END", table="clients",
+           columns=("gender",), dtype="int8", default=0, theme=THEME),
+    Factor("tenure_days", "Days from registration to the as-of date (fractional days).",
+           "profile", "date_diff('second', CAST(registration_date AS TIMESTAMP), {as_of}) / 86400.0",
+           table="clients", columns=("registration_date",), dtype="float64", default=0.0, theme=THEME),
+]
+for _col, _what in (("email_opt_out", "e-mail"), ("sms_opt_out", "SMS"), ("push_opt_out", "mobile push"),
+                    ("marketing_opt_out", "all marketing offers")):
+    FACTORS.append(Factor(
+        _col, f"1 when the client refused {_what}, else 0 (current flag of the client table).",
+        "profile", f"CAST({_col} AS TINYINT)", table="clients", columns=(_col,), dtype="int8",
+        default=0, theme=THEME))
+
+register_all(FACTORS)

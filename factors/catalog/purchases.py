@@ -1,0 +1,94 @@
+"""Purchase factors: recency, frequency, monetary, basket and price, trends, shares."""
+from __future__ import annotations
+
+from factors.base import Factor
+from factors.registry import register_all
+from tasks.contracts import CATEGORIES
+
+NO_EVENT_DAYS = 9999.0
+"""Default of every "days since ..." factor for a client who never had the event."""
+
+WINDOWS = (30, 90, 180, 365)
+SHARE_WINDOW = 365
+
+
+def _agg(name: str, description: str, sql: str, columns: tuple[str, ...], window: int | None,
+         dtype: str = "float64", default: float | int = 0.0, theme: str = "frequency_monetary") -> Factor:
+    return Factor(name, description, "aggregate", sql, table="purchases", columns=columns,
+                  window=window, dtype=dtype, default=default, theme=theme)
+
+
+def _derived(name: str, description: str, sql: str, inputs: tuple[str, ...],
+             dtype: str = "float64", default: float | int = 0.0, theme: str = "trend") -> Factor:
+    return Factor(name, description, "derived", sql, inputs=inputs, dtype=dtype, default=default, theme=theme)
+
+
+FACTORS: list[Factor] = [
+    _agg("days_since_last_purchase",
+         f"Days from the last purchase to the as-of date (fractional); {NO_EVENT_DAYS:g} when none.",
+         "date_diff('second', max(timestamp), {as_of}) / 86400.0", ("timestamp",), None,
+         default=NO_EVENT_DAYS, theme="recency"),
+    _agg("days_since_first_purchase",
+         f"Days from the first purchase to the as-of date (fractional); {NO_EVENT_DAYS:g} when none.",
+         "date_diff('second', min(timestamp), {as_of}) / 86400.0", ("timestamp",), None,
+         default=NO_EVENT_DAYS, theme="recency"),
+    _agg("purchase_count_total", "Number of purchases in all history.", "count(*)", (), None,
+         dtype="int64", default=0),
+    _agg("purchase_amount_total", "Amount spent in all history.", "sum(amount)", ("amount",), None),
+]
+
+for w in (*WINDOWS, 60):
+    FACTORS.append(_agg(f"purchase_count_{w}d", f"Number of purchases in the last {w} days.",
+                        "count(*)", (), w, dtype="int64", default=0))
+    FACTORS.append(_agg(f"purchase_amount_{w}d", f"Amount spent in the last {w} days.",
+                        "sum(amount)", ("amount",), w))
+for w in WINDOWS:
+    FACTORS += [
+        _agg(f"avg_basket_{w}d", f"Average purchase amount in the last {w} days; 0 when none.",
+             "avg(amount)", ("amount",), w),
+        _agg(f"max_basket_{w}d", f"Largest purchase amount in the last {w} days; 0 when none.",
+             "max(amount)", ("amount",), w),
+        _agg(f"avg_item_price_{w}d", f"Amount per item (amount / quantity) in the last {w} days; 0 when none.",
+             "sum(amount) / NULLIF(sum(quantity), 0)", ("amount", "quantity"), w),
+        _agg(f"item_quantity_{w}d", f"Number of items bought in the last {w} days.",
+             "sum(quantity)", ("quantity",), w, dtype="int64", default=0),
+    ]
+
+FACTORS += [
+    _derived("purchase_count_diff_30d",
+             "Purchases in the last 30 days minus purchases in the 30 days before them.",
+             "2 * purchase_count_30d - purchase_count_60d", ("purchase_count_30d", "purchase_count_60d"),
+             dtype="int64", default=0),
+    _derived("purchase_amount_diff_30d",
+             "Amount spent in the last 30 days minus the amount in the 30 days before them.",
+             "2 * purchase_amount_30d - purchase_amount_60d", ("purchase_amount_30d", "purchase_amount_60d")),
+    _derived("purchase_count_trend_30d",
+             "Share of the last 60 days' purchases made in the last 30 (0.5 = steady; 0.5 when none).",
+             "purchase_count_30d / NULLIF(purchase_count_60d, 0)", ("purchase_count_30d", "purchase_count_60d"),
+             default=0.5),
+    _derived("purchase_amount_trend_30d",
+             "Share of the last 60 days' amount spent in the last 30 (0.5 = steady; 0.5 when none).",
+             "purchase_amount_30d / NULLIF(purchase_amount_60d, 0)", ("purchase_amount_30d", "purchase_amount_60d"),
+             default=0.5),
+]
+
+for cat in CATEGORIES:
+    FACTORS.append(_agg(
+        f"category_{cat}_share_{SHARE_WINDOW}d",
+        f"Share of the amount of the last {SHARE_WINDOW} days spent on {cat} baskets; 0 when none.",
+        f"sum(amount) FILTER (WHERE category = '{cat}') / NULLIF(sum(amount), 0)",
+        ("amount", "category"), SHARE_WINDOW, theme="shares"))
+FACTORS += [
+    _agg(f"distinct_categories_{SHARE_WINDOW}d",
+         f"Number of different basket categories bought in the last {SHARE_WINDOW} days.",
+         "count(DISTINCT category)", ("category",), SHARE_WINDOW, dtype="int64", default=0, theme="shares"),
+    _agg(f"online_share_{SHARE_WINDOW}d",
+         f"Share of the purchases of the last {SHARE_WINDOW} days made online; 0 when none.",
+         "avg(CASE WHEN channel = 'online' THEN 1.0 ELSE 0.0 END)", ("channel",), SHARE_WINDOW, theme="shares"),
+    _agg(f"promo_share_{SHARE_WINDOW}d",
+         f"Share of the purchases of the last {SHARE_WINDOW} days that used a discount or promo "
+         "(discount affinity); 0 when none.",
+         "avg(CASE WHEN promo THEN 1.0 ELSE 0.0 END)", ("promo",), SHARE_WINDOW, theme="shares"),
+]
+
+register_all(FACTORS)

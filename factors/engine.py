@@ -1,0 +1,299 @@
+"""The factor engine: compiles requested factors into one DuckDB query over Parquet.
+
+How a request becomes a query:
+
+1. The requested names are resolved (derived factors pull in their inputs).
+2. Aggregate factors are grouped by source table and window. Each table gets one source
+   CTE over ``read_parquet`` filtered to ``timestamp < as_of`` (and to the longest window
+   when every factor of the table has one); each (table, window) group is one
+   ``GROUP BY client_id`` over it.
+3. The requested clients (a registered frame, or every client registered before the as-of
+   date) are left-joined to every group and to ``clients``; ``COALESCE`` applies each
+   factor's default and ``CAST`` its dtype.
+4. Derived factors are computed in layers over the joined columns.
+
+The result is a pandas frame: ``client_id`` then the requested factors, in the requested
+client order. Only events strictly before the as-of date are read.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from factors.base import Factor
+from factors.registry import resolve
+from tasks.contracts import CONTRACTS
+from tasks.errors import ConfigError, DataValidationError, NotFoundError
+
+SQL_TYPES = {"float64": "DOUBLE", "int64": "BIGINT", "int8": "TINYINT"}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """DuckDB settings for one computation."""
+
+    threads: int | None = None          # None = every core of the machine
+    memory_limit: str = "6GB"           # DuckDB spills to temp files beyond it
+
+
+def _as_of_timestamp(as_of: str | pd.Timestamp) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"as_of {as_of!r} is not a date: {exc}") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ConfigError(f"as_of {as_of!r} is not a date")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def _sql_timestamp(ts: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{ts.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def table_source(data_dir: Path, table: str) -> str:
+    """The ``read_parquet(...)`` expression of a table: a file, or a folder of part files.
+
+    Raises :class:`NotFoundError` when neither exists.
+    """
+    file = Path(data_dir) / f"{table}.parquet"
+    if file.is_file():
+        return f"read_parquet({_quote(str(file))})"
+    if file.is_dir() and any(file.rglob("*.parquet")):
+        return f"read_parquet({_quote(str(file / '**' / '*.parquet'))}, hive_partitioning = false)"
+    raise NotFoundError(f"table '{table}': file {file} does not exist (dataset folder {data_dir})")
+
+
+def _kind_of(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t in ("BOOLEAN",):
+        return "bool"
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+             "UINTEGER", "UBIGINT"):
+        return "int"
+    if t in ("FLOAT", "DOUBLE") or t.startswith("DECIMAL"):
+        return "float"
+    if t.startswith("VARCHAR") or t.startswith("ENUM"):
+        return "string"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return "datetime"
+    return t.lower()
+
+
+def check_columns(con, table: str, source: str, needed: Sequence[str]) -> None:
+    """Raise :class:`DataValidationError` when a needed column is missing or of the wrong kind.
+
+    Only the schema is read (no data), so the check is cheap on big files.
+    """
+    rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    types = {r[0]: r[1] for r in rows}
+    contract = CONTRACTS[table]
+    for col in needed:
+        if col not in types:
+            raise DataValidationError(table, col, f"missing column; the file has {list(types)[:20]}")
+        want = contract.column(col).kind
+        got = _kind_of(types[col])
+        ok = got == want or (want == "float" and got == "int")
+        if not ok:
+            raise DataValidationError(table, col, f"expected {want} values, found type {types[col]}")
+
+
+def _requested_frame(client_ids: pd.Series | np.ndarray | Sequence[int]) -> pd.DataFrame:
+    ids = pd.Series(np.asarray(client_ids))
+    if ids.isna().any():
+        rows = list(np.flatnonzero(ids.isna().to_numpy())[:5])
+        raise DataValidationError("requested clients", "client_id", "missing client id(s)", rows)
+    try:
+        as_int = ids.astype("int64")
+    except (ValueError, TypeError):
+        raise DataValidationError("requested clients", "client_id",
+                                  f"client ids must be integers, got dtype {ids.dtype}") from None
+    if not (as_int.to_numpy() == ids.to_numpy()).all():
+        raise DataValidationError("requested clients", "client_id", "client ids must be whole numbers")
+    dup = as_int.duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = [int(i) for i in np.flatnonzero(dup)[:5]]
+        raise DataValidationError(
+            "requested clients", "client_id",
+            f"{int(dup.sum())} duplicate client id(s), e.g. {sorted(set(as_int[dup].tolist()))[:5]}", rows)
+    return pd.DataFrame({"client_id": as_int.to_numpy(), "ord__": np.arange(len(as_int), dtype=np.int64)})
+
+
+def _fill(sql: str, as_of_sql: str) -> str:
+    return sql.replace("{as_of}", as_of_sql)
+
+
+def _finish(expr: str, f: Factor) -> str:
+    default = repr(float(f.default)) if f.dtype == "float64" else str(int(f.default))
+    return f"CAST(COALESCE({expr}, {default}) AS {SQL_TYPES[f.dtype]})"
+
+
+def compile_query(
+    factors: Sequence[Factor],
+    output: Sequence[str],
+    sources: dict[str, str],
+    as_of: pd.Timestamp,
+    requested: bool,
+) -> str:
+    """Build the single SQL query computing ``factors`` (resolved, inputs first).
+
+    ``sources`` maps each needed table to its ``read_parquet`` expression; ``requested``
+    tells whether a registered relation ``requested_clients(client_id, ord__)`` chooses
+    the clients (else every client registered before ``as_of``). ``output`` are the
+    factor names returned, in order.
+    """
+    a = _sql_timestamp(as_of)
+    ctes: list[str] = []
+    if requested:
+        ctes.append("req AS (SELECT client_id, ord__ FROM requested_clients)")
+    else:
+        ctes.append(f"req AS (SELECT client_id, row_number() OVER () AS ord__ FROM {sources['clients']} "
+                    f"WHERE registration_date < {a})")
+    select = ["req.client_id AS client_id", "req.ord__ AS ord__"]
+    joins: list[str] = []
+
+    by_table: dict[str, list[Factor]] = {}
+    for f in factors:
+        if f.kind == "aggregate":
+            by_table.setdefault(f.table, []).append(f)  # type: ignore[arg-type]
+    for table, fs in by_table.items():
+        lower = ""
+        if all(f.window for f in fs):
+            lower = f" AND timestamp >= {a} - INTERVAL {max(f.window for f in fs)} DAY"  # type: ignore[type-var]
+        semi = " AND client_id IN (SELECT client_id FROM req)" if requested else ""
+        ctes.append(f"src_{table} AS (SELECT * FROM {sources[table]} WHERE timestamp < {a}{lower}{semi})")
+        windows = sorted({f.window or 0 for f in fs})
+        for w in windows:
+            group = [f for f in fs if (f.window or 0) == w]
+            alias = f"{table}_w{w}"
+            aggs = ", ".join(f"{_fill(f.sql, a)} AS {f.name}" for f in group)
+            where = f" WHERE timestamp >= {a} - INTERVAL {w} DAY" if w else ""
+            ctes.append(f"{alias} AS (SELECT client_id, {aggs} FROM src_{table}{where} GROUP BY client_id)")
+            joins.append(f"LEFT JOIN {alias} ON {alias}.client_id = req.client_id")
+            select += [f"{_finish(f'{alias}.{f.name}', f)} AS {f.name}" for f in group]
+    profile = [f for f in factors if f.kind == "profile"]
+    if profile:
+        exprs = ", ".join(f"{_fill(f.sql, a)} AS {f.name}" for f in profile)
+        ctes.append(f"profile AS (SELECT client_id, {exprs} FROM {sources['clients']})")
+        joins.append("LEFT JOIN profile ON profile.client_id = req.client_id")
+        select += [f"{_finish(f'profile.{f.name}', f)} AS {f.name}" for f in profile]
+    ctes.append(f"layer0 AS (SELECT {', '.join(select)} FROM req {' '.join(joins)})")
+
+    done = {f.name for f in factors if f.kind != "derived"}
+    pending = [f for f in factors if f.kind == "derived"]
+    layer = 0
+    while pending:
+        ready = [f for f in pending if all(i in done for i in f.inputs)]
+        if not ready:  # cannot happen for registered factors (inputs are registered first)
+            raise ConfigError(f"derived factors {[f.name for f in pending]} have unresolved inputs")
+        exprs = ", ".join(f"{_finish(_fill(f.sql, a), f)} AS {f.name}" for f in ready)
+        ctes.append(f"layer{layer + 1} AS (SELECT *, {exprs} FROM layer{layer})")
+        layer += 1
+        done |= {f.name for f in ready}
+        pending = [f for f in pending if f.name not in done]
+
+    cols = ", ".join(["client_id", *output])
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {cols} FROM layer{layer} ORDER BY ord__"
+
+
+def _connect(options: EngineOptions):
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    threads = options.threads or os.cpu_count() or 1
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET memory_limit = {_quote(options.memory_limit)}")
+    con.execute(f"SET temp_directory = {_quote(str(Path(tempfile.gettempdir()) / 'uplift_factors_duckdb'))}")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def _check_known_clients(con, sources: dict[str, str], as_of_sql: str) -> None:
+    missing = con.execute(
+        f"SELECT r.client_id, c.registration_date FROM requested_clients r "
+        f"LEFT JOIN {sources['clients']} c ON c.client_id = r.client_id "
+        f"WHERE c.client_id IS NULL OR c.registration_date >= {as_of_sql} ORDER BY r.ord__"
+    ).fetchall()
+    if missing:
+        unknown = [int(r[0]) for r in missing if r[1] is None]
+        later = [int(r[0]) for r in missing if r[1] is not None]
+        parts = []
+        if unknown:
+            parts.append(f"{len(unknown)} not in the clients table, e.g. {unknown[:5]}")
+        if later:
+            parts.append(f"{len(later)} registered on or after the as-of date, e.g. {later[:5]}")
+        raise NotFoundError(f"table 'clients', column 'client_id': requested client(s) unknown as of "
+                            f"{as_of_sql}: " + "; ".join(parts))
+
+
+def compute_factors(
+    data_dir: str | Path,
+    as_of: str | pd.Timestamp,
+    factor_names: Sequence[str],
+    client_ids: pd.Series | np.ndarray | Sequence[int] | None = None,
+    options: EngineOptions | None = None,
+) -> pd.DataFrame:
+    """Compute factors for clients as of a date from the Parquet tables in ``data_dir``.
+
+    Returns one row per requested client (input order; with ``client_ids=None`` every
+    client registered before ``as_of``, in the clients table's order): ``client_id``
+    (int64) then one column per factor in the requested order with its declared dtype;
+    clients without the needed events get each factor's default. Reads only events
+    strictly before ``as_of``; never reads the truth or campaign tables.
+
+    Raises :class:`NotFoundError` for an unknown factor, a missing table file or a
+    requested client unknown (or not yet registered) as of the date;
+    :class:`DataValidationError` for a missing or mistyped column or duplicate requested
+    ids; :class:`ConfigError` for a bad date or an empty factor list.
+    """
+    names = list(factor_names)
+    if not names:
+        raise ConfigError("no factors requested (factor_names is empty)")
+    dup_names = sorted({n for n in names if names.count(n) > 1})
+    if dup_names:
+        raise ConfigError(f"factor(s) requested twice: {dup_names}")
+    ts = _as_of_timestamp(as_of)
+    resolved = resolve(names)
+    data_dir = Path(data_dir)
+    needed: dict[str, set[str]] = {"clients": {"client_id", "registration_date"}}
+    for f in resolved:
+        if f.table:
+            needed.setdefault(f.table, set()).update(f.columns)
+            if f.table != "clients":
+                needed[f.table].update({"client_id", "timestamp"})
+    sources = {t: table_source(data_dir, t) for t in needed}
+
+    con = _connect(options or EngineOptions())
+    try:
+        for t, cols in needed.items():
+            check_columns(con, t, sources[t], sorted(cols))
+        requested = client_ids is not None
+        if requested:
+            con.register("requested_clients", _requested_frame(client_ids))  # type: ignore[arg-type]
+            _check_known_clients(con, sources, _sql_timestamp(ts))
+        sql = compile_query(resolved, names, sources, ts, requested)
+        out = con.execute(sql).fetch_df()
+    finally:
+        con.close()
+    return _with_dtypes(out, [f for f in resolved if f.name in set(names)], names)
+
+
+def _with_dtypes(df: pd.DataFrame, factors: Sequence[Factor], names: Sequence[str]) -> pd.DataFrame:
+    by_name = {f.name: f for f in factors}
+    dtypes = {"client_id": "int64", **{n: by_name[n].dtype for n in names}}
+    if any(str(df[c].dtype) != t for c, t in dtypes.items()):
+        df = df.astype(dtypes)
+    return df.reset_index(drop=True)
