@@ -1,0 +1,287 @@
+"""Estimators and tests for campaign evaluation.
+
+Differences of means with confidence intervals (difference of proportions for 0/1 outcomes,
+Welch for anything else), relative lift, the two-proportion z-test, the sample-ratio
+mismatch test, standardised mean differences for balance checks, and multiple-testing
+corrections. Inputs are array-likes; bad input raises :class:`~tasks.errors.DataValidationError`
+or :class:`~tasks.errors.ConfigError` (a bad parameter such as ``alpha``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from tasks.errors import ConfigError, DataValidationError
+
+ArrayLike = Any
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An estimated effect (treated minus control, or a relative lift) with its uncertainty.
+
+    ``ci_low``/``ci_high`` form the two-sided ``1 - alpha`` interval; ``p_value`` tests
+    "no effect". ``method`` names the estimator used.
+    """
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_t: int
+    n_c: int
+    mean_t: float
+    mean_c: float
+    alpha: float = 0.05
+    method: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, (np.floating, np.integer)):
+                out[key] = value.item()
+        return out
+
+    def covers(self, value: float) -> bool:
+        """True when ``value`` lies inside the confidence interval."""
+        return self.ci_low <= value <= self.ci_high
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _sample(values: ArrayLike, column: str, where: str, min_size: int = 2, drop_nan: bool = False) -> np.ndarray:
+    """A new 1-d float64 array of finite values with at least ``min_size`` entries."""
+    try:
+        if isinstance(values, (pd.Series, pd.Index)):
+            arr = values.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            arr = np.array(values, dtype="float64")
+    except (TypeError, ValueError) as exc:
+        raise DataValidationError(where, column, f"values must be numeric ({exc})") from None
+    if arr.ndim != 1:
+        raise DataValidationError(where, column, f"expected a 1-d array, got shape {arr.shape}")
+    if drop_nan:
+        arr = arr[~np.isnan(arr)]
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        raise DataValidationError(where, column, f"{int(bad.sum())} missing or infinite value(s)", rows.tolist())
+    if arr.size < min_size:
+        raise DataValidationError(where, column, f"needs at least {min_size} value(s), got {arr.size}")
+    return arr
+
+
+def _check_alpha(alpha: float, where: str) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
+        raise ConfigError(f"{where}: alpha must be a number in (0, 1), got {alpha!r}")
+
+
+def _is_binary(arr: np.ndarray) -> bool:
+    return bool(np.all((arr == 0) | (arr == 1)))
+
+
+def _normal_effect(
+    estimate: float, se: float, alpha: float, null: float = 0.0
+) -> tuple[float, float, float]:
+    """Normal-approximation interval and two-sided p-value; a zero SE gives a point interval."""
+    if se == 0:
+        return estimate, estimate, 1.0 if estimate == null else 0.0
+    z = sps.norm.ppf(1 - alpha / 2)
+    p = 2 * sps.norm.sf(abs(estimate - null) / se)
+    return estimate - z * se, estimate + z * se, float(p)
+
+
+# --------------------------------------------------------------------------- effects
+
+
+def diff_in_means(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect:
+    """Difference of means, treated minus control, with a ``1 - alpha`` interval and p-value.
+
+    For 0/1 outcomes in both groups: difference of proportions with the unpooled standard
+    error sqrt(p_t(1-p_t)/n_t + p_c(1-p_c)/n_c) and a normal interval. Otherwise Welch's
+    t interval (sample variances, Welch-Satterthwaite degrees of freedom), as
+    ``scipy.stats.ttest_ind(equal_var=False)``. Each group needs at least two values.
+    """
+    where = "diff_in_means input"
+    _check_alpha(alpha, "diff_in_means")
+    t = _sample(y_t, "y_t", where)
+    c = _sample(y_c, "y_c", where)
+    mean_t, mean_c = float(t.mean()), float(c.mean())
+    estimate = mean_t - mean_c
+    if _is_binary(t) and _is_binary(c):
+        var_t = mean_t * (1 - mean_t) / t.size
+        var_c = mean_c * (1 - mean_c) / c.size
+        se = math.sqrt(var_t + var_c)
+        lo, hi, p = _normal_effect(estimate, se, alpha)
+        method = "difference of proportions (unpooled normal)"
+    else:
+        var_t = float(t.var(ddof=1)) / t.size
+        var_c = float(c.var(ddof=1)) / c.size
+        se = math.sqrt(var_t + var_c)
+        method = "Welch t"
+        if se == 0:
+            lo, hi, p = _normal_effect(estimate, se, alpha)
+        else:
+            df = (var_t + var_c) ** 2 / (var_t**2 / (t.size - 1) + var_c**2 / (c.size - 1))
+            q = sps.t.ppf(1 - alpha / 2, df)
+            lo, hi = estimate - q * se, estimate + q * se
+            p = float(2 * sps.t.sf(abs(estimate) / se, df))
+    return Effect(estimate, se, float(lo), float(hi), float(p), int(t.size), int(c.size),
+                  mean_t, mean_c, float(alpha), method)
+
+
+def relative_lift(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect:
+    """Relative lift mean_t / mean_c - 1 with a delta-method standard error and normal interval.
+
+    Uses the same variances of the two means as :func:`diff_in_means`. The control mean must
+    not be zero.
+    """
+    where = "relative_lift input"
+    _check_alpha(alpha, "relative_lift")
+    t = _sample(y_t, "y_t", where)
+    c = _sample(y_c, "y_c", where)
+    mean_t, mean_c = float(t.mean()), float(c.mean())
+    if mean_c == 0:
+        raise DataValidationError(where, "y_c", "the control mean is 0, so a relative lift is undefined")
+    if _is_binary(t) and _is_binary(c):
+        var_t, var_c = mean_t * (1 - mean_t) / t.size, mean_c * (1 - mean_c) / c.size
+    else:
+        var_t, var_c = float(t.var(ddof=1)) / t.size, float(c.var(ddof=1)) / c.size
+    estimate = mean_t / mean_c - 1
+    se = math.sqrt(var_t / mean_c**2 + mean_t**2 * var_c / mean_c**4)
+    lo, hi, p = _normal_effect(estimate, se, alpha)
+    return Effect(estimate, se, float(lo), float(hi), float(p), int(t.size), int(c.size),
+                  mean_t, mean_c, float(alpha), "relative lift (delta method)")
+
+
+def two_proportion_ztest(successes_t: int, n_t: int, successes_c: int, n_c: int) -> tuple[float, float]:
+    """Two-sided z-test of equal proportions with the pooled standard error: ``(z, p_value)``."""
+    counts = {"successes_t": successes_t, "n_t": n_t, "successes_c": successes_c, "n_c": n_c}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise DataValidationError("two_proportion_ztest input", name, f"must be a non-negative integer, got {value!r}")
+    if n_t == 0 or n_c == 0:
+        raise DataValidationError("two_proportion_ztest input", "n_t" if n_t == 0 else "n_c", "group size is 0")
+    if successes_t > n_t or successes_c > n_c:
+        raise DataValidationError("two_proportion_ztest input", None, f"more successes than trials: {counts}")
+    p_t, p_c = successes_t / n_t, successes_c / n_c
+    pooled = (successes_t + successes_c) / (n_t + n_c)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_c))
+    if se == 0:
+        return 0.0, 1.0
+    z = (p_t - p_c) / se
+    return float(z), float(2 * sps.norm.sf(abs(z)))
+
+
+# --------------------------------------------------------------------------- design checks
+
+
+def srm_test(observed: Mapping[str, int], expected_share: Mapping[str, float]) -> tuple[float, float]:
+    """Sample-ratio mismatch: chi-square goodness of fit of group counts to planned shares.
+
+    ``observed`` and ``expected_share`` must name the same groups (at least two); shares are
+    positive and sum to 1. Returns ``(chi2, p_value)`` with ``groups - 1`` degrees of freedom;
+    a small p-value means the split did not happen as planned.
+    """
+    where = "srm_test input"
+    if set(observed) != set(expected_share):
+        raise DataValidationError(
+            where, None,
+            f"observed groups {sorted(observed)} differ from expected groups {sorted(expected_share)}",
+        )
+    if len(observed) < 2:
+        raise DataValidationError(where, None, f"needs at least two groups, got {sorted(observed)}")
+    names = sorted(observed)
+    counts = []
+    for name in names:
+        value = observed[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise DataValidationError(where, name, f"observed count must be a non-negative integer, got {value!r}")
+        counts.append(int(value))
+    shares = []
+    for name in names:
+        share = expected_share[name]
+        if isinstance(share, bool) or not isinstance(share, (int, float, np.floating, np.integer)) or not share > 0:
+            raise ConfigError(f"srm_test: expected share of group {name!r} must be a positive number, got {share!r}")
+        shares.append(float(share))
+    if not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"srm_test: expected shares must sum to 1, got {sum(shares):.6g} ({dict(zip(names, shares))})")
+    total = sum(counts)
+    if total == 0:
+        raise DataValidationError(where, None, "all observed counts are 0")
+    obs = np.asarray(counts, dtype="float64")
+    exp = total * np.asarray(shares) / sum(shares)
+    chi2 = float(((obs - exp) ** 2 / exp).sum())
+    return chi2, float(sps.chi2.sf(chi2, len(names) - 1))
+
+
+def standardized_mean_difference(a: ArrayLike, b: ArrayLike) -> float:
+    """(mean_a - mean_b) / sqrt((var_a + var_b) / 2) with sample variances; NaNs are ignored.
+
+    Balance checks usually call |SMD| < 0.1 balanced. When both groups are constant the
+    result is 0 for equal means and +/-inf otherwise.
+    """
+    where = "standardized_mean_difference input"
+    x = _sample(a, "a", where, drop_nan=True)
+    y = _sample(b, "b", where, drop_nan=True)
+    diff = float(x.mean() - y.mean())
+    pooled = math.sqrt((float(x.var(ddof=1)) + float(y.var(ddof=1))) / 2)
+    if pooled == 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / pooled
+
+
+# --------------------------------------------------------------------------- multiple testing
+
+
+def _pvalues(pvalues: ArrayLike, where: str) -> np.ndarray:
+    p = _sample(pvalues, "pvalues", where, min_size=0)
+    bad = (p < 0) | (p > 1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        raise DataValidationError(where, "pvalues", f"{int(bad.sum())} value(s) outside [0, 1]", rows.tolist())
+    return p
+
+
+def bh_adjusted(pvalues: ArrayLike) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
+    p = _pvalues(pvalues, "bh_adjusted input")
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted_sorted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    out = np.empty(m)
+    out[order] = adjusted_sorted
+    return out
+
+
+def benjamini_hochberg(pvalues: ArrayLike, alpha: float = 0.05) -> np.ndarray:
+    """Which hypotheses the Benjamini-Hochberg step-up procedure rejects at false discovery
+    rate ``alpha``: a boolean mask in the input order."""
+    _check_alpha(alpha, "benjamini_hochberg")
+    return bh_adjusted(pvalues) <= alpha
+
+
+def holm(pvalues: ArrayLike, alpha: float = 0.05) -> np.ndarray:
+    """Which hypotheses Holm's step-down procedure rejects at family-wise error ``alpha``:
+    a boolean mask in the input order."""
+    _check_alpha(alpha, "holm")
+    p = _pvalues(pvalues, "holm input")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    passes = p[order] <= alpha / (m - np.arange(m))
+    # step-down: stop at the first hypothesis that is not rejected
+    n_rejected = m if passes.all() else int(np.argmin(passes))
+    out = np.zeros(m, dtype=bool)
+    out[order[:n_rejected]] = True
+    return out

@@ -1,0 +1,177 @@
+"""Campaign-evaluation statistics against hand-computed values and scipy."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from tasks import stats as s
+from tasks.errors import ConfigError, DataValidationError
+
+Z975 = 1.959963984540054
+
+
+def test_diff_in_means_of_proportions_by_hand():
+    y_t = [1, 1, 1, 0]      # 0.75
+    y_c = [1, 0, 0, 0, 0]   # 0.20
+    eff = s.diff_in_means(y_t, y_c)
+    se = math.sqrt(0.75 * 0.25 / 4 + 0.2 * 0.8 / 5)
+    assert eff.estimate == pytest.approx(0.55)
+    assert eff.se == pytest.approx(se)
+    assert eff.ci_low == pytest.approx(0.55 - Z975 * se)
+    assert eff.ci_high == pytest.approx(0.55 + Z975 * se)
+    assert eff.p_value == pytest.approx(2 * (1 - sps.norm.cdf(0.55 / se)))
+    assert (eff.n_t, eff.n_c, eff.mean_t, eff.mean_c) == (4, 5, 0.75, 0.2)
+    assert "proportions" in eff.method
+
+
+def test_diff_in_means_welch_by_hand_and_against_scipy():
+    y_t = [1.0, 2.0, 3.0, 4.0]   # mean 2.5, sample variance 5/3
+    y_c = [2.0, 4.0, 6.0]        # mean 4.0, sample variance 4
+    eff = s.diff_in_means(y_t, y_c, alpha=0.1)
+    v_t, v_c = (5 / 3) / 4, 4 / 3
+    se = math.sqrt(v_t + v_c)
+    df = (v_t + v_c) ** 2 / (v_t**2 / 3 + v_c**2 / 2)
+    assert eff.estimate == pytest.approx(-1.5)
+    assert eff.se == pytest.approx(se)
+    assert eff.ci_high == pytest.approx(-1.5 + sps.t.ppf(0.95, df) * se)
+    ref = sps.ttest_ind(y_t, y_c, equal_var=False)
+    assert eff.p_value == pytest.approx(ref.pvalue)
+    ci = ref.confidence_interval(0.9)
+    assert (eff.ci_low, eff.ci_high) == pytest.approx((ci.low, ci.high))
+
+
+def test_diff_in_means_without_variance_gives_a_point_interval():
+    eff = s.diff_in_means([0, 0, 0], [0, 0])
+    assert (eff.estimate, eff.ci_low, eff.ci_high, eff.p_value) == (0.0, 0.0, 0.0, 1.0)
+    eff = s.diff_in_means([5.0, 5.0], [3.0, 3.0])
+    assert (eff.estimate, eff.se, eff.p_value) == (2.0, 0.0, 0.0)
+
+
+def test_diff_in_means_intervals_cover_the_true_effect_about_95_percent():
+    rng = np.random.default_rng(0)
+    covered = [
+        s.diff_in_means(rng.random(2000) < 0.12, rng.random(2000) < 0.10).covers(0.02) for _ in range(300)
+    ]
+    # binomial sd of the coverage over 300 runs is about 0.013
+    assert 0.91 <= np.mean(covered) <= 0.99
+
+
+def test_effect_to_dict_is_plain():
+    d = s.diff_in_means(np.array([1, 0, 1]), pd.Series([0, 0, 1])).to_dict()
+    assert set(d) >= {"estimate", "se", "ci_low", "ci_high", "p_value", "n_t", "n_c", "mean_t", "mean_c"}
+    assert all(type(v) in (float, int, str) for v in d.values())
+
+
+def test_diff_in_means_bad_input():
+    with pytest.raises(DataValidationError, match="y_c.*at least 2"):
+        s.diff_in_means([1, 0], [1])
+    with pytest.raises(DataValidationError, match="y_t.*missing"):
+        s.diff_in_means([1, np.nan, 0], [1, 0])
+    with pytest.raises(DataValidationError, match="numeric"):
+        s.diff_in_means(["a", "b"], [1, 0])
+    with pytest.raises(ConfigError, match="alpha"):
+        s.diff_in_means([1, 0], [1, 0], alpha=1.5)
+
+
+def test_relative_lift_by_hand():
+    y_t = [1, 1, 0, 0]   # 0.5
+    y_c = [1, 0, 0, 0]   # 0.25
+    eff = s.relative_lift(y_t, y_c)
+    v_t, v_c = 0.5 * 0.5 / 4, 0.25 * 0.75 / 4
+    se = math.sqrt(v_t / 0.25**2 + 0.5**2 * v_c / 0.25**4)
+    assert eff.estimate == pytest.approx(1.0)
+    assert eff.se == pytest.approx(se)
+    assert eff.ci_low == pytest.approx(1.0 - Z975 * se)
+    with pytest.raises(DataValidationError, match="control mean is 0"):
+        s.relative_lift([1, 0], [0, 0])
+
+
+def test_two_proportion_ztest_by_hand():
+    z, p = s.two_proportion_ztest(30, 100, 20, 100)
+    pooled = 50 / 200
+    z_hand = (0.3 - 0.2) / math.sqrt(pooled * (1 - pooled) * (1 / 100 + 1 / 100))
+    assert z == pytest.approx(z_hand)
+    assert p == pytest.approx(2 * sps.norm.sf(z_hand))
+    with pytest.raises(DataValidationError, match="more successes"):
+        s.two_proportion_ztest(5, 4, 1, 10)
+    with pytest.raises(DataValidationError, match="n_c"):
+        s.two_proportion_ztest(0, 4, 0, 0)
+
+
+def test_srm_test_by_hand_and_against_scipy():
+    chi2, p = s.srm_test({"a": 510, "b": 490}, {"a": 0.5, "b": 0.5})
+    assert chi2 == pytest.approx(10**2 / 500 + 10**2 / 500)
+    assert p == pytest.approx(sps.chi2.sf(0.4, 1))
+    observed = {"targeted": 8123, "random_target": 950, "control": 927}
+    shares = {"targeted": 0.8, "random_target": 0.1, "control": 0.1}
+    chi2, p = s.srm_test(observed, shares)
+    ref = sps.chisquare([8123, 950, 927], [8000, 1000, 1000])
+    assert (chi2, p) == pytest.approx((ref.statistic, ref.pvalue))
+
+
+def test_srm_test_catches_a_five_percent_imbalance_at_100k():
+    # control planned 10% but 5% of its clients went missing: 100k * 0.1 * 0.95
+    chi2, p = s.srm_test({"targeted": 80_000, "random_target": 10_000, "control": 9_500},
+                         {"targeted": 0.8, "random_target": 0.1, "control": 0.1})
+    assert p < 0.001
+
+
+def test_srm_test_bad_input():
+    with pytest.raises(ConfigError, match="sum to 1"):
+        s.srm_test({"a": 1, "b": 2}, {"a": 0.5, "b": 0.6})
+    with pytest.raises(DataValidationError, match="differ"):
+        s.srm_test({"a": 1, "b": 2}, {"a": 0.5, "c": 0.5})
+    with pytest.raises(DataValidationError, match="non-negative integer"):
+        s.srm_test({"a": -1, "b": 2}, {"a": 0.5, "b": 0.5})
+    with pytest.raises(ConfigError, match="positive"):
+        s.srm_test({"a": 1, "b": 2}, {"a": 0.0, "b": 1.0})
+    with pytest.raises(DataValidationError, match="all observed counts are 0"):
+        s.srm_test({"a": 0, "b": 0}, {"a": 0.5, "b": 0.5})
+    with pytest.raises(DataValidationError, match="two groups"):
+        s.srm_test({"a": 3}, {"a": 1.0})
+
+
+def test_standardized_mean_difference_by_hand():
+    # means 2 and 3, sample variances 1 and 1 -> (2 - 3) / sqrt((1 + 1) / 2)
+    assert s.standardized_mean_difference([1, 2, 3], [2, 3, 4]) == pytest.approx(-1.0)
+    # equal means 2 and 2 (the NaN is ignored) -> 0
+    assert s.standardized_mean_difference([1, 2, 3], [0, 2, 4, np.nan]) == pytest.approx(0.0)
+    # means 2 and 4, variances 1 and 4 -> -2 / sqrt(2.5)
+    assert s.standardized_mean_difference([1, 2, 3], [2, 4, 6]) == pytest.approx(-2 / math.sqrt(2.5))
+    assert s.standardized_mean_difference([1, 1], [1, 1]) == 0.0
+    assert s.standardized_mean_difference([2, 2], [1, 1]) == math.inf
+    with pytest.raises(DataValidationError, match="column 'b'.*at least 2"):
+        s.standardized_mean_difference([1, 2], [np.nan, 1])
+
+
+def test_benjamini_hochberg_by_hand_and_against_scipy():
+    p = [0.01, 0.04, 0.03, 0.2]
+    # sorted 0.01, 0.03, 0.04, 0.2 against 0.05 * i / 4 = 0.0125, 0.025, 0.0375, 0.05:
+    # only 0.01 passes and no larger one does -> reject the first only
+    np.testing.assert_array_equal(s.benjamini_hochberg(p, alpha=0.05), [True, False, False, False])
+    # adjusted: 0.01*4/1 = 0.04, 0.03*4/2 = 0.06, 0.04*4/3 = 0.0533, 0.2 -> running min from the top
+    np.testing.assert_allclose(s.bh_adjusted(p), [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.2])
+    rng = np.random.default_rng(1)
+    many = np.r_[rng.random(40), rng.random(10) * 1e-3]
+    np.testing.assert_allclose(s.bh_adjusted(many), sps.false_discovery_control(many))
+    assert s.benjamini_hochberg([]).size == 0
+
+
+def test_holm_by_hand():
+    # sorted 0.01 <= 0.05/4; 0.03 > 0.05/3 stops the procedure
+    np.testing.assert_array_equal(s.holm([0.01, 0.04, 0.03, 0.2]), [True, False, False, False])
+    # 0.001 <= 0.05/3, 0.01 <= 0.05/2, 0.02 <= 0.05/1
+    np.testing.assert_array_equal(s.holm([0.02, 0.001, 0.01]), [True, True, True])
+
+
+def test_multiple_testing_bad_input():
+    with pytest.raises(DataValidationError, match="outside"):
+        s.benjamini_hochberg([0.1, 1.2])
+    with pytest.raises(DataValidationError, match="missing"):
+        s.holm([0.1, np.nan])
+    with pytest.raises(ConfigError, match="alpha"):
+        s.holm([0.1], alpha=0)
