@@ -1,0 +1,586 @@
+"""Evaluation of a frozen campaign against its random control group.
+
+Responses (client_id, response, revenue) are joined to the frozen campaign table and the
+following estimands are computed, each with a normal confidence interval and a two-sided
+p-value (Welch standard errors, so unequal group sizes and variances are fine):
+
+(a) ``targeted_vs_control``: targeted clients with score at or above the campaign's
+    threshold (who got the offer) against control clients with score at or above the same
+    threshold (who would have got it). Both groups are selected by the same score rule out
+    of two random groups, so the comparison is an unbiased estimate of the offer's effect on
+    the clients the model chose. Totals scale the per-client effect by the number of offers.
+(b) ``random_target_vs_control``: everyone in random_target got the offer, nobody in control
+    did: what a blanket campaign does per client.
+(c) ``model_value``: (a) minus (b), the incremental responses (revenue) per offer the model
+    adds over random targeting. The two estimates share the control group (control clients
+    above the threshold are part of the whole control group), so the variance of the
+    difference subtracts that covariance: ``Var(a) + Var(b) - 2 * s2(control above) / n(control)``.
+(d) ``profit``: incremental responses times the policy's margin, or incremental revenue,
+    minus the contact cost of every offer.
+
+Also: a sample-ratio-mismatch test of the group sizes against the configured proportions,
+the model's Qini AUC and uplift@k on random_target + control (a fresh randomised experiment,
+so an honest out-of-sample measure) and an uplift-by-score-decile table.
+
+Clients of the campaign without a response row are an error by default (naming how many are
+missing); with ``missing_responses="non_responder"`` they count as response 0, revenue 0.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from tasks import metrics
+from tasks.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
+from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError
+from tasks.io import read_json
+
+GROUPS = ("targeted", "random_target", "control")
+CAMPAIGN_COLUMNS = ("client_id", "group", "offer", "score")
+MISSING_POLICIES = ("error", "non_responder")
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of an evaluation (``conf/evaluate/default.yaml``, key ``evaluate``)."""
+
+    alpha: float = 0.05
+    srm_alpha: float = 0.001
+    missing_responses: str = "error"
+    k: float = 0.3
+    bins: int = 10
+    n_boot: int = 200
+    seed: int = 0
+    margin: float | None = None
+    contact_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"config 'evaluate', key 'alpha': must be in (0, 1), got {self.alpha}")
+        if not 0 < self.srm_alpha < 1:
+            raise ConfigError(f"config 'evaluate', key 'srm_alpha': must be in (0, 1), got {self.srm_alpha}")
+        if self.missing_responses not in MISSING_POLICIES:
+            raise ConfigError(
+                f"config 'evaluate', key 'missing_responses': must be one of {list(MISSING_POLICIES)}, "
+                f"got {self.missing_responses!r}"
+            )
+        if not 0 < self.k < 1:
+            raise ConfigError(f"config 'evaluate', key 'k': must be a fraction in (0, 1), got {self.k}")
+        if self.bins < 2:
+            raise ConfigError(f"config 'evaluate', key 'bins': must be at least 2, got {self.bins}")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Difference in means of a treated and a control sample with its uncertainty."""
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_t: int
+    n_c: int
+    mean_t: float
+    mean_c: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _z(alpha: float) -> float:
+    return float(sps.norm.ppf(1.0 - alpha / 2.0))
+
+
+def _from_estimate(estimate: float, se: float, alpha: float, **extra: Any) -> Effect:
+    """An :class:`Effect` from a point estimate and its standard error (normal interval)."""
+    if se > 0:
+        p = float(2.0 * sps.norm.sf(abs(estimate) / se))
+    else:
+        p = 1.0 if estimate == 0 else 0.0
+    z = _z(alpha)
+    return Effect(estimate=float(estimate), se=float(se), ci_low=float(estimate - z * se),
+                  ci_high=float(estimate + z * se), p_value=p, **extra)
+
+
+def diff_in_means(y_t: np.ndarray, y_c: np.ndarray, alpha: float = 0.05, where: str = "effect") -> Effect:
+    """Mean of ``y_t`` minus mean of ``y_c`` with a Welch standard error.
+
+    ``se = sqrt(var_t / n_t + var_c / n_c)`` (sample variances, ddof=1), normal ``1 - alpha``
+    interval and two-sided p-value. Each sample needs at least two values.
+    """
+    y_t = np.asarray(y_t, dtype="float64")
+    y_c = np.asarray(y_c, dtype="float64")
+    for name, arr in (("treated", y_t), ("control", y_c)):
+        if arr.size < 2:
+            raise DataValidationError(
+                "responses", None, f"{where}: the {name} sample has {arr.size} client(s); at least 2 are needed"
+            )
+    var_t, var_c = y_t.var(ddof=1), y_c.var(ddof=1)
+    se = math.sqrt(var_t / y_t.size + var_c / y_c.size)
+    return _from_estimate(
+        y_t.mean() - y_c.mean(), se, alpha,
+        n_t=int(y_t.size), n_c=int(y_c.size), mean_t=float(y_t.mean()), mean_c=float(y_c.mean()),
+    )
+
+
+def srm_test(observed: dict[str, int], expected_share: dict[str, float]) -> tuple[float, float]:
+    """Chi-square goodness-of-fit of group sizes against configured proportions: ``(chi2, p)``.
+
+    Shares are normalised over the groups given; a group with share 0 must be empty.
+    """
+    names = [g for g in expected_share if expected_share[g] > 0]
+    total_share = sum(expected_share[g] for g in names)
+    if not names or total_share <= 0:
+        raise ConfigError(f"sample-ratio test: no group has a positive share in {expected_share}")
+    n = sum(int(observed.get(g, 0)) for g in names)
+    if n == 0:
+        raise DataValidationError("campaign", "group", "sample-ratio test: every group is empty")
+    obs = np.array([observed.get(g, 0) for g in names], dtype="float64")
+    exp = np.array([expected_share[g] / total_share * n for g in names])
+    chi2 = float(((obs - exp) ** 2 / exp).sum())
+    p = float(sps.chi2.sf(chi2, df=len(names) - 1)) if len(names) > 1 else 1.0
+    return chi2, p
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def campaign_folder(artifacts: str | Path, campaign_id: str) -> Path:
+    """``<artifacts>/campaigns/<campaign_id>``."""
+    return Path(artifacts) / "campaigns" / campaign_id
+
+
+def load_frozen_campaign(folder: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Read a frozen campaign's table and manifest.
+
+    A campaign is frozen when both ``campaign.parquet`` and ``manifest.json`` exist; anything
+    else is a :class:`NotFoundError` (no folder) or :class:`StateError` (not frozen yet).
+    Checks the table's columns, groups and unique client ids.
+    """
+    folder = Path(folder)
+    cid = folder.name
+    if not folder.is_dir():
+        raise NotFoundError(
+            f"campaign '{cid}': folder {folder} does not exist; calculate it with "
+            f"`python -m flows.campaign campaign.id={cid}`"
+        )
+    table, manifest_path = folder / "campaign.parquet", folder / "manifest.json"
+    missing = [p.name for p in (table, manifest_path) if not p.exists()]
+    if missing:
+        raise StateError(
+            f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {folder}; "
+            "responses can only be evaluated against a frozen campaign (finish "
+            f"`python -m flows.campaign campaign.id={cid}` first)"
+        )
+    manifest = read_json(manifest_path)
+    df = pd.read_parquet(table)
+    lacking = [c for c in CAMPAIGN_COLUMNS if c not in df.columns]
+    if lacking:
+        raise DataValidationError("campaign", lacking[0], f"missing column(s) {lacking} in {table}")
+    bad = ~df["group"].isin(GROUPS).to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise DataValidationError(
+            "campaign", "group", f"{int(bad.sum())} value(s) outside {list(GROUPS)}", rows,
+            df.iloc[rows][["client_id", "group"]].to_string(),
+        )
+    dup = df["client_id"].duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)[:5].tolist()
+        raise DataValidationError("campaign", "client_id", f"{int(dup.sum())} duplicate client id row(s)", rows)
+    return df, manifest
+
+
+def read_responses(path: str | Path) -> pd.DataFrame:
+    """Read a responses table (Parquet or CSV) and validate it against the RESPONSES contract.
+
+    Missing file: :class:`NotFoundError`; missing or mistyped columns, values outside 0/1,
+    negative revenue or duplicate client ids: :class:`DataValidationError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(
+            f"table 'responses': file {path} does not exist; simulate responses with "
+            "`python -m flows.simulate_responses campaign_id=<id>` or pass responses=<path>"
+        )
+    return load_table(path, RESPONSES)
+
+
+def validate_responses(responses: pd.DataFrame) -> pd.DataFrame:
+    """Coerce an in-memory responses frame to its contract and validate it (a new frame)."""
+    out = coerce_to_contract(responses, RESPONSES)
+    validate_table(out, RESPONSES)
+    return out
+
+
+def join_responses(
+    campaign: pd.DataFrame, responses: pd.DataFrame, missing_responses: str = "error"
+) -> pd.DataFrame:
+    """The campaign table with ``response`` and ``revenue`` joined on client_id (a new frame).
+
+    Responses for clients that are not in the campaign are an error naming them. Campaign
+    clients without a response row are an error (``missing_responses="error"``) or count as
+    non-responders with zero revenue (``"non_responder"``).
+    """
+    if missing_responses not in MISSING_POLICIES:
+        raise ConfigError(f"missing_responses must be one of {list(MISSING_POLICIES)}, got {missing_responses!r}")
+    resp = validate_responses(responses)
+    known = resp["client_id"].isin(campaign["client_id"]).to_numpy()
+    if not known.all():
+        rows = np.flatnonzero(~known)[:5].tolist()
+        raise DataValidationError(
+            "responses", "client_id",
+            f"{int((~known).sum())} response row(s) for client ids that are not in the campaign", rows,
+            resp.iloc[rows][["client_id", "response", "revenue"]].to_string(),
+        )
+    joined = campaign.merge(resp[["client_id", "response", "revenue"]], on="client_id", how="left")
+    absent = joined["response"].isna().to_numpy()
+    if absent.any():
+        if missing_responses == "error":
+            ids = joined.loc[absent, "client_id"].head(5).tolist()
+            raise DataValidationError(
+                "responses", "client_id",
+                f"{int(absent.sum())} of {len(joined)} campaign client(s) have no response row "
+                f"(e.g. client ids {ids}); supply them or set evaluate.missing_responses=non_responder "
+                "to count them as non-responders",
+            )
+        joined["response"] = joined["response"].fillna(0)
+        joined["revenue"] = joined["revenue"].fillna(0.0)
+    joined["response"] = joined["response"].astype("int64")
+    joined["revenue"] = joined["revenue"].astype("float64")
+    return joined
+
+
+def economics(manifest: dict, cfg: EvaluateConfig) -> tuple[float | None, float]:
+    """``(margin, contact_cost)``: the campaign policy's values unless the config overrides them."""
+    params = manifest.get("policy", {}) or {}
+    params = params.get("params", params) or {}
+    margin = cfg.margin if cfg.margin is not None else params.get("margin")
+    cost = cfg.contact_cost if cfg.contact_cost is not None else params.get("contact_cost")
+    return (None if margin is None else float(margin)), float(cost or 0.0)
+
+
+def score_cutoff(manifest: dict, campaign: pd.DataFrame) -> float:
+    """The threshold recorded at freeze; falls back to the lowest offered targeted score."""
+    cutoff = (manifest.get("threshold") or {}).get("score_cutoff")
+    if cutoff is not None:
+        return float(cutoff)
+    offered = campaign.loc[(campaign["group"] == "targeted") & campaign["offer"].astype(bool), "score"]
+    if offered.empty:
+        raise DataValidationError(
+            "manifest", "threshold.score_cutoff",
+            "no threshold recorded and no targeted client got an offer, so the targeted comparison is undefined",
+        )
+    return float(offered.min())
+
+
+# --------------------------------------------------------------------------- estimands
+
+
+def _pair(joined: pd.DataFrame, t_mask: np.ndarray, c_mask: np.ndarray, alpha: float, what: str) -> dict[str, Effect]:
+    return {
+        col: diff_in_means(joined[col].to_numpy()[t_mask], joined[col].to_numpy()[c_mask], alpha, f"{what} ({col})")
+        for col in ("response", "revenue")
+    }
+
+
+def model_value(
+    above_t: np.ndarray, above_c: np.ndarray, random_t: np.ndarray, control: np.ndarray, alpha: float = 0.05
+) -> Effect:
+    """(mean above_t - mean above_c) - (mean random_t - mean control), with a standard error
+    that accounts for ``above_c`` being a subset of ``control``.
+
+    ``Var = v(above_t)/n + v(above_c)/n + v(random_t)/n + v(control)/n - 2 v(above_c)/n(control)``.
+    """
+    a = diff_in_means(above_t, above_c, alpha, "model value (targeted)")
+    b = diff_in_means(random_t, control, alpha, "model value (random)")
+    var = a.se**2 + b.se**2 - 2.0 * np.var(np.asarray(above_c, dtype=float), ddof=1) / len(control)
+    return _from_estimate(a.estimate - b.estimate, math.sqrt(max(var, 0.0)), alpha,
+                          n_t=a.n_t, n_c=b.n_t, mean_t=a.estimate, mean_c=b.estimate)
+
+
+def scaled(effect: Effect, factor: float, shift: float = 0.0) -> dict[str, float]:
+    """``factor * effect + shift`` with its interval (a linear transform of the estimate)."""
+    lo, hi = sorted((factor * effect.ci_low + shift, factor * effect.ci_high + shift))
+    return {"estimate": factor * effect.estimate + shift, "ci_low": lo, "ci_high": hi,
+            "se": abs(factor) * effect.se, "p_value": effect.p_value}
+
+
+def decile_table(joined: pd.DataFrame, bins: int = 10, alpha: float = 0.05) -> pd.DataFrame:
+    """Uplift of random_target over control in each score bin of the whole campaign.
+
+    Bins are equal-count slices of the campaign ranked by descending score (bin 1 = best);
+    within each bin the random_target and control response rates are compared (Welch SE).
+    Also lists each bin's score range and the share of its targeted clients who got the offer.
+    """
+    order = np.argsort(-joined["score"].to_numpy(), kind="stable")
+    bin_of = np.empty(len(joined), dtype="int64")
+    bin_of[order] = np.arange(len(joined)) * bins // len(joined)
+    z = _z(alpha)
+    rows = []
+    group = joined["group"].to_numpy()
+    resp = joined["response"].to_numpy(dtype=float)
+    score = joined["score"].to_numpy(dtype=float)
+    offer = joined["offer"].to_numpy(dtype=bool)
+    for b in range(bins):
+        in_bin = bin_of == b
+        yt, yc = resp[in_bin & (group == "random_target")], resp[in_bin & (group == "control")]
+        tg = in_bin & (group == "targeted")
+        rt = yt.mean() if yt.size else np.nan
+        rc = yc.mean() if yc.size else np.nan
+        se = math.sqrt((yt.var(ddof=1) / yt.size if yt.size > 1 else np.nan)
+                       + (yc.var(ddof=1) / yc.size if yc.size > 1 else np.nan))
+        rows.append({
+            "bin": b + 1, "score_min": float(score[in_bin].min()), "score_max": float(score[in_bin].max()),
+            "n_random_target": int(yt.size), "n_control": int(yc.size),
+            "rate_random_target": rt, "rate_control": rc, "uplift": rt - rc, "se": se,
+            "ci_low": rt - rc - z * se, "ci_high": rt - rc + z * se,
+            "offered_share_targeted": float(offer[tg].mean()) if tg.any() else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def model_quality(joined: pd.DataFrame, k: float, n_boot: int, seed: int, alpha: float) -> dict[str, Any]:
+    """Qini AUC and uplift@k of the campaign's scores on random_target + control, with bootstrap CIs."""
+    sub = joined[joined["group"].isin(["random_target", "control"])]
+    y = sub["response"].to_numpy(dtype=float)
+    u = sub["score"].to_numpy(dtype=float)
+    t = (sub["group"] == "random_target").to_numpy(dtype=float)
+    out: dict[str, Any] = {"n": int(len(sub)), "n_treatment": int(t.sum()), "n_control": int(len(t) - t.sum()), "k": k}
+    for name, fn in (("qini_auc", lambda a, b, c: metrics.qini_auc(a, b, c)),
+                     ("uplift_at_k", lambda a, b, c: metrics.uplift_at_k(a, b, c, k=k))):
+        try:
+            if n_boot >= 2:
+                point, lo, hi = metrics.bootstrap_ci(fn, y, u, t, n_boot=n_boot, seed=seed, alpha=alpha, stratify=t)
+            else:
+                point, lo, hi = fn(y, u, t), float("nan"), float("nan")
+            out[name] = {"estimate": point, "ci_low": lo, "ci_high": hi}
+        except (DataValidationError, ConfigError) as exc:
+            out[name] = {"estimate": None, "ci_low": None, "ci_high": None, "error": str(exc)}
+    return out
+
+
+def evaluate_campaign(joined: pd.DataFrame, manifest: dict, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Every estimand of the evaluation as a JSON-ready dict (see the module docstring)."""
+    alpha = cfg.alpha
+    cutoff = score_cutoff(manifest, joined)
+    group = joined["group"].to_numpy()
+    above = joined["score"].to_numpy(dtype=float) >= cutoff
+    offer = joined["offer"].to_numpy(dtype=bool)
+    t_above, c_above = (group == "targeted") & above, (group == "control") & above
+    rt, ctrl = group == "random_target", group == "control"
+    n_offers = int((offer & (group == "targeted")).sum())
+    n_offers_random = int((offer & rt).sum())
+
+    a = _pair(joined, t_above, c_above, alpha, "targeted vs control above the threshold")
+    b = _pair(joined, rt, ctrl, alpha, "random_target vs control")
+    c = {col: model_value(joined[col].to_numpy()[t_above], joined[col].to_numpy()[c_above],
+                          joined[col].to_numpy()[rt], joined[col].to_numpy()[ctrl], alpha)
+         for col in ("response", "revenue")}
+    margin, cost = economics(manifest, cfg)
+
+    def _profit(eff: dict[str, Effect], offers: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"offers": offers, "contact_cost_total": offers * cost}
+        out["by_revenue_total"] = scaled(eff["revenue"], offers, -offers * cost)
+        out["by_revenue_per_offer"] = scaled(eff["revenue"], 1.0, -cost)
+        if margin is not None:
+            out["by_margin_total"] = scaled(eff["response"], offers * margin, -offers * cost)
+            out["by_margin_per_offer"] = scaled(eff["response"], margin, -cost)
+        return out
+
+    counts = {g: int((group == g).sum()) for g in GROUPS}
+    expected = {g: float(v) for g, v in (manifest.get("groups") or {}).items()}
+    srm: dict[str, Any] = {"observed": counts, "expected_share": expected, "alpha": cfg.srm_alpha}
+    if expected:
+        chi2, p = srm_test(counts, expected)
+        srm.update(chi2=chi2, p_value=p, mismatch=bool(p < cfg.srm_alpha))
+    else:
+        srm.update(chi2=None, p_value=None, mismatch=None, note="manifest has no group proportions")
+
+    mismatch_offer = int((t_above & ~offer).sum() + ((group == "targeted") & ~above & offer).sum())
+    return {
+        "campaign_id": manifest.get("campaign_id"),
+        "model": manifest.get("model"),
+        "alpha": alpha,
+        "score_cutoff": cutoff,
+        "n_clients": int(len(joined)),
+        "groups": counts,
+        "offers": {"targeted": n_offers, "random_target": n_offers_random,
+                   "targeted_above_cutoff_without_offer_or_below_with_offer": mismatch_offer},
+        "targeted_vs_control": {
+            "response": a["response"].to_dict(), "revenue": a["revenue"].to_dict(),
+            "incremental_responses_total": scaled(a["response"], n_offers),
+            "incremental_revenue_total": scaled(a["revenue"], n_offers),
+        },
+        "random_target_vs_control": {
+            "response": b["response"].to_dict(), "revenue": b["revenue"].to_dict(),
+            "incremental_responses_total": scaled(b["response"], n_offers_random),
+            "incremental_revenue_total": scaled(b["revenue"], n_offers_random),
+        },
+        "targeted_group_vs_control": {
+            k: v.to_dict() for k, v in _pair(joined, group == "targeted", ctrl, alpha, "targeted group vs control").items()
+        },
+        "model_value_per_offer": {
+            "response": c["response"].to_dict(), "revenue": c["revenue"].to_dict(),
+            "incremental_responses_total": scaled(c["response"], n_offers),
+        },
+        "profit": {"margin": margin, "contact_cost": cost,
+                   "targeted": _profit(a, n_offers), "random_target": _profit(b, n_offers_random)},
+        "srm": srm,
+        "model_quality": model_quality(joined, cfg.k, cfg.n_boot, cfg.seed, alpha),
+    }
+
+
+# --------------------------------------------------------------------------- report and plots
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _effect_row(name: str, e: dict) -> str:
+    return (f"| {name} | {e['n_t']} | {e['n_c']} | {_fmt(e['mean_t'])} | {_fmt(e['mean_c'])} | "
+            f"{_fmt(e['estimate'])} | [{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}] | {_fmt(e['p_value'], 3)} |")
+
+
+def render_report(result: dict[str, Any], deciles: pd.DataFrame, plots: list[str]) -> str:
+    """The evaluation as Markdown (report.md and the Prefect artifact)."""
+    lvl = int(round((1 - result["alpha"]) * 100))
+    srm = result["srm"]
+    mq = result["model_quality"]
+    lines = [
+        f"# Evaluation of campaign {result['campaign_id']}",
+        "",
+        f"Clients: {result['n_clients']} ({', '.join(f'{g} {n}' for g, n in result['groups'].items())}); "
+        f"score cutoff {_fmt(result['score_cutoff'])}; offers to targeted clients: {result['offers']['targeted']}.",
+        "",
+        f"## Effects ({lvl}% confidence intervals)",
+        "",
+        "| comparison | n treated | n control | mean treated | mean control | effect | CI | p-value |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in (("targeted_vs_control", "targeted >= cutoff vs control >= cutoff"),
+                       ("random_target_vs_control", "random_target vs control"),
+                       ("targeted_group_vs_control", "whole targeted group vs control"),
+                       ("model_value_per_offer", "model vs random targeting, per offer")):
+        for col in ("response", "revenue"):
+            lines.append(_effect_row(f"{label} ({col})", result[key][col]))
+    a = result["targeted_vs_control"]
+    lines += [
+        "",
+        f"Incremental responses from the targeted offers: {_fmt(a['incremental_responses_total']['estimate'])} "
+        f"[{_fmt(a['incremental_responses_total']['ci_low'])}, {_fmt(a['incremental_responses_total']['ci_high'])}]; "
+        f"incremental revenue {_fmt(a['incremental_revenue_total']['estimate'])} "
+        f"[{_fmt(a['incremental_revenue_total']['ci_low'])}, {_fmt(a['incremental_revenue_total']['ci_high'])}].",
+        "",
+        "## Profit after contact costs",
+        "",
+        f"Margin per incremental response: {_fmt(result['profit']['margin'])}; contact cost per offer: "
+        f"{_fmt(result['profit']['contact_cost'])}.",
+        "",
+        "| arm | offers | measure | total | CI |",
+        "|---|---|---|---|---|",
+    ]
+    for arm in ("targeted", "random_target"):
+        p = result["profit"][arm]
+        for m in ("by_margin_total", "by_revenue_total"):
+            if m in p:
+                lines.append(f"| {arm} | {p['offers']} | {m.replace('_total', '').replace('_', ' ')} | "
+                             f"{_fmt(p[m]['estimate'])} | [{_fmt(p[m]['ci_low'])}, {_fmt(p[m]['ci_high'])}] |")
+    lines += ["", "## Sample-ratio check", ""]
+    if srm.get("p_value") is None:
+        lines.append(f"Not run: {srm.get('note')}.")
+    else:
+        verdict = "**MISMATCH**: group sizes do not match the configured proportions" if srm["mismatch"] \
+            else "group sizes match the configured proportions"
+        lines.append(f"Observed {srm['observed']} vs shares {srm['expected_share']}: chi2 {_fmt(srm['chi2'])}, "
+                     f"p {_fmt(srm['p_value'], 3)} (flag below {srm['alpha']}): {verdict}.")
+    lines += ["", "## Model quality on random_target + control", ""]
+    for name in ("qini_auc", "uplift_at_k"):
+        m = mq[name]
+        label = name if name == "qini_auc" else f"uplift@{mq['k']}"
+        if m.get("estimate") is None:
+            lines.append(f"- {label}: not available ({m.get('error')})")
+        else:
+            lines.append(f"- {label}: {_fmt(m['estimate'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]")
+    lines += ["", "## Uplift by score bin (random_target vs control)", "",
+              "| bin | score range | n random_target | n control | rate random_target | rate control | uplift | CI |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in deciles.itertuples():
+        lines.append(f"| {r.bin} | {_fmt(r.score_min, 3)} .. {_fmt(r.score_max, 3)} | {r.n_random_target} | "
+                     f"{r.n_control} | {_fmt(r.rate_random_target)} | {_fmt(r.rate_control)} | {_fmt(r.uplift)} | "
+                     f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] |")
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def make_plots(joined: pd.DataFrame, result: dict[str, Any], deciles: pd.DataFrame) -> dict[str, bytes]:
+    """PNG bytes of the uplift-by-decile bars, the Qini curve and the group comparison."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots: dict[str, bytes] = {}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    err = np.vstack([deciles["uplift"] - deciles["ci_low"], deciles["ci_high"] - deciles["uplift"]])
+    ax.bar(deciles["bin"], deciles["uplift"], yerr=np.nan_to_num(err), capsize=3, color="tab:blue")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("score bin (1 = highest scores)")
+    ax.set_ylabel("response rate: random_target - control")
+    ax.set_title("Uplift by score decile")
+    plots["uplift_by_decile.png"] = _png(fig)
+
+    sub = joined[joined["group"].isin(["random_target", "control"])]
+    t = (sub["group"] == "random_target").to_numpy(dtype=float)
+    if 0 < t.sum() < len(t):
+        x, q = metrics.qini_curve(sub["response"].to_numpy(dtype=float), sub["score"].to_numpy(dtype=float), t)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(x, q, label="model")
+        ax.plot([0, x[-1]], [0, q[-1]], "--", color="grey", label="random")
+        ax.set_xlabel("clients targeted (random_target + control, by score)")
+        ax.set_ylabel("incremental responses")
+        ax.set_title("Qini curve")
+        ax.legend()
+        plots["qini_curve.png"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels, est, lo, hi = [], [], [], []
+    for key, label in (("targeted_vs_control", "targeted>=cutoff\nvs control>=cutoff"),
+                       ("random_target_vs_control", "random_target\nvs control"),
+                       ("model_value_per_offer", "model minus\nrandom, per offer")):
+        e = result[key]["response"]
+        labels.append(label)
+        est.append(e["estimate"])
+        lo.append(e["estimate"] - e["ci_low"])
+        hi.append(e["ci_high"] - e["estimate"])
+    ax.bar(range(len(labels)), est, yerr=[lo, hi], capsize=5, color=["tab:green", "tab:orange", "tab:purple"])
+    ax.set_xticks(range(len(labels)), labels)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("incremental response rate")
+    ax.set_title(f"Group comparison ({int(round((1 - result['alpha']) * 100))}% CI)")
+    plots["group_comparison.png"] = _png(fig)
+    return plots

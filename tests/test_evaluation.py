@@ -1,0 +1,274 @@
+"""Estimators of the campaign evaluation against hand-computed values, and every bad input."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from tasks import evaluation as ev
+from tasks import metrics
+from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError
+from tasks.io import atomic_write_json, atomic_write_parquet
+
+# Twelve clients, cutoff 0.5: targeted 1-4 (offers to 1, 2), control 5-8, random_target 9-12.
+IDS = list(range(1, 13))
+GROUP = ["targeted"] * 4 + ["control"] * 4 + ["random_target"] * 4
+SCORE = [0.9, 0.8, 0.3, 0.2, 0.85, 0.6, 0.4, 0.1, 0.7, 0.55, 0.3, 0.1]
+OFFER = [True, True, False, False] + [False] * 4 + [True] * 4
+RESPONSE = [1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 1, 0]
+REVENUE = [10.0, 20.0, 0.0, 0.0, 6.0, 0.0, 0.0, 4.0, 8.0, 12.0, 4.0, 0.0]
+
+
+def campaign_frame() -> pd.DataFrame:
+    n = len(IDS)
+    return pd.DataFrame({
+        "client_id": np.array(IDS, dtype="int64"), "group": GROUP, "offer": OFFER,
+        "score": np.array(SCORE, dtype="float64"), "rank": np.argsort(np.argsort(-np.array(SCORE))) + 1,
+        "percentile": np.linspace(0, 1, n), "model_version": ["v0001"] * n, "campaign_id": ["c1"] * n,
+    })
+
+
+def responses_frame() -> pd.DataFrame:
+    return pd.DataFrame({"client_id": np.array(IDS, dtype="int64"), "response": RESPONSE, "revenue": REVENUE})
+
+
+def manifest() -> dict:
+    return {
+        "campaign_id": "c1", "campaign_date": "2026-01-01", "data": {"name": "synthetic"},
+        "model": {"name": "synthetic_uplift", "version": "v0001"},
+        "groups": {"targeted": 0.5, "random_target": 0.25, "control": 0.25},
+        "policy": {"kind": "score_cutoff", "params": {"margin": 10.0, "contact_cost": 1.0}},
+        "threshold": {"score_cutoff": 0.5},
+    }
+
+
+def write_campaign(artifacts: Path, campaign_id: str = "c1", with_responses: bool = True) -> Path:
+    """A frozen campaign folder built by hand (campaign.parquet, manifest.json, responses)."""
+    folder = artifacts / "campaigns" / campaign_id
+    df = campaign_frame().assign(campaign_id=campaign_id)
+    atomic_write_parquet(df, folder / "campaign.parquet")
+    atomic_write_json(dict(manifest(), campaign_id=campaign_id), folder / "manifest.json")
+    if with_responses:
+        atomic_write_parquet(responses_frame(), folder / "responses.parquet")
+    return folder
+
+
+@pytest.fixture
+def joined() -> pd.DataFrame:
+    return ev.join_responses(campaign_frame(), responses_frame())
+
+
+CFG = ev.EvaluateConfig(n_boot=0)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_diff_in_means_hand_computed():
+    # treated [1, 1, 1, 0]: mean 0.75, var (3 * 0.0625 + 0.5625) / 3 = 0.25
+    # control [1, 0, 0, 1]: mean 0.5, var 4 * 0.25 / 3 = 1/3
+    eff = ev.diff_in_means(np.array([1, 1, 1, 0]), np.array([1, 0, 0, 1]))
+    se = math.sqrt(0.25 / 4 + (1 / 3) / 4)
+    assert eff.estimate == pytest.approx(0.25)
+    assert eff.se == pytest.approx(se)
+    assert eff.ci_low == pytest.approx(0.25 - 1.959964 * se, rel=1e-6)
+    assert eff.ci_high == pytest.approx(0.25 + 1.959964 * se, rel=1e-6)
+    assert eff.p_value == pytest.approx(2 * sps.norm.sf(0.25 / se))
+    assert (eff.n_t, eff.n_c, eff.mean_t, eff.mean_c) == (4, 4, 0.75, 0.5)
+
+
+def test_diff_in_means_needs_two_clients_per_arm():
+    with pytest.raises(DataValidationError, match="control sample has 1 client"):
+        ev.diff_in_means(np.array([1.0, 0.0]), np.array([1.0]))
+
+
+def test_srm_test_hand_computed():
+    # expected 12 * (0.5, 0.25, 0.25) = (6, 3, 3); chi2 = 4/6 + 1/3 + 1/3 = 4/3; 2 df: p = exp(-chi2 / 2)
+    chi2, p = ev.srm_test({"targeted": 4, "random_target": 4, "control": 4},
+                          {"targeted": 0.5, "random_target": 0.25, "control": 0.25})
+    assert chi2 == pytest.approx(4 / 3)
+    assert p == pytest.approx(math.exp(-2 / 3))
+
+
+def test_srm_test_rejects_no_positive_share():
+    with pytest.raises(ConfigError, match="no group has a positive share"):
+        ev.srm_test({"a": 3}, {"a": 0.0})
+
+
+# --------------------------------------------------------------------------- estimands
+
+
+def test_targeted_vs_control_above_cutoff(joined):
+    res = ev.evaluate_campaign(joined, manifest(), CFG)
+    a = res["targeted_vs_control"]["response"]
+    # targeted >= 0.5: clients 1, 2 -> [1, 1] (var 0); control >= 0.5: clients 5, 6 -> [1, 0] (var 0.5)
+    assert (a["n_t"], a["n_c"]) == (2, 2)
+    assert a["estimate"] == pytest.approx(1.0 - 0.5)
+    assert a["se"] == pytest.approx(math.sqrt(0 / 2 + 0.5 / 2))
+    assert a["p_value"] == pytest.approx(2 * sps.norm.sf(0.5 / 0.5))
+    rev = res["targeted_vs_control"]["revenue"]
+    # revenue [10, 20] mean 15 var 50; [6, 0] mean 3 var 18 -> 12, se sqrt(25 + 9) = sqrt(34)
+    assert rev["estimate"] == pytest.approx(12.0)
+    assert rev["se"] == pytest.approx(math.sqrt(34))
+    # two offers: incremental responses 2 * 0.5 = 1, revenue 2 * 12 = 24
+    assert res["targeted_vs_control"]["incremental_responses_total"]["estimate"] == pytest.approx(1.0)
+    assert res["targeted_vs_control"]["incremental_revenue_total"]["estimate"] == pytest.approx(24.0)
+
+
+def test_random_target_vs_control_and_model_value(joined):
+    res = ev.evaluate_campaign(joined, manifest(), CFG)
+    b = res["random_target_vs_control"]["response"]
+    # random_target [1, 1, 1, 0]: 0.75 (var 0.25); control [1, 0, 0, 1]: 0.5 (var 1/3)
+    var_b = 0.25 / 4 + (1 / 3) / 4
+    assert b["estimate"] == pytest.approx(0.25)
+    assert b["se"] == pytest.approx(math.sqrt(var_b))
+    c = res["model_value_per_offer"]["response"]
+    # (0.5) - (0.25); Var = 0.25 + var_b - 2 * var(control above = [1, 0]) / n_control = ... - 2 * 0.5 / 4
+    assert c["estimate"] == pytest.approx(0.25)
+    assert c["se"] == pytest.approx(math.sqrt(0.25 + var_b - 2 * 0.5 / 4))
+    whole = res["targeted_group_vs_control"]["response"]
+    # whole targeted [1, 1, 0, 0] = 0.5 vs control 0.5
+    assert whole["estimate"] == pytest.approx(0.0)
+
+
+def test_profit_after_contact_costs(joined):
+    res = ev.evaluate_campaign(joined, manifest(), CFG)
+    p = res["profit"]["targeted"]
+    # 2 offers, margin 10, cost 1: 2 * 10 * 0.5 - 2 * 1 = 8; by revenue 2 * 12 - 2 = 22
+    assert p["by_margin_total"]["estimate"] == pytest.approx(8.0)
+    assert p["by_revenue_total"]["estimate"] == pytest.approx(22.0)
+    assert p["by_margin_per_offer"]["estimate"] == pytest.approx(10 * 0.5 - 1)
+    lo, hi = p["by_margin_total"]["ci_low"], p["by_margin_total"]["ci_high"]
+    se = 0.5  # of the response effect
+    assert hi - lo == pytest.approx(2 * 1.959964 * se * 20, rel=1e-6)
+    r = res["profit"]["random_target"]
+    # 4 offers: 4 * 10 * 0.25 - 4 = 6
+    assert r["by_margin_total"]["estimate"] == pytest.approx(6.0)
+
+
+def test_config_overrides_policy_economics(joined):
+    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, margin=2.0, contact_cost=0.0))
+    assert res["profit"]["targeted"]["by_margin_total"]["estimate"] == pytest.approx(2 * 2.0 * 0.5)
+
+
+def test_srm_flag_in_result(joined):
+    res = ev.evaluate_campaign(joined, manifest(), CFG)
+    assert res["srm"]["p_value"] == pytest.approx(math.exp(-2 / 3))
+    assert res["srm"]["mismatch"] is False
+    res2 = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, srm_alpha=0.6))
+    assert res2["srm"]["mismatch"] is True
+
+
+def test_model_quality_on_random_target_and_control(joined):
+    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=20, k=0.5))
+    sub = joined[joined["group"] != "targeted"]
+    y, u = sub["response"].to_numpy(), sub["score"].to_numpy()
+    t = (sub["group"] == "random_target").to_numpy().astype(int)
+    mq = res["model_quality"]
+    assert mq["n"] == 8 and mq["n_treatment"] == 4
+    assert mq["qini_auc"]["estimate"] == pytest.approx(metrics.qini_auc(y, u, t))
+    # top 4 by score among 8: 0.85 (c, 1), 0.7 (rt, 1), 0.6 (c, 0), 0.55 (rt, 1) -> 1.0 - 0.5
+    assert mq["uplift_at_k"]["estimate"] == pytest.approx(0.5)
+    assert mq["uplift_at_k"]["ci_low"] <= mq["uplift_at_k"]["ci_high"]
+
+
+def test_decile_table_hand_computed(joined):
+    table = ev.decile_table(joined, bins=2)
+    # top half by score: 0.9 0.85 0.8 0.7 0.6 0.55 -> control 5 (1), 6 (0); random_target 9 (1), 10 (1)
+    top = table.iloc[0]
+    assert (top["n_random_target"], top["n_control"]) == (2, 2)
+    assert top["uplift"] == pytest.approx(1.0 - 0.5)
+    assert top["offered_share_targeted"] == pytest.approx(1.0)
+    bottom = table.iloc[1]
+    # bottom: random_target 11 (1), 12 (0); control 7 (0), 8 (1)
+    assert bottom["uplift"] == pytest.approx(0.0)
+    assert bottom["offered_share_targeted"] == pytest.approx(0.0)
+
+
+def test_report_and_plots(joined):
+    res = ev.evaluate_campaign(joined, manifest(), CFG)
+    deciles = ev.decile_table(joined, bins=2)
+    plots = ev.make_plots(joined, res, deciles)
+    assert set(plots) == {"uplift_by_decile.png", "qini_curve.png", "group_comparison.png"}
+    assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.values())
+    md = ev.render_report(res, deciles, sorted(plots))
+    assert "targeted >= cutoff vs control >= cutoff (response)" in md
+    assert "![qini_curve.png](qini_curve.png)" in md
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unknown_client_ids_rejected():
+    resp = pd.concat([responses_frame(), pd.DataFrame({"client_id": [99], "response": [1], "revenue": [1.0]})])
+    with pytest.raises(DataValidationError, match=r"table 'responses', column 'client_id': 1 response row\(s\) for client ids"):
+        ev.join_responses(campaign_frame(), resp)
+
+
+def test_duplicate_responses_rejected():
+    resp = pd.concat([responses_frame(), responses_frame().iloc[[0]]])
+    with pytest.raises(DataValidationError, match="duplicate key"):
+        ev.join_responses(campaign_frame(), resp)
+
+
+def test_missing_column_rejected():
+    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['revenue'\]"):
+        ev.join_responses(campaign_frame(), responses_frame().drop(columns="revenue"))
+
+
+def test_bad_response_values_rejected():
+    resp = responses_frame().assign(response=[2] + RESPONSE[1:])
+    with pytest.raises(DataValidationError, match="column 'response'"):
+        ev.join_responses(campaign_frame(), resp)
+
+
+def test_missing_responses_error_by_default_and_non_responder_on_request():
+    resp = responses_frame().iloc[:-2]
+    with pytest.raises(DataValidationError, match="2 of 12 campaign client"):
+        ev.join_responses(campaign_frame(), resp)
+    joined = ev.join_responses(campaign_frame(), resp, missing_responses="non_responder")
+    tail = joined.set_index("client_id").loc[[11, 12]]
+    assert tail["response"].tolist() == [0, 0] and tail["revenue"].tolist() == [0.0, 0.0]
+
+
+def test_inputs_not_mutated():
+    camp, resp = campaign_frame(), responses_frame()
+    before = (camp.copy(), resp.copy())
+    ev.join_responses(camp, resp)
+    pd.testing.assert_frame_equal(camp, before[0])
+    pd.testing.assert_frame_equal(resp, before[1])
+
+
+def test_campaign_not_frozen(tmp_path):
+    folder = write_campaign(tmp_path)
+    (folder / "campaign.parquet").unlink()
+    with pytest.raises(StateError, match="campaign 'c1' is not frozen: campaign.parquet missing"):
+        ev.load_frozen_campaign(folder)
+
+
+def test_unknown_campaign(tmp_path):
+    with pytest.raises(NotFoundError, match="campaign 'nope'"):
+        ev.load_frozen_campaign(tmp_path / "campaigns" / "nope")
+
+
+def test_missing_responses_file(tmp_path):
+    with pytest.raises(NotFoundError, match="table 'responses'"):
+        ev.read_responses(tmp_path / "responses.parquet")
+
+
+def test_bad_config_values():
+    with pytest.raises(ConfigError, match="missing_responses"):
+        ev.EvaluateConfig(missing_responses="ignore")
+    with pytest.raises(ConfigError, match="alpha"):
+        ev.EvaluateConfig(alpha=1.5)
+
+
+def test_load_frozen_campaign_roundtrip(tmp_path):
+    folder = write_campaign(tmp_path)
+    df, man = ev.load_frozen_campaign(folder)
+    assert len(df) == 12 and man["threshold"]["score_cutoff"] == 0.5
+    assert len(ev.read_responses(folder / "responses.parquet")) == 12
