@@ -104,6 +104,12 @@ EXPECTED: dict[str, tuple] = {
     "sms_opt_out": (1, 0, 0),
     "push_opt_out": (0, 0, 1),
     "marketing_opt_out": (0, 1, 0),
+    "region_capital": (0, 0, 0),
+    "region_north": (1, 0, 1),
+    "region_south": (0, 1, 0),
+    "region_east": (0, 0, 0),
+    "region_west": (0, 0, 0),
+    "region_central": (0, 0, 0),
     # purchase recency and totals
     "days_since_last_purchase": (10.0, 0.5, NONE),
     "days_since_first_purchase": (400.0, 50.0, NONE),

@@ -6,6 +6,9 @@ from factors.registry import register_all
 
 THEME = "profile"
 
+REGIONS = ("capital", "north", "south", "east", "west", "central")
+"""The retailer's regions; each gets a 0/1 factor (a client of another region has all zeros)."""
+
 FACTORS = [
     Factor("age", "Age of the client in whole years (as recorded in the client table).",
            "profile", "age", table="clients", columns=("age",), dtype="int64", default=0, theme=THEME),
@@ -22,5 +25,11 @@ for _col, _what in (("email_opt_out", "e-mail"), ("sms_opt_out", "SMS"), ("push_
         _col, f"1 when the client refused {_what}, else 0 (current flag of the client table).",
         "profile", f"CAST({_col} AS TINYINT)", table="clients", columns=(_col,), dtype="int8",
         default=0, theme=THEME))
+
+for _r in REGIONS:
+    FACTORS.append(Factor(
+        f"region_{_r}", f"1 when the client's home store is in the {_r} region, else 0.",
+        "profile", f"CASE WHEN CAST(region AS VARCHAR) = '{_r}' THEN 1 ELSE 0 END", table="clients",
+        columns=("region",), dtype="int8", default=0, theme=THEME))
 
 register_all(FACTORS)
