@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tasks import metrics
+from tasks import metrics, stats
 from tasks.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
+from tasks.stats import Effect
 from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError
 from tasks.io import read_json
 
@@ -77,24 +78,6 @@ class EvaluateConfig:
             raise ConfigError(f"config 'evaluate', key 'bins': must be at least 2, got {self.bins}")
 
 
-@dataclass(frozen=True)
-class Effect:
-    """Difference in means of a treated and a control sample with its uncertainty."""
-
-    estimate: float
-    se: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n_t: int
-    n_c: int
-    mean_t: float
-    mean_c: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
 # --------------------------------------------------------------------------- statistics
 
 
@@ -102,55 +85,61 @@ def _z(alpha: float) -> float:
     return float(sps.norm.ppf(1.0 - alpha / 2.0))
 
 
-def _from_estimate(estimate: float, se: float, alpha: float, **extra: Any) -> Effect:
+def _from_estimate(estimate: float, se: float, alpha: float, n_t: int, n_c: int,
+                   mean_t: float, mean_c: float, method: str) -> Effect:
     """An :class:`Effect` from a point estimate and its standard error (normal interval)."""
     if se > 0:
         p = float(2.0 * sps.norm.sf(abs(estimate) / se))
     else:
         p = 1.0 if estimate == 0 else 0.0
     z = _z(alpha)
-    return Effect(estimate=float(estimate), se=float(se), ci_low=float(estimate - z * se),
-                  ci_high=float(estimate + z * se), p_value=p, **extra)
+    return Effect(float(estimate), float(se), float(estimate - z * se), float(estimate + z * se), p,
+                  int(n_t), int(n_c), float(mean_t), float(mean_c), float(alpha), method)
+
+
+def unit_variance(y: np.ndarray) -> float:
+    """Per-client outcome variance as :func:`tasks.stats.diff_in_means` uses it:
+    p(1 - p) for 0/1 outcomes, the sample variance (ddof=1) otherwise."""
+    y = np.asarray(y, dtype="float64")
+    if np.all((y == 0) | (y == 1)):
+        m = float(y.mean())
+        return m * (1.0 - m)
+    return float(y.var(ddof=1))
 
 
 def diff_in_means(y_t: np.ndarray, y_c: np.ndarray, alpha: float = 0.05, where: str = "effect") -> Effect:
-    """Mean of ``y_t`` minus mean of ``y_c`` with a Welch standard error.
+    """:func:`tasks.stats.diff_in_means` with a message naming the comparison when an arm is too small.
 
-    ``se = sqrt(var_t / n_t + var_c / n_c)`` (sample variances, ddof=1), normal ``1 - alpha``
-    interval and two-sided p-value. Each sample needs at least two values.
+    0/1 outcomes: difference of proportions with the unpooled normal interval; other outcomes
+    (revenue): Welch's t interval.
     """
-    y_t = np.asarray(y_t, dtype="float64")
-    y_c = np.asarray(y_c, dtype="float64")
     for name, arr in (("treated", y_t), ("control", y_c)):
-        if arr.size < 2:
+        if len(arr) < 2:
             raise DataValidationError(
-                "responses", None, f"{where}: the {name} sample has {arr.size} client(s); at least 2 are needed"
+                "responses", None, f"{where}: the {name} sample has {len(arr)} client(s); at least 2 are needed"
             )
-    var_t, var_c = y_t.var(ddof=1), y_c.var(ddof=1)
-    se = math.sqrt(var_t / y_t.size + var_c / y_c.size)
-    return _from_estimate(
-        y_t.mean() - y_c.mean(), se, alpha,
-        n_t=int(y_t.size), n_c=int(y_c.size), mean_t=float(y_t.mean()), mean_c=float(y_c.mean()),
-    )
+    return stats.diff_in_means(y_t, y_c, alpha)
 
 
-def srm_test(observed: dict[str, int], expected_share: dict[str, float]) -> tuple[float, float]:
-    """Chi-square goodness-of-fit of group sizes against configured proportions: ``(chi2, p)``.
+def srm_check(counts: dict[str, int], planned: dict[str, float], alpha: float) -> dict[str, Any]:
+    """Sample-ratio check of group sizes against the planned proportions.
 
-    Shares are normalised over the groups given; a group with share 0 must be empty.
+    Groups planned with share 0 are left out of the chi-square test; any client in such a
+    group is itself a mismatch. ``mismatch`` is True when the p-value is below ``alpha``.
     """
-    names = [g for g in expected_share if expected_share[g] > 0]
-    total_share = sum(expected_share[g] for g in names)
-    if not names or total_share <= 0:
-        raise ConfigError(f"sample-ratio test: no group has a positive share in {expected_share}")
-    n = sum(int(observed.get(g, 0)) for g in names)
-    if n == 0:
-        raise DataValidationError("campaign", "group", "sample-ratio test: every group is empty")
-    obs = np.array([observed.get(g, 0) for g in names], dtype="float64")
-    exp = np.array([expected_share[g] / total_share * n for g in names])
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    p = float(sps.chi2.sf(chi2, df=len(names) - 1)) if len(names) > 1 else 1.0
-    return chi2, p
+    out: dict[str, Any] = {"observed": counts, "expected_share": planned, "alpha": alpha}
+    positive = {g: float(s) for g, s in planned.items() if s and s > 0}
+    if len(positive) < 2:
+        return dict(out, chi2=None, p_value=None, mismatch=None,
+                    note="fewer than two groups with a planned share in the manifest")
+    total = sum(positive.values())
+    chi2, p = stats.srm_test({g: int(counts.get(g, 0)) for g in positive},
+                             {g: s / total for g, s in positive.items()})
+    unplanned = {g: n for g, n in counts.items() if g not in positive and n > 0}
+    out.update(chi2=chi2, p_value=p, mismatch=bool(p < alpha or unplanned))
+    if unplanned:
+        out["note"] = f"clients in groups without a planned share: {unplanned}"
+    return out
 
 
 # --------------------------------------------------------------------------- inputs
@@ -301,13 +290,15 @@ def model_value(
     """(mean above_t - mean above_c) - (mean random_t - mean control), with a standard error
     that accounts for ``above_c`` being a subset of ``control``.
 
-    ``Var = v(above_t)/n + v(above_c)/n + v(random_t)/n + v(control)/n - 2 v(above_c)/n(control)``.
+    ``Var = Var(a) + Var(b) - 2 v(above_c) / n(control)``, where ``v`` is the per-client
+    variance (:func:`unit_variance`): the covariance of the mean of a subset with the mean of
+    the whole group is the subset's variance over the whole group's size.
     """
     a = diff_in_means(above_t, above_c, alpha, "model value (targeted)")
     b = diff_in_means(random_t, control, alpha, "model value (random)")
-    var = a.se**2 + b.se**2 - 2.0 * np.var(np.asarray(above_c, dtype=float), ddof=1) / len(control)
+    var = a.se**2 + b.se**2 - 2.0 * unit_variance(above_c) / len(control)
     return _from_estimate(a.estimate - b.estimate, math.sqrt(max(var, 0.0)), alpha,
-                          n_t=a.n_t, n_c=b.n_t, mean_t=a.estimate, mean_c=b.estimate)
+                          a.n_t, b.n_t, a.estimate, b.estimate, "difference of two effects sharing control (normal)")
 
 
 def scaled(effect: Effect, factor: float, shift: float = 0.0) -> dict[str, float]:
@@ -339,8 +330,8 @@ def decile_table(joined: pd.DataFrame, bins: int = 10, alpha: float = 0.05) -> p
         tg = in_bin & (group == "targeted")
         rt = yt.mean() if yt.size else np.nan
         rc = yc.mean() if yc.size else np.nan
-        se = math.sqrt((yt.var(ddof=1) / yt.size if yt.size > 1 else np.nan)
-                       + (yc.var(ddof=1) / yc.size if yc.size > 1 else np.nan))
+        se = math.sqrt((unit_variance(yt) / yt.size if yt.size > 1 else np.nan)
+                       + (unit_variance(yc) / yc.size if yc.size > 1 else np.nan))
         rows.append({
             "bin": b + 1, "score_min": float(score[in_bin].min()), "score_max": float(score[in_bin].max()),
             "n_random_target": int(yt.size), "n_control": int(yc.size),
@@ -400,13 +391,8 @@ def evaluate_campaign(joined: pd.DataFrame, manifest: dict, cfg: EvaluateConfig)
         return out
 
     counts = {g: int((group == g).sum()) for g in GROUPS}
-    expected = {g: float(v) for g, v in (manifest.get("groups") or {}).items()}
-    srm: dict[str, Any] = {"observed": counts, "expected_share": expected, "alpha": cfg.srm_alpha}
-    if expected:
-        chi2, p = srm_test(counts, expected)
-        srm.update(chi2=chi2, p_value=p, mismatch=bool(p < cfg.srm_alpha))
-    else:
-        srm.update(chi2=None, p_value=None, mismatch=None, note="manifest has no group proportions")
+    planned = {g: float(v) for g, v in (manifest.get("groups") or {}).items()}
+    srm = srm_check(counts, planned, cfg.srm_alpha)
 
     mismatch_offer = int((t_above & ~offer).sum() + ((group == "targeted") & ~above & offer).sum())
     return {

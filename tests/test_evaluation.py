@@ -69,10 +69,10 @@ CFG = ev.EvaluateConfig(n_boot=0)
 
 
 def test_diff_in_means_hand_computed():
-    # treated [1, 1, 1, 0]: mean 0.75, var (3 * 0.0625 + 0.5625) / 3 = 0.25
-    # control [1, 0, 0, 1]: mean 0.5, var 4 * 0.25 / 3 = 1/3
+    # 0/1 outcomes, difference of proportions with the unpooled SE:
+    # treated [1, 1, 1, 0]: p 0.75, p(1-p)/n = 0.1875 / 4; control [1, 0, 0, 1]: p 0.5, 0.25 / 4
     eff = ev.diff_in_means(np.array([1, 1, 1, 0]), np.array([1, 0, 0, 1]))
-    se = math.sqrt(0.25 / 4 + (1 / 3) / 4)
+    se = math.sqrt(0.1875 / 4 + 0.25 / 4)
     assert eff.estimate == pytest.approx(0.25)
     assert eff.se == pytest.approx(se)
     assert eff.ci_low == pytest.approx(0.25 - 1.959964 * se, rel=1e-6)
@@ -86,17 +86,29 @@ def test_diff_in_means_needs_two_clients_per_arm():
         ev.diff_in_means(np.array([1.0, 0.0]), np.array([1.0]))
 
 
-def test_srm_test_hand_computed():
+def test_unit_variance():
+    assert ev.unit_variance(np.array([1, 0, 0, 0])) == pytest.approx(0.25 * 0.75)
+    # revenue [10, 20]: mean 15, ((-5)^2 + 5^2) / 1 = 50
+    assert ev.unit_variance(np.array([10.0, 20.0])) == pytest.approx(50.0)
+
+
+def test_srm_check_hand_computed():
     # expected 12 * (0.5, 0.25, 0.25) = (6, 3, 3); chi2 = 4/6 + 1/3 + 1/3 = 4/3; 2 df: p = exp(-chi2 / 2)
-    chi2, p = ev.srm_test({"targeted": 4, "random_target": 4, "control": 4},
-                          {"targeted": 0.5, "random_target": 0.25, "control": 0.25})
-    assert chi2 == pytest.approx(4 / 3)
-    assert p == pytest.approx(math.exp(-2 / 3))
+    out = ev.srm_check({"targeted": 4, "random_target": 4, "control": 4},
+                       {"targeted": 0.5, "random_target": 0.25, "control": 0.25}, alpha=0.001)
+    assert out["chi2"] == pytest.approx(4 / 3)
+    assert out["p_value"] == pytest.approx(math.exp(-2 / 3))
+    assert out["mismatch"] is False
 
 
-def test_srm_test_rejects_no_positive_share():
-    with pytest.raises(ConfigError, match="no group has a positive share"):
-        ev.srm_test({"a": 3}, {"a": 0.0})
+def test_srm_check_catches_clients_in_unplanned_group():
+    out = ev.srm_check({"targeted": 50, "random_target": 50, "control": 3},
+                       {"targeted": 0.5, "random_target": 0.5, "control": 0.0}, alpha=0.001)
+    assert out["mismatch"] is True and "control" in out["note"]
+
+
+def test_srm_check_without_plan():
+    assert ev.srm_check({"targeted": 4}, {}, alpha=0.001)["mismatch"] is None
 
 
 # --------------------------------------------------------------------------- estimands
@@ -105,15 +117,19 @@ def test_srm_test_rejects_no_positive_share():
 def test_targeted_vs_control_above_cutoff(joined):
     res = ev.evaluate_campaign(joined, manifest(), CFG)
     a = res["targeted_vs_control"]["response"]
-    # targeted >= 0.5: clients 1, 2 -> [1, 1] (var 0); control >= 0.5: clients 5, 6 -> [1, 0] (var 0.5)
+    # targeted >= 0.5: clients 1, 2 -> [1, 1] (p(1-p) = 0); control >= 0.5: clients 5, 6 -> [1, 0] (0.25)
+    se = math.sqrt(0 / 2 + 0.25 / 2)
     assert (a["n_t"], a["n_c"]) == (2, 2)
     assert a["estimate"] == pytest.approx(1.0 - 0.5)
-    assert a["se"] == pytest.approx(math.sqrt(0 / 2 + 0.5 / 2))
-    assert a["p_value"] == pytest.approx(2 * sps.norm.sf(0.5 / 0.5))
+    assert a["se"] == pytest.approx(se)
+    assert a["p_value"] == pytest.approx(2 * sps.norm.sf(0.5 / se))
     rev = res["targeted_vs_control"]["revenue"]
-    # revenue [10, 20] mean 15 var 50; [6, 0] mean 3 var 18 -> 12, se sqrt(25 + 9) = sqrt(34)
+    # revenue [10, 20] mean 15 var 50; [6, 0] mean 3 var 18 -> 12, Welch se sqrt(50/2 + 18/2) = sqrt(34)
     assert rev["estimate"] == pytest.approx(12.0)
     assert rev["se"] == pytest.approx(math.sqrt(34))
+    # Welch-Satterthwaite df = 34^2 / (25^2 + 9^2) = 1156 / 706
+    q = sps.t.ppf(0.975, 1156 / 706)
+    assert rev["ci_high"] - rev["ci_low"] == pytest.approx(2 * q * math.sqrt(34))
     # two offers: incremental responses 2 * 0.5 = 1, revenue 2 * 12 = 24
     assert res["targeted_vs_control"]["incremental_responses_total"]["estimate"] == pytest.approx(1.0)
     assert res["targeted_vs_control"]["incremental_revenue_total"]["estimate"] == pytest.approx(24.0)
@@ -122,14 +138,15 @@ def test_targeted_vs_control_above_cutoff(joined):
 def test_random_target_vs_control_and_model_value(joined):
     res = ev.evaluate_campaign(joined, manifest(), CFG)
     b = res["random_target_vs_control"]["response"]
-    # random_target [1, 1, 1, 0]: 0.75 (var 0.25); control [1, 0, 0, 1]: 0.5 (var 1/3)
-    var_b = 0.25 / 4 + (1 / 3) / 4
+    # random_target [1, 1, 1, 0]: 0.75 (p(1-p) 0.1875); control [1, 0, 0, 1]: 0.5 (0.25)
+    var_b = 0.1875 / 4 + 0.25 / 4
     assert b["estimate"] == pytest.approx(0.25)
     assert b["se"] == pytest.approx(math.sqrt(var_b))
     c = res["model_value_per_offer"]["response"]
-    # (0.5) - (0.25); Var = 0.25 + var_b - 2 * var(control above = [1, 0]) / n_control = ... - 2 * 0.5 / 4
+    # (0.5) - (0.25); Var = Var(a) + Var(b) - 2 * v(control above = [1, 0]) / n_control
+    #                    = 0.125 + var_b - 2 * 0.25 / 4
     assert c["estimate"] == pytest.approx(0.25)
-    assert c["se"] == pytest.approx(math.sqrt(0.25 + var_b - 2 * 0.5 / 4))
+    assert c["se"] == pytest.approx(math.sqrt(0.125 + var_b - 2 * 0.25 / 4))
     whole = res["targeted_group_vs_control"]["response"]
     # whole targeted [1, 1, 0, 0] = 0.5 vs control 0.5
     assert whole["estimate"] == pytest.approx(0.0)
@@ -143,7 +160,7 @@ def test_profit_after_contact_costs(joined):
     assert p["by_revenue_total"]["estimate"] == pytest.approx(22.0)
     assert p["by_margin_per_offer"]["estimate"] == pytest.approx(10 * 0.5 - 1)
     lo, hi = p["by_margin_total"]["ci_low"], p["by_margin_total"]["ci_high"]
-    se = 0.5  # of the response effect
+    se = math.sqrt(0.25 / 2)  # of the response effect
     assert hi - lo == pytest.approx(2 * 1.959964 * se * 20, rel=1e-6)
     r = res["profit"]["random_target"]
     # 4 offers: 4 * 10 * 0.25 - 4 = 6
