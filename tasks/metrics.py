@@ -244,7 +244,7 @@ def _normalised_area(actual: tuple[np.ndarray, np.ndarray], perfect: tuple[np.nd
             f"{what} input", "y",
             "the perfect curve has no area above the random baseline, so the normalised area is undefined",
         )
-    return (_area(*actual) - baseline) / denom
+    return float((_area(*actual) - baseline) / denom)
 
 
 def qini_auc(y: ArrayLike, uplift: ArrayLike, treatment: ArrayLike, negative_effect: bool = True) -> float:
@@ -498,20 +498,43 @@ def _validate_response(y: ArrayLike, proba: ArrayLike, where: str) -> tuple[np.n
     return yy.astype("int64"), pp
 
 
-def response_metrics(y: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
-    """ROC-AUC, PR-AUC (average precision), and precision / recall / F1 of ``proba >= threshold``."""
-    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+def _ranked_counts(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives when predicting 1 at or above each distinct score (descending)."""
+    order = np.argsort(proba, kind="stable")[::-1]
+    ys, ps = y[order], proba[order]
+    cut = np.r_[np.flatnonzero(np.diff(ps)), ps.size - 1]
+    tp = np.cumsum(ys)[cut]
+    return tp, (cut + 1) - tp
 
+
+def response_metrics(y: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
+    """ROC-AUC, PR-AUC (average precision), and precision / recall / F1 of ``proba >= threshold``.
+
+    Same definitions and values as scikit-learn's ``roc_auc_score``, ``average_precision_score``,
+    ``precision_score``, ``recall_score`` and ``f1_score`` (0 where a ratio has no denominator),
+    computed from one sort.
+    """
     yy, pp = _validate_response(y, proba, "response_metrics input")
-    if not np.isfinite(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(threshold):
         raise ConfigError(f"response_metrics: threshold must be a finite number, got {threshold!r}")
-    pred = (pp >= threshold).astype("int64")
+    n_pos = float(yy.sum())
+    n_neg = yy.size - n_pos
+    tp, fp = _ranked_counts(yy.astype("float64"), pp)
+    tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
+    recall_steps = np.diff(np.r_[0.0, tp / n_pos])
+    pred = pp >= threshold
+    hit = float((yy[pred] == 1).sum())
+    n_pred = float(pred.sum())
+    precision = hit / n_pred if n_pred else 0.0
+    recall = hit / n_pos
+    f1 = 2 * hit / (n_pred + n_pos) if (n_pred + n_pos) else 0.0
     return {
-        "roc_auc": float(roc_auc_score(yy, pp)),
-        "pr_auc": float(average_precision_score(yy, pp)),
-        "precision": float(precision_score(yy, pred, zero_division=0)),
-        "recall": float(recall_score(yy, pred, zero_division=0)),
-        "f1": float(f1_score(yy, pred, zero_division=0)),
+        "roc_auc": _area(fpr, tpr),
+        "pr_auc": float(np.sum(recall_steps * tp / (tp + fp))),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
         "threshold": float(threshold),
     }
 
@@ -521,14 +544,12 @@ def tune_threshold_f1(y: ArrayLike, proba: ArrayLike) -> float:
 
     Candidates are the distinct scores; on equal F1 the lowest such threshold wins.
     """
-    from sklearn.metrics import precision_recall_curve
-
     yy, pp = _validate_response(y, proba, "tune_threshold_f1 input")
-    precision, recall, thresholds = precision_recall_curve(yy, pp)
-    precision, recall = precision[:-1], recall[:-1]
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-    return float(thresholds[int(np.argmax(f1))])
+    tp, fp = _ranked_counts(yy.astype("float64"), pp)
+    f1 = 2 * tp / (tp + fp + yy.sum())
+    thresholds = np.unique(pp)[::-1]
+    best = np.flatnonzero(f1 == f1.max())[-1]  # the last of the descending candidates = the lowest
+    return float(thresholds[best])
 
 
 __all__: Sequence[str] = (

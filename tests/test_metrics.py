@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from tasks import metrics as m
 from tasks.errors import ConfigError, DataValidationError
@@ -331,17 +331,19 @@ def test_bootstrap_ci_bad_input():
 
 # ---- response models
 
-def test_response_metrics_match_sklearn():
-    rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 400)
-    p = np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)
-    res = m.response_metrics(y, p, threshold=0.5)
-    pred = (p >= 0.5).astype(int)
-    assert res["roc_auc"] == pytest.approx(roc_auc_score(y, p))
-    assert res["pr_auc"] == pytest.approx(average_precision_score(y, p))
-    assert res["f1"] == pytest.approx(f1_score(y, pred))
-    assert res["precision"] == pytest.approx(pred[y == 1].sum() / pred.sum())
-    assert res["recall"] == pytest.approx(pred[y == 1].mean())
+@pytest.mark.parametrize("seed,decimals", [(2, 6), (3, 1), (4, 2)])
+def test_response_metrics_match_sklearn(seed, decimals):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(400) < 0.3).astype(int)
+    p = np.round(np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1), decimals)
+    for threshold in (0.5, float(p[7]), 2.0):
+        res = m.response_metrics(y, p, threshold=threshold)
+        pred = (p >= threshold).astype(int)
+        assert res["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=TOL)
+        assert res["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=TOL)
+        assert res["f1"] == pytest.approx(f1_score(y, pred, zero_division=0), abs=TOL)
+        assert res["precision"] == pytest.approx(precision_score(y, pred, zero_division=0), abs=TOL)
+        assert res["recall"] == pytest.approx(recall_score(y, pred, zero_division=0), abs=TOL)
 
 
 def test_tune_threshold_f1_beats_every_candidate():
@@ -366,3 +368,5 @@ def test_response_metrics_bad_input():
         m.tune_threshold_f1([0, 1, 1], [0.1, np.nan, 0.3])
     with pytest.raises(DataValidationError, match="different lengths"):
         m.response_metrics([0, 1], [0.5])
+    with pytest.raises(ConfigError, match="threshold"):
+        m.response_metrics([0, 1], [0.2, 0.5], threshold=float("nan"))
