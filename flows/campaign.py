@@ -1,0 +1,169 @@
+"""Calculate a campaign: ``python -m flows.campaign campaign=<name> [campaign.<key>=<value> ...]``.
+
+Runs the nine stages of :mod:`tasks.campaign` as Prefect tasks (one per stage, each
+publishing its summary as a Markdown artifact), resuming from the first stage whose
+checkpoint is no longer valid. Examples::
+
+    python -m flows.campaign campaign=spring_sale
+    python -m flows.campaign campaign=spring_sale campaign.sample_fraction=0.2
+    python -m flows.campaign conf=path/to/my_campaign.yaml campaign.seed=7
+
+``conf=<file>`` takes the campaign from a YAML file outside conf/ (same keys as
+conf/campaign/*.yaml); ``campaign.*`` overrides then apply to that file's values. Other
+Hydra overrides (``paths.artifacts=...``, ``runner.partitions=4``) work as usual.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows._cli import run_cli
+from tasks.campaign import STAGES, CampaignConfig, CampaignRun, StageOutcome, stage_summary, validate_campaign_config
+from tasks.config import CONF_DIR, RunnerConfig, to_dataclass
+from tasks.errors import ConfigError, NotFoundError
+
+TASK_NAMES = {
+    "client_base": "build_client_base",
+    "filters": "apply_base_filters",
+    "subset": "draw_random_subset",
+    "factors": "compute_factors",
+    "score": "score_clients",
+    "sort": "sort_clients",
+    "split": "split_groups",
+    "offer": "assign_offers",
+    "freeze": "freeze_campaign",
+}
+
+
+def artifact_key(campaign_id: str, stage: str) -> str:
+    """Prefect artifact key of a stage summary (lowercase letters, digits and dashes)."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"campaign-{campaign_id}-{stage}".lower()).strip("-")
+
+
+def _run_stage(run: CampaignRun, stage: str) -> dict:
+    outcome: StageOutcome = run.run_stage(stage)
+    get_run_logger().info("stage %s: %s, %d rows, %.2f s", stage, outcome.status, outcome.rows, outcome.seconds)
+    create_markdown_artifact(key=artifact_key(run.cfg.id, stage), markdown=stage_summary(outcome),
+                             description=f"campaign {run.cfg.id}: stage {stage}")
+    return {"stage": stage, "status": outcome.status, "rows": outcome.rows, "seconds": round(outcome.seconds, 3)}
+
+
+# Checkpoints on disk decide what is reused, not Prefect's result cache.
+STAGE_TASKS = {s: task(name=TASK_NAMES[s], cache_policy=NO_CACHE, persist_result=False)(_run_stage) for s in STAGES}
+
+
+@flow(name="campaign")
+def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | None = None) -> dict:
+    """Calculate (or resume) the campaign described by the ``campaign`` config dict.
+
+    Returns a small dict: campaign id, folder, whether the run was a no-op (frozen with the
+    same config), and each stage's status (reused | computed), rows and seconds.
+    """
+    cfg = to_dataclass(campaign, CampaignConfig, "campaign")
+    runner_cfg = to_dataclass(runner or {}, RunnerConfig, "runner")
+    run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions)
+    log = get_run_logger()
+    with run.lock:
+        if run.check_frozen() is not None:
+            log.info("campaign %s is already frozen with this config: nothing to do", cfg.id)
+            return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": True, "stages": {}}
+        stages = {s: STAGE_TASKS[s](run, s) for s in STAGES}
+    manifest = run.frozen_manifest() or {}
+    log.info("campaign %s frozen: %s clients, %s offers", cfg.id,
+             manifest.get("counts", {}).get("clients"), manifest.get("counts", {}).get("offers_total"))
+    return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": False, "stages": stages}
+
+
+def split_argv(argv: list[str], conf_dir: Path = CONF_DIR) -> tuple[str | None, list[str], list[str], str | None]:
+    """Separate what Hydra must not see from the command line.
+
+    Returns ``(conf_path, campaign_overrides, hydra_argv, unknown_campaign)``: with
+    ``conf=<file>``, the ``campaign.*`` overrides are kept back to be applied to that file;
+    ``campaign=<name>`` naming no file in conf/campaign/ is kept back to be reported as a
+    clear error instead of Hydra's.
+    """
+    conf_path = None
+    unknown = None
+    held: list[str] = []
+    rest: list[str] = []
+    for arg in argv:
+        if arg.startswith("conf="):
+            conf_path = arg.split("=", 1)[1]
+        elif arg.startswith("campaign=") and not (conf_dir / "campaign" / f"{arg.split('=', 1)[1]}.yaml").exists():
+            unknown = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if conf_path is not None:
+        keep = []
+        for arg in rest:
+            bare = arg.lstrip("+~")
+            (held if bare.startswith("campaign.") else keep).append(arg)
+        rest = keep
+    return conf_path, held, rest, unknown
+
+
+def load_campaign_file(path: str | Path, overrides: list[str]) -> DictConfig:
+    """A campaign node from a YAML file with ``campaign.<key>=<value>`` overrides applied."""
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"campaign file {p} does not exist (conf={path})")
+    try:
+        node = OmegaConf.load(p)
+    except Exception as exc:  # the YAML parser's own error types vary
+        raise ConfigError(f"campaign file {p}: not valid YAML: {exc}") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"campaign file {p}: expected a mapping of campaign settings")
+    if "campaign" in node and "id" not in node:
+        node = node.campaign
+    dots = [a.lstrip("+~").split(".", 1)[1] for a in overrides]
+    if dots:
+        try:
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist(dots))
+        except Exception as exc:
+            raise ConfigError(f"campaign overrides {overrides}: {exc}") from None
+    return node
+
+
+def available_campaigns(conf_dir: Path = CONF_DIR) -> list[str]:
+    """Names of the campaigns in conf/campaign/."""
+    return sorted(p.stem for p in (conf_dir / "campaign").glob("*.yaml"))
+
+
+def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown: str | None) -> dict[str, Any]:
+    if unknown is not None:
+        raise NotFoundError(
+            f"unknown campaign {unknown!r}: no conf/campaign/{unknown}.yaml; available: "
+            f"{available_campaigns()}; a campaign file elsewhere runs with conf=path/to/it.yaml")
+    node = load_campaign_file(conf_path, overrides) if conf_path else cfg.campaign
+    campaign = OmegaConf.to_container(node, resolve=True)
+    # Bad settings fail here, before an orchestrator run is started.
+    validate_campaign_config(to_dataclass(campaign, CampaignConfig, "campaign"))
+    result = campaign_flow(
+        campaign=campaign,
+        artifacts=str(cfg.paths.artifacts),
+        runner=OmegaConf.to_container(cfg.runner, resolve=True),
+    )
+    if result["noop"]:
+        print(f"campaign {result['campaign_id']}: already frozen with this config, nothing to do ({result['folder']})")
+    else:
+        done = ", ".join(f"{s} {v['status']}" for s, v in result["stages"].items())
+        print(f"campaign {result['campaign_id']} frozen in {result['folder']}: {done}")
+    return result
+
+
+def main() -> None:
+    """Command-line entry point (see the module docstring)."""
+    conf_path, overrides, rest, unknown = split_argv(sys.argv[1:])
+    sys.argv = [sys.argv[0], *rest]
+    run_cli(lambda cfg: _body(cfg, conf_path, overrides, unknown))
+
+
+if __name__ == "__main__":
+    main()
