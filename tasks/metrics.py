@@ -45,6 +45,7 @@ def _to_float(values: ArrayLike, column: str, where: str) -> np.ndarray:
 
 
 def _check_binary(arr: np.ndarray, column: str, where: str) -> None:
+    _check_finite(arr, column, where)
     bad = ~((arr == 0) | (arr == 1))
     if bad.any():
         rows = np.flatnonzero(bad)[:5]

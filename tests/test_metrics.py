@@ -247,6 +247,8 @@ def test_bad_input_raises_one_clear_error(fn):
         fn(y, bad_u, t)
     with pytest.raises(DataValidationError, match="numeric"):
         fn(y, ["a"] * 100, t)
+    with pytest.raises(DataValidationError, match="column 'y': 1 missing"):
+        fn(pd.Series(y, dtype="Int64").mask(pd.Series(np.arange(100) == 5)), u, t)
     with pytest.raises(DataValidationError, match="empty"):
         fn([], [], [])
 
