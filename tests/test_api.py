@@ -1,0 +1,315 @@
+"""Scoring service: every endpoint, every bad input, policies, hot reload, refusal, logging."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.demo import demo_factors, train_demo_model
+from api.schemas import PredictResponse
+from api.service import ApiSettings
+from tasks.io import atomic_write_json, atomic_write_parquet
+from tasks.prediction_log import COLUMNS, log_dir, read_predictions
+from tasks.registry import ModelRegistry
+
+NAME = "demo_uplift"
+FEATURES = [f"f{j}" for j in range(7)] + ["visits_90d"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A registry with one real LightGBM solo uplift model (champion v0001)."""
+    root = tmp_path_factory.mktemp("trained") / "models"
+    train_demo_model(ModelRegistry(root), NAME, n_clients=2000, seed=0)
+    return root
+
+
+@pytest.fixture
+def world(tmp_path: Path, trained: Path) -> Path:
+    """An artifacts root with the trained registry, two frozen campaigns and campaign YAMLs."""
+    art = tmp_path / "artifacts"
+    shutil.copytree(trained, art / "models")
+    for cid, frozen, seed in (("old_campaign", "2026-01-01T00:00:00+00:00", 5),
+                              ("new_campaign", "2026-02-01T00:00:00+00:00", 6)):
+        cdir = art / "campaigns" / cid
+        atomic_write_parquet(demo_factors(300, seed=seed, first_id=1000 if cid == "new_campaign" else 1),
+                             cdir / "stages" / "04_factors.parquet")
+        atomic_write_json({"campaign_id": cid, "frozen_at": frozen, "policy": {"kind": "top_fraction"},
+                           "threshold": {"score_cutoff": 0.05}, "model": {"name": NAME, "version": "v0001"}},
+                          cdir / "manifest.json")
+    conf = tmp_path / "campaign_conf"
+    conf.mkdir()
+    (conf / "cut.yaml").write_text("id: cut_2026\npolicy: {kind: score_cutoff, score_cutoff: 0.1}\n")
+    (conf / "profit.yaml").write_text("id: profit_2026\npolicy: {kind: profit, margin: 20.0, contact_cost: 2.0}\n")
+    (conf / "top.yaml").write_text("id: top_2026\npolicy: {kind: top_fraction, top_fraction: 0.3}\n")
+    (conf / "nopolicy.yaml").write_text("id: nopolicy\n")
+    (conf / "broken.yaml").write_text("policy: [unclosed\n")
+    return art
+
+
+def settings(art: Path, **kw) -> ApiSettings:
+    base = dict(artifacts=art, model_name=NAME, campaign_conf_dir=art.parent / "campaign_conf",
+                reload_interval=0.0, snapshot_interval=0.0, policy_ttl=0.0, log_flush_seconds=60.0)
+    base.update(kw)
+    return ApiSettings(**base)
+
+
+@pytest.fixture
+def client(world: Path):
+    with TestClient(create_app(settings(world))) as c:
+        yield c
+
+
+def row(client_id: int | None = 7, **over) -> dict:
+    r = {"client_id": client_id, **{f: 0.25 for f in FEATURES[:-1]}, "visits_90d": 3}
+    if client_id is None:
+        del r["client_id"]
+    r.update(over)
+    return r
+
+
+def expected_scores(art: Path, frame: pd.DataFrame) -> np.ndarray:
+    return ModelRegistry(art / "models").load(NAME).predict(frame)
+
+
+# ---------------------------------------------------------------------- endpoints
+def test_health_and_model_describe_the_champion(client):
+    h = client.get("/health")
+    assert h.status_code == 200
+    body = h.json()
+    assert body["status"] == "ok" and body["model"]["version"] == "v0001"
+    assert body["model"]["scoring_path"] == "lightgbm"
+    assert body["factor_snapshot"]["campaign_id"] == "new_campaign"
+    m = client.get("/model").json()
+    assert m["name"] == NAME and m["version"] == "v0001" and m["features"] == FEATURES
+    assert m["feature_dtypes"]["visits_90d"] == "int64" and "reference" not in m
+    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+
+
+def test_predict_factor_values_matches_the_registry_model(client, world):
+    rows = [row(1), row(2, f0=-1.5, f1=2.0), row(None, visits_90d=0)]
+    r = client.post("/predict", json={"clients": rows}, headers={"X-Request-ID": "req-1"})
+    assert r.status_code == 200, r.text
+    body = PredictResponse.model_validate(r.json())
+    assert body.request_id == "req-1" and r.headers["X-Request-ID"] == "req-1"
+    assert [p.client_id for p in body.predictions] == [1, 2, None]
+    assert body.model.version == "v0001" and body.campaign is None
+    frame = pd.DataFrame([{f: x[f] for f in FEATURES} for x in rows])
+    np.testing.assert_allclose([p.score for p in body.predictions], expected_scores(world, frame), rtol=1e-9)
+
+
+def test_predict_by_client_id_uses_newest_frozen_campaign_snapshot(client, world):
+    ids = [1299, 1000, 1150]
+    r = client.post("/predict", json={"client_ids": ids})
+    assert r.status_code == 200, r.text
+    snap = pd.read_parquet(world / "campaigns" / "new_campaign" / "stages" / "04_factors.parquet")
+    frame = snap.set_index("client_id").loc[ids].reset_index()
+    got = [p["score"] for p in r.json()["predictions"]]
+    np.testing.assert_allclose(got, expected_scores(world, frame), rtol=1e-9)
+    assert [p["client_id"] for p in r.json()["predictions"]] == ids
+
+
+def test_configured_snapshot_path_replaces_the_campaign_checkpoint(world, tmp_path):
+    path = tmp_path / "snap.parquet"
+    atomic_write_parquet(demo_factors(50, seed=9, first_id=500_000), path)
+    with TestClient(create_app(settings(world, factor_snapshot=path))) as c:
+        assert c.post("/predict", json={"client_ids": [500_010]}).status_code == 200
+        r = c.post("/predict", json={"client_ids": [1000]})
+        assert r.status_code == 404 and "client_ids[0]" in r.json()["message"]
+
+
+def test_offer_decisions_follow_campaign_policies(client, world):
+    rows = [row(i, f1=v) for i, v in enumerate([-2.0, 0.0, 2.0, 3.0])]
+    scores = np.array([p["score"] for p in client.post("/predict", json={"clients": rows}).json()["predictions"]])
+    cut = client.post("/predict", json={"clients": rows, "campaign": "cut"}).json()
+    assert cut["campaign"]["score_cutoff"] == 0.1 and cut["campaign"]["threshold_source"] == "config"
+    assert [p["offer"] for p in cut["predictions"]] == list(scores >= 0.1)
+    profit = client.post("/predict?campaign=profit", json={"clients": rows}).json()
+    assert profit["campaign"]["score_cutoff"] == pytest.approx(0.1)
+    assert [p["offer"] for p in profit["predictions"]] == list(scores * 20.0 > 2.0)
+    frozen = client.post("/predict?campaign=new_campaign", json={"clients": rows}).json()
+    assert frozen["campaign"]["threshold_source"] == "manifest"
+    assert [p["offer"] for p in frozen["predictions"]] == list(scores >= 0.05)
+
+
+def test_top_fraction_campaign_needs_freezing_then_uses_manifest(client, world):
+    r = client.post("/predict?campaign=top", json={"clients": [row()]})
+    assert r.status_code == 409 and r.json()["error"] == "threshold_unknown"
+    assert "frozen" in r.json()["message"] and r.json()["field"] == "campaign"
+    atomic_write_json({"campaign_id": "top_2026", "frozen_at": "2026-03-01T00:00:00+00:00",
+                       "threshold": {"score_cutoff": -1.0}, "model": {"version": "v0001"}},
+                      world / "campaigns" / "top_2026" / "manifest.json")
+    r = client.post("/predict?campaign=top", json={"clients": [row()]})
+    assert r.status_code == 200 and r.json()["predictions"][0]["offer"] is True
+    assert r.json()["campaign"]["campaign_id"] == "top_2026"
+
+
+@pytest.mark.parametrize("query,body,status,code", [
+    ("unknown", {}, 404, "unknown_campaign"),
+    ("nopolicy", {}, 409, "bad_campaign_config"),
+    ("broken", {}, 409, "bad_campaign_config"),
+    ("../etc", {}, 422, "invalid_campaign"),
+    ("cut", {"campaign": "profit"}, 422, "conflicting_campaign"),
+])
+def test_bad_campaigns_are_named(client, query, body, status, code):
+    r = client.post(f"/predict?campaign={query}", json={"clients": [row()], **body})
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == code and r.json()["field"] == "campaign"
+
+
+# ---------------------------------------------------------------------- bad input
+BAD = [
+    ({"clients": [row(f0="high")]}, 422, "clients[0].f0"),
+    ({"clients": [row(), row(f3=True)]}, 422, "clients[1].f3"),
+    ({"clients": [row(f0=None)]}, 422, "clients[0].f0"),
+    ({"clients": [row(visits_90d=2.5)]}, 422, "clients[0].visits_90d"),
+    ({"clients": [row(f2=[1, 2])]}, 422, "clients[0].f2"),
+    ({"clients": [{k: v for k, v in row().items() if k != "f4"}]}, 422, "clients[0].f4"),
+    ({"clients": [row(colour=1.0)]}, 422, "clients[0].colour"),
+    ({"clients": [row(client_id="abc")]}, 422, "clients[0].client_id"),
+    ({"clients": [row(client_id=2**70)]}, 422, "clients[0].client_id"),
+    ({"clients": [row(f1=10**400)]}, 422, "clients[0].f1"),
+    ({"clients": ["not an object"]}, 422, "clients[0]"),
+    ({"clients": []}, 422, "clients"),
+    ({"client_ids": ["x"]}, 422, "client_ids[0]"),
+    ({"client_ids": [1000, 5]}, 404, "client_ids[1]"),
+    ({"client_ids": [1000], "clients": [row()]}, 422, "clients"),
+    ({}, 422, "clients"),
+    ({"clients": [row()], "extra": 1}, 422, "extra"),
+    ({"clients": [row()] * 11}, 413, "clients"),
+    ({"client_ids": list(range(1000, 1011))}, 413, "client_ids"),
+]
+
+
+@pytest.mark.parametrize("body,status,field", BAD)
+def test_bad_input_gets_a_clear_error_naming_the_field(world, body, status, field):
+    with TestClient(create_app(settings(world, max_batch=10))) as c:
+        r = c.post("/predict", json=body)
+        assert r.status_code == status, r.text
+        err = r.json()
+        assert err["field"] == field and field in err["message"]
+        assert c.get("/health").json()["status"] == "ok"  # the server carries on
+
+
+def test_non_finite_and_malformed_json_are_rejected(client):
+    r = client.post("/predict", content=json.dumps({"clients": [row(f0=float("nan"))]}),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["field"] == "clients[0].f0"
+    r = client.post("/predict", content=b'{"clients": [', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+
+
+def test_client_ids_without_any_snapshot_is_a_clear_409(world):
+    shutil.rmtree(world / "campaigns")
+    with TestClient(create_app(settings(world))) as c:
+        r = c.post("/predict", json={"client_ids": [1]})
+        assert r.status_code == 409 and r.json()["field"] == "client_ids"
+        assert "--factor-snapshot" in r.json()["message"]
+        assert c.post("/predict", json={"clients": [row()]}).status_code == 200
+
+
+def test_no_champion_answers_503_with_a_hint(tmp_path):
+    with TestClient(create_app(ApiSettings(artifacts=tmp_path, model_name="absent"))) as c:
+        h = c.get("/health")
+        assert h.status_code == 503 and h.json()["status"] == "no_model"
+        assert "python -m flows.train" in h.json()["model_error"]
+        r = c.post("/predict", json={"clients": [{"a": 1}]})
+        assert r.status_code == 503 and r.json()["error"] == "no_model"
+        assert c.get("/model").status_code == 503
+
+
+# ---------------------------------------------------------------------- champion changes
+def _wait_for(check, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_new_champion_is_hot_reloaded_without_dropping_requests(client, world):
+    reg = ModelRegistry(world / "models")
+    v2 = train_demo_model(reg, NAME, n_clients=1500, seed=3, approach="two_models", promote=False)
+    assert client.post("/predict", json={"clients": [row()]}).json()["model"]["version"] == "v0001"
+    reg.promote(NAME, v2)
+    versions = set()
+
+    def served_v2() -> bool:
+        r = client.post("/predict", json={"clients": [row()]})
+        assert r.status_code == 200  # every request during the swap is answered
+        versions.add(r.json()["model"]["version"])
+        return r.json()["model"]["version"] == v2
+    _wait_for(served_v2)
+    assert versions <= {"v0001", v2}
+    assert client.get("/model").json()["approach"] == "two_models"
+    assert client.get("/health").json()["reloads"] == 2
+
+
+def test_tampered_model_is_refused_and_the_old_one_keeps_serving(client, world):
+    reg = ModelRegistry(world / "models")
+    v2 = train_demo_model(reg, NAME, n_clients=1500, seed=4, promote=False)
+    model_file = world / "models" / NAME / v2 / "model.joblib"
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+    reg.promote(NAME, v2)
+
+    def refused() -> bool:
+        client.post("/predict", json={"clients": [row()]})
+        return client.get("/health").json()["refused"] is not None
+    _wait_for(refused)
+    h = client.get("/health").json()
+    assert h["status"] == "degraded" and h["refused"]["version"] == v2
+    assert "checksum" in h["refused"]["reason"] and h["model"]["version"] == "v0001"
+    r = client.post("/predict", json={"clients": [row()]})
+    assert r.status_code == 200 and r.json()["model"]["version"] == "v0001"
+
+
+def test_tampered_champion_at_startup_serves_nothing_and_says_why(world):
+    model_file = world / "models" / NAME / "v0001" / "model.joblib"
+    model_file.write_bytes(model_file.read_bytes()[:-10])
+    with TestClient(create_app(settings(world))) as c:
+        h = c.get("/health")
+        assert h.status_code == 503 and "checksum" in h.json()["refused"]["reason"]
+        assert c.post("/predict", json={"clients": [row()]}).status_code == 503
+
+
+# ---------------------------------------------------------------------- prediction log
+def test_prediction_log_survives_restarts_and_stays_append_only(world):
+    ids = []
+    for run in range(2):
+        with TestClient(create_app(settings(world))) as c:
+            for i in range(3):
+                r = c.post("/predict?campaign=cut", json={"clients": [row(10 * run + i)]})
+                ids.append(r.json()["request_id"])
+            c.post("/predict", json={"client_ids": [1000, 1001]})
+    log = read_predictions(log_dir(world), source="api")
+    assert list(log.columns) == COLUMNS and len(log) == 2 * (3 + 2)
+    assert set(ids) <= set(log["request_id"])
+    assert len(list(log_dir(world).glob("api-*.parquet"))) == 2
+    cut = log[log["campaign_id"] == "cut_2026"]
+    assert len(cut) == 6 and cut["decision"].notna().all()
+    assert log["campaign_id"].isna().sum() == 4 and log["decision"].isna().sum() == 4
+    assert (log["model_version"] == "v0001").all() and log["time"].dt.tz is not None
+
+
+def test_prediction_log_flushes_in_the_background(world):
+    with TestClient(create_app(settings(world, log_flush_rows=5, log_flush_seconds=60.0))) as c:
+        c.post("/predict", json={"client_ids": list(range(1000, 1006))})
+        _wait_for(lambda: len(read_predictions(log_dir(world))) == 6)
+        assert c.get("/health").json()["prediction_log"]["segments_written"] == 1
+
+
+def test_python_m_api_help_documents_the_options():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "api", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert out.returncode == 0
+    for opt in ("--host", "--port", "--artifacts", "--model", "--factor-snapshot"):
+        assert opt in out.stdout
