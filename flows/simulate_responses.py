@@ -1,0 +1,126 @@
+"""Simulate a frozen campaign's outcomes on synthetic data: ``python -m flows.simulate_responses campaign_id=<id>``.
+
+Each client of the campaign responds with the truth table's ``p_treated`` when the campaign
+gave them the offer and ``p_control`` otherwise (revenue drawn for responders), seeded.
+Writes ``<artifacts>/campaigns/<id>/responses.parquet`` (client_id, response, revenue).
+
+``campaign_id=<id>`` (default: the id of the selected campaign config) and ``seed=<int>``
+(default: derived from the campaign's seed) are read before Hydra sees the command line;
+other overrides (``paths.artifacts=...``) work as usual.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows._cli import run_cli
+from tasks.campaign import derive_seed
+from tasks.checkpoints import campaign_dir
+from tasks.errors import ConfigError, NotFoundError
+from tasks.io import atomic_write_parquet, read_json
+
+
+def load_frozen_campaign(artifacts: str | Path, campaign_id: str) -> tuple[dict, pd.DataFrame]:
+    """Manifest and table of a frozen campaign; NotFoundError telling how to calculate it."""
+    folder = campaign_dir(artifacts, campaign_id)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists() or not (folder / "campaign.parquet").exists():
+        raise NotFoundError(
+            f"campaign {campaign_id!r} is not frozen in {folder} (no manifest.json); calculate it first "
+            f"with `python -m flows.campaign campaign=<name>`")
+    return read_json(manifest_path), pd.read_parquet(folder / "campaign.parquet", columns=["client_id", "offer"])
+
+
+def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Responses and revenue of the campaign's clients drawn from ``truth`` (offer -> p_treated)."""
+    from tasks.synthetic import draw_responses
+
+    out = draw_responses(truth, campaign["client_id"].to_numpy(), campaign["offer"].to_numpy(dtype=bool), seed)
+    return out[["client_id", "response", "revenue"]]
+
+
+def simulate_campaign_responses(artifacts: str | Path, campaign_id: str, seed: int | None = None) -> Path:
+    """Draw and write responses.parquet for a frozen campaign; returns its path."""
+    from tasks.data import read_table
+
+    manifest, table = load_frozen_campaign(artifacts, campaign_id)
+    data_dir = Path(manifest["data"]["dir"])
+    if not (data_dir / "truth.parquet").exists():
+        raise NotFoundError(
+            f"campaign {campaign_id!r}: dataset {manifest['data']['name']!r} has no truth table "
+            f"({data_dir / 'truth.parquet'}); responses can only be simulated on synthetic worlds")
+    truth = read_table(data_dir, "truth")
+    if seed is None:
+        seed = derive_seed(int(manifest["config"]["seed"]), "responses")
+    responses = simulate_outcomes(table, truth, int(seed))
+    return atomic_write_parquet(responses, campaign_dir(artifacts, campaign_id) / "responses.parquet")
+
+
+@task(name="draw_responses", cache_policy=NO_CACHE, persist_result=False)
+def draw_responses_task(artifacts: str, campaign_id: str, seed: int | None) -> dict:
+    """Draw the responses of a frozen campaign and publish a short summary."""
+    path = simulate_campaign_responses(artifacts, campaign_id, seed)
+    df = pd.read_parquet(path)
+    offers = pd.read_parquet(path.parent / "campaign.parquet", columns=["client_id", "group", "offer"])
+    joined = offers.merge(df, on="client_id")
+    rates = joined.groupby("group")[["response", "revenue"]].mean().round(5)
+    md = f"### Simulated responses of {campaign_id}\n\n{len(df)} clients, {int(df['response'].sum())} responses.\n\n"
+    md += "| group | response rate | revenue per client |\n|---|---|---|\n"
+    md += "\n".join(f"| {g} | {r.response} | {r.revenue} |" for g, r in rates.iterrows()) + "\n"
+    create_markdown_artifact(key=f"responses-{campaign_id}".lower().replace("_", "-").replace(".", "-"), markdown=md)
+    get_run_logger().info("wrote %s (%d rows)", path, len(df))
+    return {"path": str(path), "rows": int(len(df)), "responses": int(df["response"].sum())}
+
+
+@flow(name="simulate-responses")
+def simulate_responses_flow(campaign_id: str, artifacts: str = "artifacts", seed: int | None = None) -> dict:
+    """Simulate the outcomes of frozen campaign ``campaign_id`` from the synthetic truth."""
+    return draw_responses_task(artifacts, campaign_id, seed)
+
+
+def split_argv(argv: list[str]) -> tuple[str | None, int | None, list[str]]:
+    """Take ``campaign_id=`` and ``seed=`` out of the command line; the rest goes to Hydra."""
+    campaign_id = None
+    seed = None
+    rest = []
+    for arg in argv:
+        if arg.startswith("campaign_id="):
+            campaign_id = arg.split("=", 1)[1]
+        elif arg.startswith("seed="):
+            seed = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if seed is not None:
+        try:
+            seed = int(seed)
+        except ValueError:
+            raise ConfigError(f"seed={seed!r} is not an integer") from None
+    return campaign_id, seed, rest
+
+
+def _body(cfg: DictConfig, campaign_id: str | None, seed: int | None) -> None:
+    cid = campaign_id or str(cfg.campaign.id)
+    load_frozen_campaign(cfg.paths.artifacts, cid)  # fail fast, before an orchestrator run starts
+    result = simulate_responses_flow(campaign_id=cid, artifacts=str(cfg.paths.artifacts), seed=seed)
+    print(f"campaign {cid}: {result['responses']} responses among {result['rows']} clients -> {result['path']}")
+
+
+def main() -> None:
+    """Command-line entry point (see the module docstring)."""
+    try:
+        campaign_id, seed, rest = split_argv(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *rest]
+    run_cli(lambda cfg: _body(cfg, campaign_id, seed))
+
+
+if __name__ == "__main__":
+    main()
