@@ -152,3 +152,11 @@ def test_set_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         factor_set("broken", sets_dir=tmp_path)
+
+
+def test_docs_page_matches_the_registry() -> None:
+    from factors.docs import DOC_PATH, catalogue_markdown
+
+    text = catalogue_markdown()
+    assert all(f"`{name}`" in text for name in all_factors())
+    assert DOC_PATH.read_text(encoding="utf-8") == text, "docs/factors.md is stale: run python -m factors.docs"
