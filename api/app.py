@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import ApiError
+from api.features import FeatureSchema
 from api.schemas import ErrorResponse, PredictRequest, PredictResponse
 from api.service import ApiSettings, PredictionService, new_request_id
 from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError, UpliftError
@@ -53,6 +54,23 @@ def _field(loc: tuple | list) -> str:
     return out or "body"
 
 
+_JSON_TYPES = {"float": {"type": "number"}, "int": {"type": "integer"}, "bool": {"type": "boolean"},
+               "category": {"type": "string"}}
+
+
+def _describe_features(schema: dict, features: FeatureSchema) -> None:
+    """Put the champion's feature names and JSON types into the ``clients`` row schema."""
+    try:
+        clients = schema["components"]["schemas"]["PredictRequest"]["properties"]["clients"]
+        row = next(a["items"] for a in clients["anyOf"] if a.get("type") == "array")
+    except (KeyError, StopIteration):
+        return
+    row["properties"] = {"client_id": {"type": "integer"},
+                         **{f: dict(_JSON_TYPES[features.kinds[f]]) for f in features.features}}
+    row["required"] = list(features.features)
+    row["additionalProperties"] = False
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the scoring application; the champion is loaded when the app starts."""
     settings = settings or ApiSettings()
@@ -75,6 +93,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.state.settings = settings
+
+    base_openapi = app.openapi
+
+    def openapi() -> dict:
+        """The OpenAPI schema, with the current champion's features spelled out in ``clients``."""
+        served = service.watcher.current
+        version = served.version if served is not None else None
+        if app.openapi_schema is None or app.state.openapi_version != version:
+            app.openapi_schema = None
+            schema = base_openapi()
+            if served is not None:
+                _describe_features(schema, served.scorer.schema)
+            app.openapi_schema, app.state.openapi_version = schema, version
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.openapi_version = None
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -125,6 +125,7 @@ class PredictionLogBuffer:
     def start(self) -> None:
         """Start the background flusher."""
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, daemon=True, name="prediction-log")
             self._thread.start()
 
