@@ -27,6 +27,9 @@ def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config") -> N
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def _entry(cfg: DictConfig) -> None:
+        # Hydra's console logging is at INFO; the HTTP client's per-request lines are noise.
+        for noisy in ("httpx", "httpcore", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             body(cfg)
         except UpliftError as exc:
