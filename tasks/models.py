@@ -1,0 +1,254 @@
+"""Uplift and response models built on LightGBM.
+
+Uplift approaches come from scikit-uplift: ``solo`` (SoloModel: one classifier with the
+treatment flag as a feature), ``two_models`` (TwoModels: one classifier per arm) and
+``class_transformation`` (ClassTransformation: one classifier on the transformed target).
+The response model is a LightGBM classifier with class weighting and a decision threshold.
+
+The fitted objects here are what the registry stores: each has ``features`` and
+``predict(X) -> ndarray`` (uplift, or response probability), and ``contributions(X)``
+(TreeSHAP contributions per feature, from LightGBM's ``pred_contrib``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+
+from tasks.errors import ConfigError, DataValidationError
+
+UPLIFT_APPROACHES = ("solo", "two_models", "class_transformation")
+RESPONSE_APPROACH = "response"
+
+DEFAULT_LGBM: dict[str, Any] = {
+    "n_estimators": 200,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_child_samples": 100,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 5.0,
+    "n_jobs": 1,  # threads spin badly on a shared CPU; 1 was ~20x faster under load
+    "verbose": -1,
+}
+
+_TREATMENT_COL = "treatment"
+
+
+def make_lgbm(params: Mapping[str, Any] | None = None, seed: int = 0, **extra: Any) -> LGBMClassifier:
+    """A LightGBM classifier: project defaults, overridden by ``params`` and ``extra``."""
+    merged = {**DEFAULT_LGBM, **dict(params or {}), **extra, "random_state": seed}
+    try:
+        return LGBMClassifier(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"config 'model', key 'lgbm': {exc}") from None
+
+
+# ---------------------------------------------------------------------------- validation
+def check_features(X: pd.DataFrame, table: str = "training set") -> None:
+    """Features must be numeric or boolean with no infinite values; names must suit LightGBM."""
+    if X.shape[1] == 0:
+        raise DataValidationError(table, None, "no feature columns left to train on")
+    for col in X.columns:
+        s = X[col]
+        if not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
+            raise DataValidationError(
+                table, str(col), f"feature has non-numeric dtype {s.dtype}; encode it first "
+                "(factors.passthrough.prepare_wide one-hot encodes categoricals)",
+            )
+        if any(ch in str(col) for ch in '[]{}":,'):
+            raise DataValidationError(table, str(col), "feature name has JSON special characters LightGBM rejects")
+    if X.columns.duplicated().any():
+        dup = list(X.columns[X.columns.duplicated()])
+        raise DataValidationError(table, str(dup[0]), f"duplicate feature column(s) {dup}")
+
+
+def check_target(y: pd.Series | np.ndarray, table: str = "training set", column: str = "response") -> np.ndarray:
+    """A 0/1 target with no NaN and both classes present; returns it as an int array."""
+    arr = pd.Series(np.asarray(y, dtype=float) if not isinstance(y, pd.Series) else y)
+    nan = arr.isna().to_numpy()
+    if nan.any():
+        rows = list(np.flatnonzero(nan)[:5])
+        raise DataValidationError(table, column, f"{int(nan.sum())} missing (NaN) target value(s)", rows)
+    vals = arr.to_numpy(dtype=float)
+    bad = ~np.isin(vals, (0.0, 1.0))
+    if bad.any():
+        rows = list(np.flatnonzero(bad)[:5])
+        raise DataValidationError(table, column, f"{int(bad.sum())} target value(s) other than 0/1: "
+                                  f"{sorted(set(vals[bad][:5].tolist()))}", rows)
+    if vals.sum() == 0:
+        raise DataValidationError(table, column, f"no positive responses among {len(vals)} rows; nothing to learn")
+    if vals.sum() == len(vals):
+        raise DataValidationError(table, column, f"all {len(vals)} rows are positive; nothing to learn")
+    return vals.astype(np.int8)
+
+
+def check_treatment(treatment: pd.Series | np.ndarray, y: np.ndarray, table: str = "training set",
+                    column: str = "treatment") -> np.ndarray:
+    """A 0/1 treatment flag with both arms present, each with some positives."""
+    arr = check_binary(treatment, table, column)
+    arms = set(np.unique(arr).tolist())
+    if arms != {0, 1}:
+        only = "treated" if arms == {1} else "control"
+        raise DataValidationError(
+            table, column, f"treatment has one arm only (every one of {len(arr)} rows is {only}); "
+            "uplift needs a randomised treated and control group",
+        )
+    for arm, label in ((1, "treated"), (0, "control")):
+        if y[arr == arm].sum() == 0:
+            raise DataValidationError(table, "response", f"no positive responses in the {label} arm")
+    return arr
+
+
+def check_binary(values: pd.Series | np.ndarray, table: str, column: str) -> np.ndarray:
+    """0/1 values without NaN, as int8."""
+    vals = pd.Series(values).to_numpy(dtype=float, na_value=np.nan)
+    bad = np.isnan(vals) | ~np.isin(vals, (0.0, 1.0))
+    if bad.any():
+        rows = list(np.flatnonzero(bad)[:5])
+        raise DataValidationError(table, column, f"{int(bad.sum())} value(s) that are not 0/1", rows)
+    return vals.astype(np.int8)
+
+
+def _frame(X: pd.DataFrame, features: list[str], name: str) -> pd.DataFrame:
+    missing = [f for f in features if f not in X.columns]
+    if missing:
+        raise DataValidationError("features", missing[0],
+                                  f"{len(missing)} feature(s) the {name} model needs are missing: {missing[:10]}")
+    return X[features]
+
+
+# ---------------------------------------------------------------------------- uplift model
+@dataclass
+class UpliftModel:
+    """An uplift model: one of :data:`UPLIFT_APPROACHES` with LightGBM inside."""
+
+    approach: str
+    lgbm_params: dict = field(default_factory=dict)
+    seed: int = 0
+    features: list[str] = field(default_factory=list)
+    estimator: Any = None
+    kind: str = "uplift"
+
+    def __post_init__(self) -> None:
+        if self.approach not in UPLIFT_APPROACHES:
+            raise ConfigError(f"config 'model', key 'approach': unknown uplift approach "
+                              f"{self.approach!r}; use one of {list(UPLIFT_APPROACHES)}")
+
+    def _build(self) -> Any:
+        from sklift.models import ClassTransformation, SoloModel, TwoModels
+
+        if self.approach == "solo":
+            return SoloModel(make_lgbm(self.lgbm_params, self.seed))
+        if self.approach == "two_models":
+            return TwoModels(make_lgbm(self.lgbm_params, self.seed),
+                             make_lgbm(self.lgbm_params, self.seed + 1), method="vanilla")
+        return ClassTransformation(make_lgbm(self.lgbm_params, self.seed))
+
+    def fit(self, X: pd.DataFrame, treatment: np.ndarray | pd.Series, y: np.ndarray | pd.Series) -> "UpliftModel":
+        """Fit on features ``X``, 0/1 ``treatment`` and 0/1 outcome ``y`` (validated)."""
+        check_features(X)
+        if _TREATMENT_COL in X.columns:
+            raise DataValidationError("training set", _TREATMENT_COL,
+                                      "the treatment flag must not be a feature column")
+        y_arr = check_target(y)
+        t_arr = check_treatment(treatment, y_arr)
+        if len(X) != len(y_arr) or len(X) != len(t_arr):
+            raise DataValidationError("training set", None,
+                                      f"lengths differ: X {len(X)}, treatment {len(t_arr)}, y {len(y_arr)}")
+        self.features = [str(c) for c in X.columns]
+        Xf = X.reset_index(drop=True)
+        est = self._build()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(Xf, pd.Series(y_arr), pd.Series(t_arr))
+        self.estimator = est
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted uplift (treated minus control response probability; CT: 2P(z=1)-1)."""
+        Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(self.estimator.predict(Xf), dtype=float)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """TreeSHAP contributions to the uplift score, per feature, in log-odds units.
+
+        solo: contributions with the offer minus without; two_models: treated model minus
+        control model; class_transformation: the single model's contributions.
+        """
+        Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
+        est = self.estimator
+        if self.approach == "solo":
+            inner = est.estimator
+            c1 = inner.predict(Xf.assign(treatment=1.0), pred_contrib=True)
+            c0 = inner.predict(Xf.assign(treatment=0.0), pred_contrib=True)
+            diff = (c1 - c0)[:, : len(self.features)]
+        elif self.approach == "two_models":
+            c1 = est.estimator_trmnt.predict(Xf, pred_contrib=True)
+            c0 = est.estimator_ctrl.predict(Xf, pred_contrib=True)
+            diff = (c1 - c0)[:, : len(self.features)]
+        else:
+            diff = est.estimator.predict(Xf, pred_contrib=True)[:, : len(self.features)]
+        return pd.DataFrame(diff, columns=self.features)
+
+
+# ---------------------------------------------------------------------------- response model
+@dataclass
+class ResponseModel:
+    """A LightGBM response classifier with class weighting and a tuned decision threshold."""
+
+    lgbm_params: dict = field(default_factory=dict)
+    seed: int = 0
+    class_weight: str | None = "balanced"
+    threshold: float = 0.5
+    features: list[str] = field(default_factory=list)
+    estimator: Any = None
+    approach: str = RESPONSE_APPROACH
+    kind: str = "response"
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray | pd.Series) -> "ResponseModel":
+        """Fit on features ``X`` and 0/1 target ``y`` (validated)."""
+        check_features(X)
+        y_arr = check_target(y)
+        if len(X) != len(y_arr):
+            raise DataValidationError("training set", None, f"lengths differ: X {len(X)}, y {len(y_arr)}")
+        self.features = [str(c) for c in X.columns]
+        extra: dict[str, Any] = {}
+        if self.class_weight == "balanced":
+            pos = float(y_arr.sum())
+            extra["scale_pos_weight"] = (len(y_arr) - pos) / pos
+        est = make_lgbm(self.lgbm_params, self.seed, **extra)
+        est.fit(X.reset_index(drop=True), y_arr)
+        self.estimator = est
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted response probability."""
+        Xf = _frame(X, self.features, "response").reset_index(drop=True)
+        return np.asarray(self.estimator.predict_proba(Xf)[:, 1], dtype=float)
+
+    def predict_label(self, X: pd.DataFrame) -> np.ndarray:
+        """0/1 decision at the tuned threshold."""
+        return (self.predict(X) >= self.threshold).astype(np.int8)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """TreeSHAP contributions per feature (log-odds units)."""
+        Xf = _frame(X, self.features, "response").reset_index(drop=True)
+        contrib = self.estimator.predict(Xf, pred_contrib=True)[:, : len(self.features)]
+        return pd.DataFrame(contrib, columns=self.features)
+
+
+def shap_importance(model: UpliftModel | ResponseModel, X: pd.DataFrame, max_rows: int = 5000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Mean absolute TreeSHAP contribution per feature on up to ``max_rows`` rows, descending."""
+    sample = X if len(X) <= max_rows else X.sample(max_rows, random_state=seed)
+    contrib = model.contributions(sample)
+    imp = contrib.abs().mean().sort_values(ascending=False)
+    return pd.DataFrame({"feature": imp.index, "mean_abs_shap": imp.to_numpy()})

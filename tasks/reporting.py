@@ -1,0 +1,162 @@
+"""Plots (PNG bytes) and the Markdown report of a trained model version."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _fig_bytes(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def qini_plot(y: np.ndarray, score: np.ndarray, t: np.ndarray) -> bytes:
+    """Qini curve of the model against random targeting and the perfect ranking."""
+    from tasks import metrics as M
+
+    plt = _plt()
+    x, q = M.qini_curve(y, score, t)
+    xp, qp = M.perfect_qini_curve(y, t)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, q, label=f"model (Qini AUC {M.qini_auc(y, score, t):.4f})")
+    ax.plot(xp, qp, label="perfect", alpha=0.6)
+    ax.plot([0, x[-1]], [0, q[-1]], "--", label="random", color="grey")
+    ax.set_xlabel("clients targeted (held-out, by score)")
+    ax.set_ylabel("incremental responses")
+    ax.set_title("Qini curve")
+    ax.legend()
+    return _fig_bytes(fig)
+
+
+def decile_plot(table: pd.DataFrame) -> bytes:
+    """Uplift per score decile with its confidence interval."""
+    plt = _plt()
+    rows = table.drop(index="total", errors="ignore")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pos = np.arange(len(rows))
+    err = np.vstack([rows["uplift"] - rows["ci_low"], rows["ci_high"] - rows["uplift"]])
+    ax.bar(pos, rows["uplift"], yerr=err, capsize=3)
+    ax.axhline(float(table.loc["total", "uplift"]) if "total" in table.index else 0.0, color="grey", ls="--",
+               label="average uplift")
+    ax.set_xticks(pos, rows.index, rotation=45)
+    ax.set_xlabel("score percentile (best first)")
+    ax.set_ylabel("treated - control response rate")
+    ax.set_title("Uplift by decile (held-out)")
+    ax.legend()
+    return _fig_bytes(fig)
+
+
+def shap_plot(shap: pd.DataFrame, top: int = 15) -> bytes:
+    """Mean absolute SHAP contribution of the top features."""
+    plt = _plt()
+    s = shap.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.3 * len(s) + 1)))
+    ax.barh(s["feature"], s["mean_abs_shap"])
+    ax.set_xlabel("mean |SHAP| (log-odds)")
+    ax.set_title("Feature importance (TreeSHAP)")
+    return _fig_bytes(fig)
+
+
+def segmentation_table(proba: np.ndarray, profit: np.ndarray, p_cut: float, profit_cut: float) -> pd.DataFrame:
+    """Clients by probability of the target (e.g. activity decline) x profit, four segments.
+
+    Segments: ``high risk / high profit`` (retain first), ``high risk / low profit``,
+    ``low risk / high profit``, ``low risk / low profit``.
+    """
+    risk = np.where(np.asarray(proba) >= p_cut, "high risk", "low risk")
+    value = np.where(np.asarray(profit) >= profit_cut, "high profit", "low profit")
+    seg = pd.Series(risk, dtype=object) + " / " + pd.Series(value, dtype=object)
+    df = pd.DataFrame({"segment": seg, "proba": proba, "profit": profit})
+    out = df.groupby("segment").agg(clients=("proba", "size"), mean_probability=("proba", "mean"),
+                                    mean_profit=("profit", "mean"), total_profit=("profit", "sum"))
+    out["share"] = out["clients"] / out["clients"].sum()
+    return out.reset_index()
+
+
+def segmentation_plot(proba: np.ndarray, profit: np.ndarray, p_cut: float, profit_cut: float) -> bytes:
+    """Scatter of probability x profit with the segment cut lines."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(proba, profit, s=6, alpha=0.5)
+    ax.axvline(p_cut, color="red", ls="--")
+    ax.axhline(profit_cut, color="red", ls="--")
+    ax.set_xlabel("predicted probability of activity decline")
+    ax.set_ylabel("profit (last 3 months)")
+    ax.set_title("Segments: probability x profit")
+    return _fig_bytes(fig)
+
+
+def render_plots(result: Any) -> dict[str, bytes]:
+    """PNG files of a TrainResult: Qini and decile plots (uplift), SHAP importance (all)."""
+    files: dict[str, bytes] = {"shap_importance.png": shap_plot(result.shap)}
+    if result.kind == "uplift":
+        files["qini_curve.png"] = qini_plot(result.test_y, result.test_scores, result.test_treatment)
+        files["uplift_by_decile.png"] = decile_plot(result.by_decile)
+    return files
+
+
+def _fmt(m: dict) -> str:
+    return f"{m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = [floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list[str]) -> str:
+    """report.md of a model version."""
+    parts = [f"# Model {name}: {result.kind} ({result.approach})", "",
+             f"Dataset `{meta['dataset']}`, {result.n_train} training rows, {result.n_test} held-out rows, "
+             f"{len(result.features)} features, seed {result.seed}.", "",
+             f"Promotion: {promotion}.", "", "## Held-out metrics (95% bootstrap CI)", ""]
+    for k, v in result.heldout.items():
+        if isinstance(v, dict):
+            parts.append(f"- {k}: {_fmt(v)}")
+        else:
+            parts.append(f"- {k}: {v}")
+    parts += ["", "## Candidates (cross-validation on the training split)", ""]
+    cv = result.cv.copy()
+    cv["params"] = cv["params"].map(lambda p: ", ".join(f"{k}={v}" for k, v in sorted(p.items())
+                                                         if k not in ("verbose", "n_jobs")))
+    parts.append(_md_table(cv))
+    parts += ["", "## Feature checks", ""]
+    ch = result.checks
+    parts.append(f"- constant: {ch.constant or 'none'}")
+    parts.append(f"- sum of other columns: {ch.sum_of_others or 'none'}")
+    parts.append(f"- near-perfect single predictors: {ch.single_predictor or 'none'}")
+    parts.append(f"- dropped: {ch.dropped or 'none'}; flagged: {ch.flagged or 'none'}")
+    if result.by_decile is not None:
+        parts += ["", "## Uplift by decile (held-out)", ""]
+        parts.append(_md_table(result.by_decile.reset_index()[
+            ["percentile", "n_treatment", "n_control", "response_rate_treatment", "response_rate_control",
+             "uplift", "ci_low", "ci_high"]]))
+    parts += ["", "## Threshold suggestions", ""]
+    for k, v in result.threshold_suggestions.items():
+        parts.append(f"- {k}: {v}")
+    parts += ["", "## SHAP importance (mean |contribution|, log-odds)", "", _md_table(result.shap.head(20))]
+    for key, text in result.extras.get("report_sections", {}).items():
+        parts += ["", f"## {key}", "", text]
+    if pngs:
+        parts += ["", "## Plots", ""] + [f"![{p}]({p})" for p in pngs]
+    return "\n".join(parts) + "\n"

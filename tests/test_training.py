@@ -1,0 +1,123 @@
+"""Training: feature checks, CV choice, held-out metrics, thresholds, registration and promotion."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.errors import ConfigError, DataValidationError
+from tasks.io import read_json
+from tasks.registry import ModelRegistry
+from tasks.training import (
+    ChecksConfig,
+    ModelConfig,
+    check_features,
+    find_constant_columns,
+    find_single_predictors,
+    find_sum_columns,
+    reference_distributions,
+    register,
+    train_response,
+    train_uplift,
+)
+from tests.test_models import FAST, uplift_frame
+
+
+def small_cfg(**kw) -> ModelConfig:
+    base = dict(lgbm=FAST, cv_folds=2, n_boot=20, approaches=["solo", "class_transformation"], seed=5)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def test_checks_find_constant_sum_and_leaky_columns():
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame({
+        "a": rng.integers(0, 50, n), "b": rng.integers(0, 30, n), "c": rng.integers(0, 9, n),
+        "flag": rng.integers(0, 2, n), "const": 3,
+    })
+    X["total"] = X["a"] + X["b"] + X["c"]
+    X["part_ab"] = X["total"] - X["c"]
+    y = rng.integers(0, 2, n)
+    X["leak"] = y * 10 + rng.random(n)
+    assert find_constant_columns(X) == ["const"]
+    sums = find_sum_columns(X.drop(columns=["const", "leak"]))
+    assert set(sums) == {"total", "part_ab"}
+    assert find_single_predictors(X.drop(columns=["const"]), y, 0.99) == {"leak": pytest.approx(1.0)}
+    before = X.copy()
+    out, rep = check_features(X, y, ChecksConfig())
+    pd.testing.assert_frame_equal(X, before)
+    assert set(rep.dropped) == {"const", "total", "part_ab", "leak"}
+    assert list(out.columns) == ["a", "b", "c", "flag"]
+    out2, rep2 = check_features(X, y, ChecksConfig(constant="flag", sum_of_others="flag", single_predictor="off"))
+    assert rep2.flagged == ["const", "total", "part_ab"] and out2.shape[1] == X.shape[1]
+
+
+def test_checks_that_drop_everything_fail():
+    X = pd.DataFrame({"k": [1] * 10})
+    with pytest.raises(DataValidationError, match="every feature was dropped"):
+        check_features(X, np.array([0, 1] * 5), ChecksConfig())
+
+
+def test_train_uplift_chooses_by_cv_and_reports_heldout_metrics():
+    X, t, y = uplift_frame(3000)
+    res = train_uplift(X, t, y, small_cfg(grid=[{}, {"num_leaves": 3}]))
+    assert len(res.cv) == 4 and {"cv_qini_auc", "cv_uplift_at_k"} <= set(res.cv.columns)
+    best = res.cv.sort_values("cv_qini_auc", ascending=False).iloc[0]
+    assert res.approach == best["approach"]
+    q = res.heldout["qini_auc"]
+    assert q["ci_low"] <= q["value"] <= q["ci_high"] and q["value"] > 0
+    assert res.n_train + res.n_test == 3000 and res.n_test == 900
+    assert len(res.by_decile) == 11
+    ts = res.threshold_suggestions
+    assert ts["per_client_rule"]["score_cutoff"] == pytest.approx(0.5 / 20.0)
+    assert 0 <= ts["profit_optimal"]["fraction"] <= 1
+
+
+def test_train_uplift_bad_inputs():
+    X, t, y = uplift_frame(400)
+    with pytest.raises(DataValidationError, match="one arm"):
+        train_uplift(X, np.zeros_like(t), y, small_cfg())
+    with pytest.raises(DataValidationError, match="no positive"):
+        train_uplift(X, t, np.zeros_like(y), small_cfg())
+    with pytest.raises(ConfigError, match="approaches"):
+        train_uplift(X, t, y, small_cfg(approaches=["nope"]))
+    with pytest.raises(ConfigError, match="select_metric"):
+        train_uplift(X, t, y, small_cfg(select_metric="roc_auc"))
+
+
+def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 1500
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 2 * X["a"])))).astype(int)
+    cfg = small_cfg(kind="response", approaches=[], select_metric="roc_auc", name="resp")
+    res = train_response(X, y, cfg)
+    assert res.heldout["roc_auc"]["value"] > 0.75
+    assert 0 < res.model.threshold < 1 and res.heldout["threshold"] == res.model.threshold
+
+    reg = ModelRegistry(tmp_path / "models")
+    v1, promoted1, _ = register(res, reg, "resp", cfg, "toy")
+    assert (v1, promoted1) == ("v0001", True)
+    files = {p.name for p in (tmp_path / "models" / "resp" / v1).iterdir()}
+    assert {"model.joblib", "metadata.json", "report.md", "shap_importance.png", "cv.csv"} <= files
+    meta = read_json(tmp_path / "models" / "resp" / v1 / "metadata.json")
+    assert meta["features"] == ["a", "b"] and meta["kind"] == "response"
+    assert meta["reference"]["a"]["kind"] == "numeric" and len(meta["reference"]["a"]["sample"]) <= 5000
+
+    worse = train_response(X[["b"]], y, cfg)  # b carries no signal
+    v2, promoted2, reason = register(worse, reg, "resp", cfg, "toy")
+    assert (v2, promoted2) == ("v0002", False) and "does not beat" in reason
+    assert reg.champion("resp") == "v0001"
+    cfg.promote = "always"
+    v3, promoted3, _ = register(worse, reg, "resp", cfg, "toy")
+    assert promoted3 and reg.champion("resp") == v3
+    loaded = reg.load("resp")
+    assert loaded.kind == "response" and loaded.predict(X).shape == (n,)
+
+
+def test_reference_distributions_kinds():
+    X = pd.DataFrame({"num": np.arange(100.0), "flag": [True, False] * 50})
+    ref = reference_distributions(X)
+    assert ref["flag"]["kind"] == "categorical" and ref["flag"]["shares"] == {"False": 0.5, "True": 0.5}
+    assert ref["num"]["kind"] == "numeric" and sum(ref["num"]["shares"]) == pytest.approx(1.0)
