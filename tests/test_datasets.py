@@ -1,0 +1,87 @@
+"""Real dataset loaders (Hillstrom, iFood, one_click) and their bad-input errors."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tasks.config import compose_config, to_dataclass
+from tasks.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.training import ChecksConfig, check_features
+
+
+def cfg_for(name: str, *overrides: str) -> TabularDataConfig:
+    node = compose_config([f"data={name}", *overrides]).data
+    return to_dataclass(node, TabularDataConfig, "data")
+
+
+def test_hillstrom_womens_vs_no_email(shared_data):
+    ds = load_tabular_dataset(cfg_for("hillstrom"), shared_data)
+    assert len(ds.frame) == 21387 + 21306
+    assert ds.treatment == "treatment" and ds.frame["treatment"].sum() == 21387
+    assert ds.target == "visit"
+    X = feature_frame(ds)
+    assert not {"visit", "conversion", "spend", "segment", "treatment", "client_id"} & set(X.columns)
+    assert {"history_per_month", "zip_code_Urban", "channel_Web"} <= set(X.columns)
+    assert len(X) == len(ds.frame)
+
+
+def test_hillstrom_bad_arm_and_bad_file(shared_data, tmp_path):
+    with pytest.raises(ConfigError, match="treatment_arm"):
+        load_tabular_dataset(cfg_for("hillstrom", "data.treatment_arm=Kids E-Mail"), shared_data)
+    with pytest.raises(NotFoundError, match="does not exist"):
+        load_tabular_dataset(cfg_for("hillstrom"), tmp_path)
+    folder = tmp_path / "hillstrom"
+    folder.mkdir()
+    src = next((shared_data / "hillstrom").glob("*.csv"))
+    lines = src.read_text().splitlines()
+    header = lines[0].replace(",visit,", ",visits,")
+    (folder / src.name).write_text("\n".join([header, *lines[1:50]]) + "\n")
+    with pytest.raises(DataValidationError, match="visit"):
+        load_tabular_dataset(cfg_for("hillstrom"), tmp_path)
+
+
+def test_ifood_checks_find_the_leaky_and_constant_columns(shared_data):
+    ds = load_tabular_dataset(cfg_for("ifood"), shared_data)
+    assert ds.treatment is None and ds.frame["Response"].mean() == pytest.approx(0.151, abs=0.001)
+    X = feature_frame(ds)
+    _, rep = check_features(X, ds.frame["Response"].to_numpy(), ChecksConfig())
+    assert set(rep.constant) == {"Z_CostContact", "Z_Revenue"}
+    assert set(rep.sum_of_others) == {"MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
+    assert set(rep.dropped) == {"Z_CostContact", "Z_Revenue", "MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
+
+
+def test_ifood_raw_kaggle_form_loads(shared_data):
+    ds = load_tabular_dataset(cfg_for("ifood", "data.file=marketing_campaign.csv"), shared_data)
+    assert len(ds.frame) == 2240 and "Customer_Days" in ds.frame and ds.categorical == ["Education", "Marital_Status"]
+    X = feature_frame(ds)
+    assert X.select_dtypes(exclude=["number", "bool"]).empty
+
+
+def test_one_click_joins_four_files(shared_data):
+    ds = load_tabular_dataset(cfg_for("one_click"), shared_data)
+    f = ds.frame
+    assert set(ds.raw_tables) == {"market_file", "market_money", "market_time", "money"}
+    assert f["id"].is_unique and 0 < len(f) <= 1300
+    assert (f[["revenue_before_previous", "revenue_previous", "revenue_current"]] > 0).all().all()
+    assert f["profit"].dtype == np.float64 and f["profit"].between(0, 10).all()
+    assert set(f["service_type"]) == {"премиум", "стандарт"}
+    assert 0.3 < f["activity_declined"].mean() < 0.45
+    X = feature_frame(ds)
+    assert "profit" not in X.columns and "activity_declined" not in X.columns
+
+
+def test_one_click_missing_profit_rows(shared_data, tmp_path):
+    folder = tmp_path / "yandex_one_click"
+    shutil.copytree(shared_data / "yandex_one_click", folder)
+    money = (folder / "money.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "money.csv").write_text("\n".join(money[:-5]) + "\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="profit"):
+        load_tabular_dataset(cfg_for("one_click"), tmp_path)
+
+
+def test_unknown_kind():
+    with pytest.raises(ConfigError, match="kind"):
+        load_tabular_dataset(TabularDataConfig(kind="synthetic", name="x"), ".")
