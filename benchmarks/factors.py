@@ -40,6 +40,7 @@ p AS (
   SELECT client_id,
     max(timestamp) AS last_ts,
     min(timestamp) AS first_ts,
+    max(timestamp) FILTER (WHERE promo) AS last_promo_ts,
     count(*) AS n_all,
     sum(amount) AS amt_all,
     count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 30 DAY) AS n30,
@@ -51,6 +52,7 @@ p AS (
     count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 90 DAY) AS n90,
     sum(amount) FILTER (WHERE timestamp >= AS_OF - INTERVAL 90 DAY) AS amt90,
     max(amount) FILTER (WHERE timestamp >= AS_OF - INTERVAL 90 DAY) AS max90,
+    count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 90 DAY AND promo) AS promo90,
     sum(quantity) FILTER (WHERE timestamp >= AS_OF - INTERVAL 90 DAY) AS q90,
     count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 180 DAY) AS n180,
     sum(amount) FILTER (WHERE timestamp >= AS_OF - INTERVAL 180 DAY) AS amt180,
@@ -82,6 +84,7 @@ m AS (
     count(*) FILTER (WHERE event = 'open') AS opens,
     count(*) FILTER (WHERE event = 'click') AS clicks,
     count(*) FILTER (WHERE event = 'send' AND timestamp >= AS_OF - INTERVAL 90 DAY) AS sends90,
+    count(*) FILTER (WHERE event = 'send' AND timestamp >= AS_OF - INTERVAL 30 DAY) AS sends30,
     count(*) FILTER (WHERE event = 'purchase') AS mpurchases,
     count(*) FILTER (WHERE event = 'unsubscribe') AS unsubs,
     count(*) FILTER (WHERE event = 'bounce') AS bounces,
@@ -161,6 +164,13 @@ SELECT
   COALESCE(p.ncat365, 0) AS distinct_categories_365d,
   COALESCE(p.online365 / NULLIF(p.n365, 0), 0.0) AS online_share_365d,
   COALESCE(p.promo365 / NULLIF(p.n365, 0), 0.0) AS promo_share_365d,
+  COALESCE(date_diff('second', p.last_promo_ts, AS_OF) / 86400.0, 9999.0) AS days_since_last_promo_purchase,
+  COALESCE(p.promo90 / NULLIF(p.n90, 0), 0.0) AS promo_share_90d,
+  CASE WHEN p.n_all >= 2 THEN date_diff('second', p.first_ts, p.last_ts) / 86400.0 / (p.n_all - 1)
+       ELSE 9999.0 END AS avg_days_between_purchases,
+  COALESCE(COALESCE(p.amt_all, 0.0)
+           / NULLIF(date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0, 0), 0.0)
+    AS amount_per_tenure_day,
   COALESCE(date_diff('second', m.last_send, AS_OF) / 86400.0, 9999.0) AS days_since_last_message,
   COALESCE(date_diff('second', m.last_open, AS_OF) / 86400.0, 9999.0) AS days_since_last_open,
   COALESCE(date_diff('second', m.last_click, AS_OF) / 86400.0, 9999.0) AS days_since_last_click,
@@ -171,6 +181,8 @@ SELECT
   COALESCE(m.mpurchases, 0) AS message_purchase_count,
   COALESCE(m.opens / NULLIF(m.sends, 0), 0.0) AS open_rate,
   COALESCE(m.clicks / NULLIF(m.sends, 0), 0.0) AS click_rate,
+  COALESCE(m.sends30, 0) AS message_send_count_30d,
+  COALESCE(m.clicks / NULLIF(m.opens, 0), 0.0) AS click_to_open_rate,
   CAST(COALESCE(m.unsubs, 0) > 0 AS TINYINT) AS ever_unsubscribed,
   CAST(COALESCE(m.bounces, 0) > 0 AS TINYINT) AS ever_bounced,
   COALESCE(m.e_send, 0) AS channel_email_count,
@@ -198,6 +210,12 @@ ORDER BY c.pos
 """
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -207,11 +225,12 @@ def run_ours(data_dir: Path, as_of: str, out: Path) -> dict:
     from factors import compute_factors, factor_set
 
     names = factor_set("default")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     table = compute_factors(data_dir, as_of, names)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     table.to_parquet(out, index=False)
-    return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), "rows": len(table), "columns": table.shape[1] - 1}
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak_rss_mib(), "rows": len(table),
+            "columns": table.shape[1] - 1}
 
 
 def run_hand(data_dir: Path, as_of: str, out: Path) -> dict:
@@ -223,15 +242,16 @@ def run_hand(data_dir: Path, as_of: str, out: Path) -> dict:
            .replace("PURCHASES", f"read_parquet('{data_dir / 'purchases.parquet'}')")
            .replace("MESSAGES", f"read_parquet('{data_dir / 'messages.parquet'}')")
            .replace("CLIENTS", f"read_parquet('{data_dir / 'clients.parquet'}')"))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {THREADS}")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     table = con.execute(sql).fetch_df()
     con.close()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     table.to_parquet(out, index=False)
-    return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), "rows": len(table), "columns": table.shape[1] - 1}
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak_rss_mib(), "rows": len(table),
+            "columns": table.shape[1] - 1}
 
 
 def worker(kind: str, data_dir: Path, as_of: str, out: Path) -> None:
@@ -292,14 +312,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="factors_bench_") as tmp:
         ours_out, hand_out = Path(tmp) / "ours.parquet", Path(tmp) / "hand.parquet"
+        print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         hand = spawn("duckdb", data_dir, as_of, hand_out)
         ours = spawn("ours", data_dir, as_of, ours_out)
         check = compare(ours_out, hand_out)
 
     ratio = ours["seconds"] / hand["seconds"]
-    print(f"hand-written DuckDB: {hand['seconds']:.2f} s, peak RSS {hand['peak_rss_mib']:.0f} MiB, "
+    print(f"hand-written DuckDB: {hand['seconds']:.2f} s ({hand['cpu_seconds']:.1f} CPU s), peak RSS {hand['peak_rss_mib']:.0f} MiB, "
           f"{hand['rows']:,} rows x {hand['columns']} factors")
-    print(f"factor engine      : {ours['seconds']:.2f} s, peak RSS {ours['peak_rss_mib']:.0f} MiB, "
+    print(f"factor engine      : {ours['seconds']:.2f} s ({ours['cpu_seconds']:.1f} CPU s), peak RSS {ours['peak_rss_mib']:.0f} MiB, "
           f"{ours['rows']:,} rows x {ours['columns']} factors")
     print(f"time ratio ours/hand: {ratio:.2f} (target <= 2.0); peak memory target <= 8192 MiB")
     print(f"agreement: {check['shared_columns']} shared columns, mismatched {check['mismatched']}, "
@@ -316,6 +337,10 @@ def main() -> None:
         "ours_seconds": round(ours["seconds"], 3),
         "hand_seconds": round(hand["seconds"], 3),
         "time_ratio": round(ratio, 3),
+        "ours_cpu_seconds": round(ours["cpu_seconds"], 2),
+        "hand_cpu_seconds": round(hand["cpu_seconds"], 2),
+        "cpu_ratio": round(ours["cpu_seconds"] / hand["cpu_seconds"], 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "ours_peak_rss_mib": round(ours["peak_rss_mib"], 1),
         "hand_peak_rss_mib": round(hand["peak_rss_mib"], 1),
         "time_target_met": ratio <= 2.0,

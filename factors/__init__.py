@@ -11,7 +11,7 @@ from factors.base import Factor
 from factors.registry import FactorDeclarationError, all_factors, get, register
 from factors import catalog  # noqa: F401  (registers the built-in catalogue)
 from factors.engine import EngineOptions, compute_factors
-from factors.sets import factor_set
+from factors.sets import factor_set, names_from_config
 
 __all__ = [
     "EngineOptions",
@@ -21,5 +21,6 @@ __all__ = [
     "compute_factors",
     "factor_set",
     "get",
+    "names_from_config",
     "register",
 ]

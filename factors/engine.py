@@ -18,9 +18,7 @@ client order. Only events strictly before the as-of date are read.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -209,14 +207,14 @@ def compile_query(
     return "WITH " + ",\n".join(ctes) + f"\nSELECT {cols} FROM layer{layer} ORDER BY ord__"
 
 
-def _connect(options: EngineOptions):
+def _connect(options: EngineOptions, spill_dir: str):
     import duckdb
 
     con = duckdb.connect(":memory:")
     threads = options.threads or os.cpu_count() or 1
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = {_quote(options.memory_limit)}")
-    con.execute(f"SET temp_directory = {_quote(str(Path(tempfile.gettempdir()) / 'uplift_factors_duckdb'))}")
+    con.execute(f"SET temp_directory = {_quote(spill_dir)}")
     con.execute("SET preserve_insertion_order = true")
     return con
 
@@ -276,7 +274,8 @@ def compute_factors(
                 needed[f.table].update({"client_id", "timestamp"})
     sources = {t: table_source(data_dir, t) for t in needed}
 
-    con = _connect(options or EngineOptions())
+    spill = tempfile.TemporaryDirectory(prefix="uplift_factors_")
+    con = _connect(options or EngineOptions(), spill.name)
     try:
         for t, cols in needed.items():
             check_columns(con, t, sources[t], sorted(cols))
@@ -288,6 +287,7 @@ def compute_factors(
         out = con.execute(sql).fetch_df()
     finally:
         con.close()
+        spill.cleanup()
     return _with_dtypes(out, [f for f in resolved if f.name in set(names)], names)
 
 

@@ -52,3 +52,21 @@ def factor_set(name: str, sets_dir: Path = SETS_DIR) -> list[str]:
     if not all(isinstance(n, str) for n in names):
         raise ConfigError(f"factor set {name!r} ({path}): every entry of 'factors' must be a name")
     return validate_names(names, f"factor set {name!r}")
+
+
+def names_from_config(node: object) -> list[str]:
+    """The validated factor names of a composed ``factors`` config node (``cfg.factors``).
+
+    Flows use it so that command-line overrides (``factors=rfm`` or
+    ``factors.factors=[age,tenure_days]``) are honoured. Raises :class:`ConfigError` for a
+    malformed node, :class:`NotFoundError` for an unknown factor.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    doc = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if not isinstance(doc, dict) or not isinstance(doc.get("factors"), list) or not doc["factors"]:
+        raise ConfigError("config 'factors', key 'factors': expected a non-empty list of factor names")
+    names = doc["factors"]
+    if not all(isinstance(n, str) for n in names):
+        raise ConfigError("config 'factors', key 'factors': every entry must be a factor name")
+    return validate_names(names, f"factor set {doc.get('name', '?')!r}")

@@ -147,6 +147,13 @@ EXPECTED: dict[str, tuple] = {
     "purchase_amount_diff_30d": (90.0, 20.0, 0.0),
     "purchase_count_trend_30d": (2 / 3, 2 / 3, 0.5),
     "purchase_amount_trend_30d": (150.0 / 210, 0.7, 0.5),
+    # client 1: last promo 10 days ago, 90 days: 2 promo of 3; client 2: 0.5 days, 1 of 3
+    "days_since_last_promo_purchase": (10.0, 0.5, NONE),
+    "promo_share_90d": (2 / 3, 1 / 3, 0.0),
+    # first-to-last span over count - 1: (400 - 10) / 5, (50 - 0.5) / 2
+    "avg_days_between_purchases": (78.0, 24.75, NONE),
+    # all-history amount per day of tenure: 360 / 731, 50 / 31
+    "amount_per_tenure_day": (360.0 / 731, 50.0 / 31, 0.0),
     # shares over 365 days (client 1 amount 280: grocery 160, beauty 50, electronics 30, kids 40)
     "category_grocery_share_365d": (160.0 / 280, 0.2, 0.0),
     "category_household_share_365d": (0.0, 0.8, 0.0),
@@ -166,7 +173,9 @@ EXPECTED: dict[str, tuple] = {
     "message_open_count": (2, 1, 0),
     "message_click_count": (1, 1, 0),
     "message_send_count_90d": (3, 2, 0),
+    "message_send_count_30d": (2, 2, 0),
     "message_purchase_count": (1, 0, 0),
+    "click_to_open_rate": (0.5, 1.0, 0.0),
     "open_rate": (0.4, 0.5, 0.0),
     "click_rate": (0.2, 0.5, 0.0),
     "ever_unsubscribed": (1, 1, 0),

@@ -137,6 +137,17 @@ def test_set_matches_hydra_config() -> None:
     assert cfg.factors.name == "default"
 
 
+def test_names_from_composed_config() -> None:
+    from factors import names_from_config
+
+    assert names_from_config(compose_config(["factors=rfm"]).factors) == factor_set("rfm")
+    assert names_from_config(compose_config(["factors.factors=[age,tenure_days]"]).factors) == ["age", "tenure_days"]
+    with pytest.raises(NotFoundError, match=r"factor set 'default': unknown factor\(s\) \['agee'\]"):
+        names_from_config(compose_config(["factors.factors=[agee]"]).factors)
+    with pytest.raises(ConfigError, match="non-empty list"):
+        names_from_config({"name": "x", "factors": []})
+
+
 def test_set_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="factor set 'nope' not found"):
         factor_set("nope")

@@ -91,4 +91,25 @@ FACTORS += [
          "avg(CASE WHEN promo THEN 1.0 ELSE 0.0 END)", ("promo",), SHARE_WINDOW, theme="shares"),
 ]
 
+FACTORS += [
+    _agg("days_since_last_promo_purchase",
+         f"Days from the last purchase that used a discount or promo to the as-of date; {NO_EVENT_DAYS:g} when none.",
+         "date_diff('second', max(timestamp) FILTER (WHERE promo), {as_of}) / 86400.0", ("timestamp", "promo"),
+         None, default=NO_EVENT_DAYS, theme="recency"),
+    _agg("promo_share_90d",
+         "Share of the purchases of the last 90 days that used a discount or promo; 0 when none.",
+         "avg(CASE WHEN promo THEN 1.0 ELSE 0.0 END)", ("promo",), 90, theme="shares"),
+    _derived("avg_days_between_purchases",
+             f"Average days between consecutive purchases (first to last over count - 1); "
+             f"{NO_EVENT_DAYS:g} with fewer than two purchases.",
+             "CASE WHEN purchase_count_total >= 2 THEN (days_since_first_purchase - days_since_last_purchase)"
+             " / (purchase_count_total - 1) END",
+             ("days_since_first_purchase", "days_since_last_purchase", "purchase_count_total"),
+             default=NO_EVENT_DAYS, theme="recency"),
+    _derived("amount_per_tenure_day",
+             "Amount spent in all history per day since registration; 0 when none.",
+             "purchase_amount_total / NULLIF(tenure_days, 0)", ("purchase_amount_total", "tenure_days"),
+             theme="frequency_monetary"),
+]
+
 register_all(FACTORS)
