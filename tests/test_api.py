@@ -313,3 +313,39 @@ def test_python_m_api_help_documents_the_options():
     assert out.returncode == 0
     for opt in ("--host", "--port", "--artifacts", "--model", "--factor-snapshot"):
         assert opt in out.stdout
+
+
+@pytest.mark.slow
+def test_served_by_uvicorn_and_log_flushed_on_sigterm(world):
+    """`python -m api` on loopback: answers, and SIGTERM flushes the buffered log."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "api", "--port", str(port), "--artifacts", str(world), "--model", NAME,
+           "--log-flush-seconds", "600", "--log-level", "warning"]
+    server = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(lambda: server.poll() is None and _up(httpx, url), timeout=120)
+        r = httpx.post(url + "/predict", json={"client_ids": [1000, 1001, 1002]}, timeout=10)
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+        assert read_predictions(log_dir(world)).empty  # still buffered
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    log = read_predictions(log_dir(world))
+    assert log["client_id"].tolist() == [1000, 1001, 1002]
+
+
+def _up(httpx, url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
