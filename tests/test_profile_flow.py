@@ -1,0 +1,140 @@
+"""The profile flow end to end: a small synthetic world, the real Hillstrom and iFood data."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.profile import data_profile_flow, profile_dir
+from tasks import profile as P
+from tasks.config import SyntheticDataConfig
+from tasks.errors import ConfigError, NotFoundError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FAST = {"max_plot_columns": 4, "max_heatmap_columns": 8}
+IFOOD_DROP = ["Z_CostContact", "Z_Revenue", "MntTotal", "MntRegularProds", "AcceptedCmpOverall"]
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory) -> tuple[Path, dict]:
+    """A 300-client synthetic world written under a fresh artifacts root."""
+    from dataclasses import asdict
+
+    from tasks.synthetic import generate_world, write_world
+
+    cfg = SyntheticDataConfig(n_clients=300, name="tiny", seed=5)
+    root = tmp_path_factory.mktemp("profile") / "artifacts"
+    write_world(generate_world(cfg), root / "data" / "tiny", cfg)
+    return root, asdict(cfg)
+
+
+def _artifact_markdown(key: str) -> str:
+    """The newest Prefect artifact with ``key``, read from the test server's REST API."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0}
+    resp = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30)
+    resp.raise_for_status()
+    found = resp.json()
+    assert found, f"no Prefect artifact with key {key}"
+    return found[0]["data"]
+
+
+def test_flow_on_a_small_synthetic_world(prefect_env, small_world):
+    from factors import factor_set
+
+    root, data = small_world
+    names = factor_set("default")
+    findings = data_profile_flow(
+        data, artifacts=str(root), factors={"name": "default", "factors": names},
+        settings=dict(FAST, max_rows=2000),
+    )
+    out = profile_dir(root, "tiny", "2026-01-01")
+    assert findings["report"] == str(out / "report.md")
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    saved = json.loads((out / "findings.json").read_text())
+    for table in ("clients", "purchases", "messages", "campaign_history"):
+        assert f"## Table `{table}`" in md
+    assert "truth" not in saved["row_counts"]
+    history = pd.read_parquet(root / "data" / "tiny" / "campaign_history.parquet")
+    assert saved["row_counts"]["campaign_history"] == len(history)
+    # purchases and messages of 300 clients exceed 2000 rows: profiled on a sample, and the report says so
+    assert {"purchases", "messages"} <= set(saved["sampled"])
+    assert "seeded random sample of 2000 rows" in md
+    assert "Naive uplift" in md and "factor set `default`" in md
+    t, y = history["treatment"], history["response"]
+    assert saved["naive_uplift"] == pytest.approx(y[t == 1].mean() - y[t == 0].mean())
+    assert page.count("data:image/png;base64,") == len(list((out / "plots").glob("*.png")))
+    assert "## Summary" in _artifact_markdown("profile-tiny")
+
+
+def test_flow_at_an_earlier_date_sees_only_earlier_campaigns(prefect_env, small_world):
+    root, data = small_world
+    findings = data_profile_flow(data, artifacts=str(root), factors={"name": "none", "factors": []},
+                                 settings=dict(FAST, as_of="2025-07-01"))
+    history = pd.read_parquet(root / "data" / "tiny" / "campaign_history.parquet")
+    assert findings["row_counts"]["campaign_history"] == int((history["campaign_date"] < "2025-07-01").sum())
+    md = (profile_dir(root, "tiny", "2025-07-01") / "report.md").read_text()
+    assert "no factor set chosen" in md
+
+
+def test_flow_failures_are_clear(prefect_env, small_world, tmp_path):
+    root, data = small_world
+    with pytest.raises(NotFoundError, match="python -m flows.generate"):
+        data_profile_flow(dict(data, name="absent"), artifacts=str(root))
+    with pytest.raises(ConfigError, match="after the world's as-of date"):
+        data_profile_flow(data, artifacts=str(root), settings={"as_of": "2027-01-01"})
+    with pytest.raises(ConfigError, match="not a date"):
+        data_profile_flow(data, artifacts=str(root), settings={"as_of": "soon"})
+    assert not (root / "profiles" / "absent").exists()
+
+
+def test_cli_exits_2_with_one_message(prefect_env, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.profile", "data.name=nowhere", f"paths.artifacts={tmp_path}"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "error: dataset at" in proc.stderr and "nowhere" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_hillstrom_arms_are_balanced(shared_data):
+    from tasks.datasets import TabularDataConfig, load_tabular_dataset
+
+    ds = load_tabular_dataset(TabularDataConfig(kind="hillstrom", name="hillstrom", target="visit"), shared_data)
+    (raw,) = ds.raw_tables.values()
+    table = P.profile_table(raw, "hillstrom", P.ProfileConfig(max_plot_columns=2), outcome="visit")
+    (arm,) = table.arms
+    assert arm.column == "segment"
+    counts = dict(zip(arm.counts["value"], arm.counts["count"]))
+    assert counts == raw["segment"].value_counts().to_dict() and len(counts) == 3
+    assert arm.p_value > 0.5
+    rates = arm.rates.set_index("arm")["rate"]
+    assert rates["No E-Mail"] < rates["Womens E-Mail"]
+
+
+def test_flow_on_ifood(prefect_env, shared_data, tmp_path):
+    data = {"kind": "ifood", "name": "ifood", "target": "Response", "drop": IFOOD_DROP}
+    findings = data_profile_flow(data, artifacts=str(tmp_path), shared_data=str(shared_data),
+                                 settings=dict(FAST, as_of="2026-02-01"))
+    out = profile_dir(tmp_path, "ifood", "2026-02-01")
+    md = (out / "report.md").read_text()
+    raw = pd.read_csv(shared_data / "ifood" / "ifood_df.csv")
+    assert findings["row_counts"] == {"ifood": len(raw)}
+    assert f"Full-row duplicates: {int(raw.duplicated().sum())}." in md
+    # the two cost/revenue constants of the file are flagged; the dropped columns are shown
+    assert {"Z_CostContact", "Z_Revenue"} <= set(findings["constant_factors"])
+    assert findings["target_rate"] == pytest.approx(raw["Response"].mean())
+    assert "Treatment balance" not in md and "MntTotal" in md
+    assert (out / "report.html").stat().st_size > 0
