@@ -62,17 +62,25 @@ def _quote(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def table_source(data_dir: Path, table: str) -> str:
-    """The ``read_parquet(...)`` expression of a table: a file, or a folder of part files.
+def table_files(data_dir: Path, table: str) -> str:
+    """The Parquet file of a table, or a glob over a folder of part files.
 
     Raises :class:`NotFoundError` when neither exists.
     """
     file = Path(data_dir) / f"{table}.parquet"
     if file.is_file():
-        return f"read_parquet({_quote(str(file))})"
+        return str(file)
     if file.is_dir() and any(file.rglob("*.parquet")):
-        return f"read_parquet({_quote(str(file / '**' / '*.parquet'))}, hive_partitioning = false)"
+        return str(file / "**" / "*.parquet")
     raise NotFoundError(f"table '{table}': file {file} does not exist (dataset folder {data_dir})")
+
+
+def table_source(data_dir: Path, table: str) -> str:
+    """The ``read_parquet(...)`` expression of a table (see :func:`table_files`)."""
+    files = table_files(data_dir, table)
+    if files.endswith(".parquet") and "*" not in files:
+        return f"read_parquet({_quote(files)})"
+    return f"read_parquet({_quote(files)}, hive_partitioning = false)"
 
 
 def _kind_of(duck_type: str) -> str:
@@ -107,6 +115,49 @@ def check_columns(con, table: str, source: str, needed: Sequence[str]) -> None:
         ok = got == want or (want == "float" and got == "int")
         if not ok:
             raise DataValidationError(table, col, f"expected {want} values, found type {types[col]}")
+
+
+def _examples(con, source: str, condition: str, columns: Sequence[str]) -> tuple[list[int], str]:
+    cols = ", ".join(columns)
+    rows = con.execute(
+        f"SELECT row__, {cols} FROM (SELECT row_number() OVER () - 1 AS row__, * FROM {source}) "
+        f"WHERE {condition} ORDER BY row__ LIMIT 5").fetch_df()
+    return [int(r) for r in rows["row__"]], rows.drop(columns=["row__"]).to_string(index=False)
+
+
+def check_values(con, table: str, files: str, source: str, needed: Sequence[str]) -> None:
+    """Cheap value checks of the needed columns against the table's contract.
+
+    Missing values and values below the contract's minimum are found from the Parquet
+    statistics (metadata only); duplicate ``client_id`` in ``clients`` by one grouped
+    count. Offending rows are looked up only when there is a problem. Raises
+    :class:`DataValidationError` naming the table, the column and a few rows.
+    """
+    contract = CONTRACTS[table]
+    stats = con.execute(
+        f"SELECT path_in_schema, sum(stats_null_count), min(TRY_CAST(stats_min_value AS DOUBLE)), "
+        f"bool_and(stats_null_count IS NOT NULL) FROM parquet_metadata({_quote(files)}) GROUP BY 1"
+    ).fetchall()
+    by_col = {r[0]: r for r in stats}
+    for name in needed:
+        col = contract.column(name)
+        if name not in by_col:
+            continue
+        _, nulls, low, _ = by_col[name]
+        if nulls and not col.nullable:
+            rows, ex = _examples(con, source, f"{name} IS NULL", contract.column_names)
+            raise DataValidationError(table, name, f"{int(nulls)} missing value(s)", rows, ex)
+        if col.min_value is not None and low is not None and low < col.min_value:
+            rows, ex = _examples(con, source, f"{name} < {col.min_value}", contract.column_names)
+            raise DataValidationError(table, name, f"value(s) below {col.min_value}", rows, ex)
+    if table == "clients":
+        dups = con.execute(f"SELECT count(*) FROM (SELECT client_id FROM {source} GROUP BY client_id "
+                           f"HAVING count(*) > 1)").fetchall()[0][0]
+        if dups:
+            rows, ex = _examples(con, source, f"client_id IN (SELECT client_id FROM {source} GROUP BY client_id "
+                                 f"HAVING count(*) > 1)", ["client_id", "registration_date"])
+            raise DataValidationError(table, "client_id", f"{int(dups)} client id(s) appear more than once",
+                                      rows, ex)
 
 
 def _requested_frame(client_ids: pd.Series | np.ndarray | Sequence[int]) -> pd.DataFrame:
@@ -272,6 +323,7 @@ def compute_factors(
             needed.setdefault(f.table, set()).update(f.columns)
             if f.table != "clients":
                 needed[f.table].update({"client_id", "timestamp"})
+    files = {t: table_files(data_dir, t) for t in needed}
     sources = {t: table_source(data_dir, t) for t in needed}
 
     spill = tempfile.TemporaryDirectory(prefix="uplift_factors_")
@@ -279,6 +331,7 @@ def compute_factors(
     try:
         for t, cols in needed.items():
             check_columns(con, t, sources[t], sorted(cols))
+            check_values(con, t, files[t], sources[t], sorted(cols))
         requested = client_ids is not None
         if requested:
             con.register("requested_clients", _requested_frame(client_ids))  # type: ignore[arg-type]

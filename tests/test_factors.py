@@ -345,6 +345,25 @@ def test_mistyped_column(world: Path) -> None:
         compute_factors(world, AS_OF, ["purchase_amount_30d"])
 
 
+def test_missing_values_negative_amounts_and_duplicate_clients(world: Path) -> None:
+    good = pd.read_parquet(world / "purchases.parquet")
+    bad = good.copy()
+    bad["amount"] = bad["amount"].astype("float64").where(bad.index != 4)
+    bad.to_parquet(world / "purchases.parquet", index=False)
+    with pytest.raises(DataValidationError, match=r"table 'purchases', column 'amount': 1 missing value\(s\); e.g. rows \[4\]"):
+        compute_factors(world, AS_OF, ["purchase_amount_30d"])
+    bad = good.copy()
+    bad.loc[2, "amount"] = -5.0
+    bad.to_parquet(world / "purchases.parquet", index=False)
+    with pytest.raises(DataValidationError, match=r"column 'amount': value\(s\) below 0; e.g. rows \[2\]"):
+        compute_factors(world, AS_OF, ["purchase_amount_30d"])
+    good.to_parquet(world / "purchases.parquet", index=False)
+    clients = base_clients()
+    pd.concat([clients, clients.iloc[[1]]]).to_parquet(world / "clients.parquet", index=False)
+    with pytest.raises(DataValidationError, match=r"table 'clients', column 'client_id': 1 client id\(s\) appear more"):
+        compute_factors(world, AS_OF, ["age"])
+
+
 @pytest.mark.parametrize("bad", ["not a date", ""])
 def test_bad_as_of(world: Path, bad: str) -> None:
     with pytest.raises(ConfigError, match="as_of"):
