@@ -48,6 +48,7 @@ class SyntheticDataConfig:
     past_campaign_treated_share: float = 0.5
     response_window_days: int = 30
     shift: float = 0.0
+    uplift_noise: float = 0.4
     schema_version: int = 1
 
 
