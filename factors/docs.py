@@ -54,6 +54,11 @@ table = compute_factors("artifacts/data/synthetic", "2026-01-01", factor_set("de
 - Profile factors (age, gender, region, opt-out flags) are the client table's current
   values: the table holds one state per client, not its history.
 - The truth table and campaign responses are never read.
+- Bad input stops with one clear error naming table, column and a few rows: a missing table
+  file (`NotFoundError`), a missing or mistyped column (checked against tasks/contracts.py
+  from the Parquet schema), missing values or values below the contract's minimum (from the
+  Parquet statistics, so the check reads metadata only), duplicate ids in `clients`, an
+  unknown factor name (with close names suggested), duplicate requested client ids.
 - Engine: the requested factors are compiled into one DuckDB query over the Parquet files
   (`<table>.parquet`, or a folder of part files): per table one scan filtered to
   `timestamp < as_of`, one `GROUP BY client_id` per window, left-joined to the requested

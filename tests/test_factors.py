@@ -252,6 +252,19 @@ def test_input_series_is_not_modified(world: Path) -> None:
     pd.testing.assert_series_equal(ids, before)
 
 
+def test_empty_request_gives_an_empty_typed_table(world: Path) -> None:
+    out = compute_factors(world, AS_OF, ["age", "open_rate"], client_ids=np.array([], dtype="int64"))
+    assert len(out) == 0 and list(out.columns) == ["client_id", "age", "open_rate"]
+    assert [str(t) for t in out.dtypes] == ["int64", "int64", "float64"]
+
+
+def test_truth_and_campaign_tables_are_never_read(world: Path) -> None:
+    expected = compute_factors(world, AS_OF, list(EXPECTED), client_ids=[1, 2, 3])
+    (world / "truth.parquet").write_bytes(b"not parquet: reading this file fails")
+    (world / "campaign_history.parquet").write_bytes(b"not parquet either")
+    pd.testing.assert_frame_equal(compute_factors(world, AS_OF, list(EXPECTED), client_ids=[1, 2, 3]), expected)
+
+
 def _shifted_world(root: Path, cut: pd.Timestamp, seed: int) -> Path:
     """The base world with every event on or after ``cut`` changed, plus new ones there."""
     rng = np.random.default_rng(seed)
