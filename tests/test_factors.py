@@ -229,6 +229,19 @@ def test_factor_matches_hand_computed_values(full_table: pd.DataFrame, name: str
                                rtol=1e-12, atol=1e-9, err_msg=name)
 
 
+def test_each_factor_alone_gives_the_same_values(tmp_path: Path) -> None:
+    """Requested alone, a derived factor still finds its inputs (computed, not returned)."""
+    world = make_world(tmp_path / "w")
+    derived = [n for n, f in all_factors().items() if f.kind == "derived"]
+    assert derived
+    for name in derived:
+        expected = EXPECTED[name]
+        out = compute_factors(world, AS_OF, [name], client_ids=[1, 2, 3])
+        assert list(out.columns) == ["client_id", name]
+        np.testing.assert_allclose(out[name].to_numpy(dtype=float), np.array(expected, dtype=float),
+                                   rtol=1e-12, atol=1e-9, err_msg=name)
+
+
 def test_result_layout_follows_the_request(world: Path) -> None:
     names = ["purchase_count_30d", "age", "open_rate"]
     out = compute_factors(world, "2026-01-01", names, client_ids=np.array([3, 1, 2]))
