@@ -387,6 +387,24 @@ def half_split_uplift(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, trea
     return float(parts[0] - parts[1])
 
 
+def factor_qini(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, treatment: pd.Series | np.ndarray) -> float:
+    """Normalised Qini AUC of the factor used alone as an uplift score (rows with NaN skipped).
+
+    Same definition as :func:`tasks.metrics.qini_auc`: 0 is random targeting, 1 the best
+    ranking of these outcomes, negative ranks the wrong way round. NaN when the rows lack
+    an outcome or an arm.
+    """
+    from tasks.errors import UpliftError
+    from tasks.metrics import qini_auc
+
+    xs = np.asarray(x, dtype="float64")
+    ok = ~np.isnan(xs)
+    try:
+        return float(qini_auc(np.asarray(y)[ok], xs[ok], np.asarray(treatment)[ok]))
+    except UpliftError:
+        return math.nan
+
+
 def factor_strength(
     df: pd.DataFrame,
     factors: Sequence[str],
@@ -397,8 +415,8 @@ def factor_strength(
 ) -> pd.DataFrame:
     """Univariate strength of each numeric factor against the target.
 
-    Returns ``factor``, ``auc``, ``uplift_diff`` (uplift data only, see
-    :func:`half_split_uplift`) and ``possible_leak`` (``auc >= leak_high`` or
+    Returns ``factor``, ``auc``, for uplift data ``uplift_diff`` (see
+    :func:`half_split_uplift`) and ``qini`` (see :func:`factor_qini`), and ``possible_leak`` (``auc >= leak_high`` or
     ``auc <= leak_low``), strongest AUC (furthest from 0.5) first. Non-numeric factors are
     skipped.
     """
@@ -413,9 +431,10 @@ def factor_strength(
         row: dict[str, Any] = {"factor": str(col), "auc": auc}
         if treatment:
             row["uplift_diff"] = half_split_uplift(x[col], y, df[treatment])
+            row["qini"] = factor_qini(x[col], y, df[treatment])
         row["possible_leak"] = bool(np.isfinite(auc) and (auc >= leak_high or auc <= leak_low))
         rows.append(row)
-    columns = ["factor", "auc", *(["uplift_diff"] if treatment else []), "possible_leak"]
+    columns = ["factor", "auc", *(["uplift_diff", "qini"] if treatment else []), "possible_leak"]
     out = pd.DataFrame(rows, columns=columns)
     if len(out):
         order = (out["auc"] - 0.5).abs().fillna(-1.0).sort_values(ascending=False, kind="mergesort").index
@@ -864,7 +883,8 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
     if a.treatment:
         expl += (
             " `uplift_diff` is the uplift (treated minus control response rate) among rows in the factor's "
-            "top half minus the uplift in its bottom half."
+            "top half minus the uplift in its bottom half; `qini` is the normalised Qini AUC of the factor "
+            "used alone as an uplift score (0 = random, negative = the lower values respond more to the offer)."
         )
     b.append(Block("text", expl))
     if a.leaks:

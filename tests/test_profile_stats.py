@@ -187,7 +187,7 @@ def test_planted_leak_is_flagged_and_noise_is_not():
     assert out.loc["leak", "auc"] == 1.0 and bool(out.loc["leak", "possible_leak"])
     assert out.loc["anti_leak", "auc"] == 0.0 and bool(out.loc["anti_leak", "possible_leak"])
     assert not bool(out.loc["noise", "possible_leak"])
-    assert "uplift_diff" in out.columns
+    assert {"uplift_diff", "qini"} <= set(out.columns)
     with pytest.raises(DataValidationError, match="response"):
         P.factor_strength(df, ["noise"], "response")
 
@@ -212,3 +212,23 @@ def test_statistics_do_not_mutate_inputs():
     P.vif(df[["a", "b"]]), P.factor_strength(df, ["a", "b"], "y", "t"), P.constant_columns(df)
     P.missing_values(df), P.duplicate_counts(df, ["a"]), P.numeric_matrix(df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_factor_qini_matches_metrics_and_finds_the_uplift_driver():
+    from tasks.metrics import qini_auc
+
+    rng = np.random.default_rng(11)
+    n = 2000
+    x = rng.normal(size=n)
+    t = rng.integers(0, 2, n)
+    y = (rng.random(n) < 0.1 + 0.3 * t * (x > 0)).astype(int)
+    x_nan = np.where(np.arange(n) % 10 == 0, np.nan, x)
+    ok = ~np.isnan(x_nan)
+    assert P.factor_qini(x_nan, y, t) == pytest.approx(qini_auc(y[ok], x[ok], t[ok]))
+    assert P.factor_qini(x, y, t) > 0.2
+    assert P.factor_qini(-x, y, t) < -0.2
+    assert P.half_split_uplift(x, y, t) == pytest.approx(
+        (y[(x > np.median(x)) & (t == 1)].mean() - y[(x > np.median(x)) & (t == 0)].mean())
+        - (y[(x <= np.median(x)) & (t == 1)].mean() - y[(x <= np.median(x)) & (t == 0)].mean())
+    )
+    assert math.isnan(P.factor_qini(x, np.zeros(n), t))
