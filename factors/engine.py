@@ -262,7 +262,7 @@ def _connect(options: EngineOptions, spill_dir: str):
     import duckdb
 
     con = duckdb.connect(":memory:")
-    threads = options.threads or os.cpu_count() or 1
+    threads = options.threads or len(os.sched_getaffinity(0)) or 1
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = {_quote(options.memory_limit)}")
     con.execute(f"SET temp_directory = {_quote(spill_dir)}")

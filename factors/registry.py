@@ -19,6 +19,13 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_WINDOW_DAYS = 3650
 
 
+SQL_RESERVED = frozenset(
+    "all and any as asc between by case cast default desc distinct else end except false filter from "
+    "group having in intersect is join like limit not null offset on or order over qualify select "
+    "table then true union using when where window with".split())
+"""Names a factor cannot take: they would read as SQL in derived expressions."""
+
+
 class FactorDeclarationError(UpliftError):
     """A factor declaration is broken (raised at registration)."""
 
@@ -54,6 +61,8 @@ def validate_factor(f: Factor, known: dict[str, Factor]) -> None:
         _fail(f, f"expected a Factor, got {type(f).__name__}")
     if not isinstance(f.name, str) or not NAME_RE.match(f.name):
         _fail(f.name, "name must match [a-z][a-z0-9_]* (plain lowercase letters, digits, _)")
+    if f.name in SQL_RESERVED:
+        _fail(f.name, "name is an SQL keyword")
     if f.name in known or f.name == "client_id":
         _fail(f.name, "duplicate name: a factor with this name is already registered")
     if not isinstance(f.description, str) or len(f.description.strip()) < 5:

@@ -33,6 +33,7 @@ def test_every_registered_factor_is_a_valid_declaration() -> None:
 @pytest.mark.parametrize("change, message", [
     ({"name": "Basket-Sum"}, "name must match"),
     ({"name": "basket sum"}, "name must match"),
+    ({"name": "order"}, "SQL keyword"),
     ({"name": "purchase_count_30d"}, "duplicate name"),
     ({"name": "client_id"}, "duplicate name"),
     ({"description": ""}, "missing description"),
