@@ -258,11 +258,18 @@ def compile_query(
     return "WITH " + ",\n".join(ctes) + f"\nSELECT {cols} FROM layer{layer} ORDER BY ord__"
 
 
+def _available_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _connect(options: EngineOptions, spill_dir: str):
     import duckdb
 
     con = duckdb.connect(":memory:")
-    threads = options.threads or len(os.sched_getaffinity(0)) or 1
+    threads = options.threads or _available_cores()
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = {_quote(options.memory_limit)}")
     con.execute(f"SET temp_directory = {_quote(spill_dir)}")
