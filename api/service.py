@@ -23,9 +23,11 @@ from api.schemas import PredictRequest
 from api.scoring import ChampionWatcher, ServedModel
 from api.snapshot import SnapshotWatcher
 from tasks.config import CONF_DIR
+from tasks.errors import ConfigError
 from tasks.prediction_log import log_dir
 from tasks.registry import ModelRegistry
 
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 METADATA_KEYS = ("name", "version", "kind", "approach", "created_at", "dataset", "factor_set", "features",
                  "feature_dtypes", "metrics", "threshold_suggestions", "training_fingerprint",
@@ -56,7 +58,11 @@ class ApiSettings:
         if self.factor_snapshot is not None:
             self.factor_snapshot = Path(self.factor_snapshot)
         if self.max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+            raise ConfigError(f"max_batch must be at least 1, got {self.max_batch}")
+        if not _MODEL_NAME.match(str(self.model_name)):
+            raise ConfigError(f"model name {self.model_name!r} is not valid: use letters, digits, '_', '-', '.'")
+        if self.factor_snapshot is not None and not self.factor_snapshot.is_file():
+            raise ConfigError(f"factor snapshot {self.factor_snapshot} is not a file")
 
 
 def new_request_id(header: str | None) -> str:

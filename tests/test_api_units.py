@@ -129,3 +129,22 @@ def test_log_buffer_keeps_rows_when_a_flush_fails(tmp_path):
     log = read_predictions(blocker)
     assert log["client_id"].tolist()[0] == 1 and pd.isna(log["client_id"].tolist()[1])
     assert log["decision"].isna().all() and str(log["time"].iloc[0]).startswith("2023-11-14")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"model_name": "../x"}, "model name"),
+    ({"max_batch": 0}, "max_batch"),
+    ({"factor_snapshot": "/nonexistent/snap.parquet"}, "is not a file"),
+])
+def test_bad_settings_stop_the_cli_with_a_clear_message(tmp_path, capsys, kwargs, match):
+    from api.__main__ import main
+    from api.service import ApiSettings
+    from tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        ApiSettings(artifacts=tmp_path, **kwargs)
+    flag = {"model_name": "--model", "max_batch": "--max-batch", "factor_snapshot": "--factor-snapshot"}
+    (key, value), = kwargs.items()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--artifacts", str(tmp_path), flag[key], str(value)])
+    assert exit_.value.code == 2 and match in capsys.readouterr().err
