@@ -278,6 +278,15 @@ class TrainResult:
     extras: dict = field(default_factory=dict)
 
 
+def _with_ci(fn: Any, arrays: tuple, n_boot: int, seed: int, stratify: np.ndarray) -> dict[str, float]:
+    """Point value and percentile-bootstrap CI; NaN bounds when too few replicates are valid."""
+    try:
+        point, lo, hi = M.bootstrap_ci(fn, *arrays, n_boot=n_boot, seed=seed, stratify=stratify)
+    except DataValidationError:
+        point, lo, hi = float(fn(*arrays)), float("nan"), float("nan")
+    return {"value": point, "ci_low": lo, "ci_high": hi}
+
+
 def _uplift_metrics(y: np.ndarray, score: np.ndarray, t: np.ndarray, k: float) -> dict[str, float]:
     return {"qini_auc": M.qini_auc(y, score, t), "uplift_auc": M.uplift_auc(y, score, t),
             "uplift_at_k": M.uplift_at_k(y, score, t, k=k, strategy="overall")}
@@ -337,8 +346,7 @@ def train_uplift(
     heldout: dict[str, Any] = {"n": int(len(yte))}
     for name, fn in (("qini_auc", M.qini_auc), ("uplift_auc", M.uplift_auc),
                      ("uplift_at_k", lambda a, b, c: M.uplift_at_k(a, b, c, k=model_cfg.k, strategy="overall"))):
-        point, lo, hi = M.bootstrap_ci(fn, yte, score, tte, n_boot=model_cfg.n_boot, seed=seed, stratify=tte)
-        heldout[name] = {"value": point, "ci_low": lo, "ci_high": hi}
+        heldout[name] = _with_ci(fn, (yte, score, tte), model_cfg.n_boot, seed, tte)
     heldout["k"] = model_cfg.k
     by_decile = M.uplift_by_percentile(yte, score, tte, bins=10)
     return TrainResult(
@@ -404,11 +412,7 @@ def train_response(
     heldout: dict[str, Any] = {"n": int(len(yte)), "threshold": threshold}
     for name in ("roc_auc", "pr_auc", "f1", "precision", "recall"):
         fn = (lambda a, b, _n=name: M.response_metrics(a, b, threshold)[_n])
-        try:
-            _, lo, hi = M.bootstrap_ci(fn, yte, proba, n_boot=model_cfg.n_boot, seed=seed, stratify=yte)
-        except DataValidationError:
-            lo = hi = float("nan")
-        heldout[name] = {"value": point[name], "ci_low": lo, "ci_high": hi}
+        heldout[name] = _with_ci(fn, (yte, proba), model_cfg.n_boot, seed, yte)
     return TrainResult(
         kind="response", model=model, approach=RESPONSE_APPROACH, params=dict(best["params"]), cv=cv,
         heldout=heldout, checks=checks, features=list(model.features),
