@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import to_dataclass
 from tasks.errors import ConfigError
 from tasks.registry import ModelRegistry
-from tasks.training import ModelConfig, TrainResult, register, train_response, train_uplift, validate_model_config
+from tasks.training import ModelConfig, TrainResult, register_version, train_response, train_uplift, validate_model_config
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -89,7 +89,7 @@ def register_model(result: TrainResult, model_cfg: ModelConfig, artifacts: str, 
                    factor_set: str | None, extra_files: dict[str, Any]) -> dict[str, Any]:
     """Write the version into the registry and promote it per the config."""
     reg = ModelRegistry(Path(artifacts) / "models")
-    version, promoted, reason = register(result, reg, model_cfg.name, model_cfg, dataset, factor_set, extra_files)
+    version, promoted, reason = register_version(result, reg, model_cfg.name, model_cfg, dataset, factor_set, extra_files)
     return {"name": model_cfg.name, "version": version, "promoted": promoted, "reason": reason,
             "champion": reg.champion(model_cfg.name), "dir": str(reg.version_dir(model_cfg.name, version))}
 

@@ -275,6 +275,7 @@ class TrainResult:
     threshold_suggestions: dict
     X_train_sample: pd.DataFrame
     seed: int
+    test_rows: np.ndarray | None = None  # positions of the held-out rows in the input X
     extras: dict = field(default_factory=dict)
 
 
@@ -323,6 +324,7 @@ def train_uplift(
     X, y_arr, t_arr = X.iloc[keep].reset_index(drop=True), y_arr[keep], t_arr[keep]
     X, checks = check_features(X, y_arr, model_cfg.checks, seed)
     tr, te = stratified_split(len(X), _strata(t_arr, y_arr), model_cfg.test_size, seed)
+    test_rows = keep[te]
     Xtr, ytr, ttr = X.iloc[tr].reset_index(drop=True), y_arr[tr], t_arr[tr]
     Xte, yte, tte = X.iloc[te].reset_index(drop=True), y_arr[te], t_arr[te]
 
@@ -358,8 +360,34 @@ def train_uplift(
         by_decile=by_decile, shap=shap_importance(model, Xte, seed=seed),
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions=suggest_uplift_thresholds(yte, score, tte, model_cfg),
-        X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed,
+        X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=test_rows,
     )
+
+
+def select_response(Xtr: pd.DataFrame, ytr: np.ndarray, model_cfg: ModelConfig, seed: int) -> tuple[pd.DataFrame, dict, float]:
+    """CV over the grid on training rows only: ``(cv table, best params, F1 threshold)``.
+
+    The threshold maximises F1 on the out-of-fold predictions of the best candidate.
+    """
+    folds = list(StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed).split(Xtr, ytr))
+    rows, oof_by = [], {}
+    for i, (_, params) in enumerate(_candidates(model_cfg, [RESPONSE_APPROACH])):
+        oof = np.zeros(len(ytr))
+        scores = []
+        for f_tr, f_va in folds:
+            m = ResponseModel(params, seed, model_cfg.class_weight).fit(Xtr.iloc[f_tr], ytr[f_tr])
+            oof[f_va] = m.predict(Xtr.iloc[f_va])
+            thr = M.tune_threshold_f1(ytr[f_tr], m.predict(Xtr.iloc[f_tr]))
+            scores.append(M.response_metrics(ytr[f_va], oof[f_va], thr))
+        s = pd.DataFrame(scores)[["roc_auc", "pr_auc", "f1"]]
+        oof_by[i] = oof
+        rows.append({"candidate": i, "approach": RESPONSE_APPROACH, "params": params,
+                     **{f"cv_{c}": float(s[c].mean()) for c in s.columns},
+                     **{f"cv_{c}_sd": float(s[c].std(ddof=1)) for c in s.columns}})
+    cv = pd.DataFrame(rows)
+    best = cv.sort_values(f"cv_{model_cfg.select_metric}", ascending=False, kind="stable").iloc[0]
+    threshold = M.tune_threshold_f1(ytr, oof_by[int(best["candidate"])])
+    return cv, dict(best["params"]), threshold
 
 
 def train_response(
@@ -388,25 +416,8 @@ def train_response(
     tr, te = stratified_split(len(X), y_arr, model_cfg.test_size, seed)
     Xtr, ytr = X.iloc[tr].reset_index(drop=True), y_arr[tr]
     Xte, yte = X.iloc[te].reset_index(drop=True), y_arr[te]
-    folds = list(StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed).split(Xtr, ytr))
-    rows, oof_by = [], {}
-    for i, (_, params) in enumerate(_candidates(model_cfg, [RESPONSE_APPROACH])):
-        oof = np.zeros(len(ytr))
-        scores = []
-        for f_tr, f_va in folds:
-            m = ResponseModel(params, seed, model_cfg.class_weight).fit(Xtr.iloc[f_tr], ytr[f_tr])
-            oof[f_va] = m.predict(Xtr.iloc[f_va])
-            thr = M.tune_threshold_f1(ytr[f_tr], m.predict(Xtr.iloc[f_tr]))
-            scores.append(M.response_metrics(ytr[f_va], oof[f_va], thr))
-        s = pd.DataFrame(scores)[["roc_auc", "pr_auc", "f1"]]
-        oof_by[i] = oof
-        rows.append({"candidate": i, "approach": RESPONSE_APPROACH, "params": params,
-                     **{f"cv_{c}": float(s[c].mean()) for c in s.columns},
-                     **{f"cv_{c}_sd": float(s[c].std(ddof=1)) for c in s.columns}})
-    cv = pd.DataFrame(rows)
-    best = cv.sort_values(f"cv_{model_cfg.select_metric}", ascending=False, kind="stable").iloc[0]
-    threshold = M.tune_threshold_f1(ytr, oof_by[int(best["candidate"])])
-    model = ResponseModel(dict(best["params"]), seed, model_cfg.class_weight, threshold=threshold).fit(Xtr, ytr)
+    cv, params, threshold = select_response(Xtr, ytr, model_cfg, seed)
+    model = ResponseModel(params, seed, model_cfg.class_weight, threshold=threshold).fit(Xtr, ytr)
     proba = model.predict(Xte)
     point = M.response_metrics(yte, proba, threshold)
     heldout: dict[str, Any] = {"n": int(len(yte)), "threshold": threshold}
@@ -414,7 +425,7 @@ def train_response(
         fn = (lambda a, b, _n=name: M.response_metrics(a, b, threshold)[_n])
         heldout[name] = _with_ci(fn, (yte, proba), model_cfg.n_boot, seed, yte)
     return TrainResult(
-        kind="response", model=model, approach=RESPONSE_APPROACH, params=dict(best["params"]), cv=cv,
+        kind="response", model=model, approach=RESPONSE_APPROACH, params=params, cv=cv,
         heldout=heldout, checks=checks, features=list(model.features),
         feature_dtypes={c: str(X[c].dtype) for c in model.features},
         train_fingerprint=frame_fingerprint(Xtr.assign(__y=ytr)),
@@ -422,7 +433,7 @@ def train_response(
         by_decile=None, shap=shap_importance(model, Xte, seed=seed),
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions={"f1_threshold": threshold},
-        X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed,
+        X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=keep[te],
     )
 
 
@@ -559,10 +570,24 @@ def register(
     dataset: str,
     factor_set: str | None = None,
     extra_files: dict[str, bytes | str] | None = None,
+) -> str:
+    """Save ``result`` as a new version (promoted per ``model_cfg.promote``); return the version."""
+    return register_version(result, registry, name, model_cfg, dataset, factor_set, extra_files)[0]
+
+
+def register_version(
+    result: TrainResult,
+    registry: ModelRegistry,
+    name: str,
+    model_cfg: ModelConfig,
+    dataset: str,
+    factor_set: str | None = None,
+    extra_files: dict[str, bytes | str] | None = None,
 ) -> tuple[str, bool, str]:
     """Save ``result`` as a new version with report and plots; promote per ``model_cfg.promote``.
 
-    Returns ``(version, promoted, reason)``.
+    ``auto`` promotes the first version, or one whose held-out ``select_metric`` beats the
+    champion's. Returns ``(version, promoted, reason)``.
     """
     from tasks.reporting import render_plots, render_report
 

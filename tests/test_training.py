@@ -17,6 +17,7 @@ from tasks.training import (
     find_sum_columns,
     reference_distributions,
     register,
+    register_version,
     train_response,
     train_uplift,
 )
@@ -97,7 +98,7 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     assert 0 < res.model.threshold < 1 and res.heldout["threshold"] == res.model.threshold
 
     reg = ModelRegistry(tmp_path / "models")
-    v1, promoted1, _ = register(res, reg, "resp", cfg, "toy")
+    v1, promoted1, _ = register_version(res, reg, "resp", cfg, "toy")
     assert (v1, promoted1) == ("v0001", True)
     files = {p.name for p in (tmp_path / "models" / "resp" / v1).iterdir()}
     assert {"model.joblib", "metadata.json", "report.md", "shap_importance.png", "cv.csv"} <= files
@@ -106,12 +107,12 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     assert meta["reference"]["a"]["kind"] == "numeric" and len(meta["reference"]["a"]["sample"]) <= 5000
 
     worse = train_response(X[["b"]], y, cfg)  # b carries no signal
-    v2, promoted2, reason = register(worse, reg, "resp", cfg, "toy")
+    v2, promoted2, reason = register_version(worse, reg, "resp", cfg, "toy")
     assert (v2, promoted2) == ("v0002", False) and "does not beat" in reason
     assert reg.champion("resp") == "v0001"
     cfg.promote = "always"
-    v3, promoted3, _ = register(worse, reg, "resp", cfg, "toy")
-    assert promoted3 and reg.champion("resp") == v3
+    v3 = register(worse, reg, "resp", cfg, "toy")
+    assert v3 == "v0003" and reg.champion("resp") == v3
     loaded = reg.load("resp")
     assert loaded.kind == "response" and loaded.predict(X).shape == (n,)
 

@@ -1,0 +1,173 @@
+"""Model quality and training speed.
+
+    python benchmarks/quality.py [--only synthetic,hillstrom,ifood,speed] [--artifacts artifacts]
+
+* synthetic: the 200k-client world (``python -m flows.generate data.n_clients=200000
+  data.name=bench200k``, generated here when missing); the chosen model's held-out Qini AUC
+  divided by the oracle's (ranking the same held-out rows by the true uplift from
+  truth.parquet, same realised outcomes). Training never reads the truth.
+* hillstrom: Womens E-Mail vs No E-Mail, target visit, stratified (treatment x target) 70/30
+  split, 5 seeds; candidates chosen by CV inside the training split; mean/sd of held-out
+  uplift@30% (overall) and Qini AUC.
+* ifood: Response, 5-fold x 3 repeated stratified CV ROC-AUC; in every outer fold the
+  project's checks run on the training part (dropping constant and sum-of-others columns)
+  and the grid is chosen by inner CV on the training part.
+* speed: wall time of fitting the two-model approach on 500k rows.
+
+Prints human lines, then one JSON object as the last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.model_selection import RepeatedStratifiedKFold  # noqa: E402
+
+from tasks.config import compose_config, to_dataclass  # noqa: E402
+from tasks.datasets import TabularDataConfig, feature_frame, load_tabular_dataset  # noqa: E402
+from tasks.models import ResponseModel, UpliftModel  # noqa: E402
+from tasks.training import ModelConfig, check_features, select_response, train_uplift  # noqa: E402
+
+
+def model_cfg(name: str, *overrides: str) -> ModelConfig:
+    node = compose_config([f"model={name}", *overrides]).model
+    return to_dataclass(node, ModelConfig, "model")
+
+
+def data_cfg(name: str) -> TabularDataConfig:
+    return to_dataclass(compose_config([f"data={name}"]).data, TabularDataConfig, "data")
+
+
+def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 200_000) -> dict:
+    from factors import factor_set
+    from tasks.data import dataset_dir, read_table
+    from tasks.oracle import oracle_measures, true_uplift
+    from tasks.training import build_training_set
+
+    data_dir = dataset_dir(artifacts, name)
+    if not (data_dir / "manifest.json").exists():
+        print(f"generating {name} ({n_clients} clients) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "flows.generate", f"data.n_clients={n_clients}",
+                        f"data.name={name}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    t0 = time.perf_counter()
+    history = read_table(data_dir, "campaign_history")
+    X, t, y = build_training_set(data_dir, history, factor_set("default"))
+    t_build = time.perf_counter() - t0
+    cfg = model_cfg("uplift")
+    t0 = time.perf_counter()
+    res = train_uplift(X, t, y, cfg)
+    t_train = time.perf_counter() - t0
+    rows = res.test_rows
+    truth = pd.read_parquet(data_dir / "truth.parquet")
+    tu = true_uplift(truth, history["client_id"].to_numpy()[rows])
+    oracle = oracle_measures(res.test_y, res.test_treatment, tu, k=cfg.k)
+    model_q = res.heldout["qini_auc"]["value"]
+    out = {
+        "rows": int(len(X)), "features": len(res.features), "approach": res.approach,
+        "heldout_rows": int(len(rows)), "model_qini_auc": model_q, "oracle_qini_auc": oracle["qini_auc"],
+        "qini_ratio": model_q / oracle["qini_auc"], "model_uplift_at_30": res.heldout["uplift_at_k"]["value"],
+        "oracle_uplift_at_30": oracle["uplift_at_k"], "build_seconds": t_build, "train_seconds": t_train,
+        "cv": res.cv[["approach", "cv_qini_auc", "cv_uplift_at_k"]].to_dict(orient="records"),
+    }
+    print(f"synthetic {name}: {len(X)} rows, chosen {res.approach}; held-out Qini AUC {model_q:.4f} "
+          f"vs oracle {oracle['qini_auc']:.4f} -> ratio {out['qini_ratio']:.3f} "
+          f"(build {t_build:.0f}s, train {t_train:.0f}s)", flush=True)
+    return out
+
+
+def bench_hillstrom(shared: Path, seeds: list[int]) -> dict:
+    ds = load_tabular_dataset(data_cfg("hillstrom"), shared)
+    X = feature_frame(ds)
+    t = ds.frame["treatment"].to_numpy()
+    y = ds.frame["visit"].to_numpy()
+    cfg = model_cfg("hillstrom")
+    per = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        res = train_uplift(X, t, y, cfg, seed=seed)
+        best = res.cv.sort_values(f"cv_{cfg.select_metric}", ascending=False).iloc[0]
+        per.append({"seed": seed, "uplift_at_30": res.heldout["uplift_at_k"]["value"],
+                    "qini_auc": res.heldout["qini_auc"]["value"], "approach": res.approach,
+                    "candidate": int(best["candidate"]), "seconds": time.perf_counter() - t0})
+        print(f"hillstrom seed {seed}: uplift@30% {per[-1]['uplift_at_30']:.4f}, Qini AUC {per[-1]['qini_auc']:.4f} "
+              f"({res.approach}, candidate {per[-1]['candidate']}, {per[-1]['seconds']:.0f}s)", flush=True)
+    u = np.array([p["uplift_at_30"] for p in per])
+    q = np.array([p["qini_auc"] for p in per])
+    out = {"seeds": seeds, "uplift_at_30_mean": float(u.mean()), "uplift_at_30_sd": float(u.std(ddof=1)),
+           "qini_auc_mean": float(q.mean()), "qini_auc_sd": float(q.std(ddof=1)), "per_seed": per}
+    print(f"hillstrom: uplift@30% {u.mean():.4f} +/- {u.std(ddof=1):.4f}, Qini AUC {q.mean():.4f} +/- "
+          f"{q.std(ddof=1):.4f} (baseline uplift@30% 0.0750 on seed 42)", flush=True)
+    return out
+
+
+def bench_ifood(shared: Path) -> dict:
+    ds = load_tabular_dataset(data_cfg("ifood"), shared)
+    X = feature_frame(ds)
+    y = ds.frame["Response"].to_numpy()
+    cfg = model_cfg("ifood")
+    aucs, dropped = [], set()
+    for i, (tr, te) in enumerate(RepeatedStratifiedKFold(n_splits=5, n_repeats=3, random_state=0).split(X, y)):
+        Xtr, ytr = X.iloc[tr].reset_index(drop=True), y[tr]
+        Xtr, rep = check_features(Xtr, ytr, cfg.checks, seed=i)
+        dropped |= set(rep.dropped)
+        _, params, _ = select_response(Xtr, ytr, cfg, seed=i)
+        m = ResponseModel(params, i, cfg.class_weight).fit(Xtr, ytr)
+        aucs.append(roc_auc_score(y[te], m.predict(X.iloc[te])))
+    a = np.array(aucs)
+    out = {"roc_auc_mean": float(a.mean()), "roc_auc_sd": float(a.std(ddof=1)), "folds": len(a),
+           "dropped_by_checks": sorted(dropped)}
+    print(f"ifood: 5x3 CV ROC-AUC {a.mean():.4f} +/- {a.std(ddof=1):.4f}; checks dropped {sorted(dropped)} "
+          f"(baseline 0.910)", flush=True)
+    return out
+
+
+def bench_speed(n: int = 500_000, n_features: int = 40) -> dict:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(n, n_features)).astype("float32"),
+                     columns=[f"f{i}" for i in range(n_features)])
+    t = rng.integers(0, 2, n)
+    logit = -3 + 0.5 * X["f0"].to_numpy() + t * (0.4 * X["f1"].to_numpy())
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    cfg = model_cfg("uplift")
+    t0 = time.perf_counter()
+    UpliftModel("two_models", cfg.lgbm, seed=0).fit(X, t, y)
+    sec = time.perf_counter() - t0
+    print(f"speed: two-model fit on {n} rows x {n_features} features: {sec:.1f}s (limit 120s)", flush=True)
+    return {"rows": n, "features": n_features, "two_models_fit_seconds": sec, "n_jobs": cfg.lgbm.get("n_jobs")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="synthetic,hillstrom,ifood,speed")
+    ap.add_argument("--artifacts", default=str(ROOT / "artifacts"))
+    ap.add_argument("--shared-data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--seeds", default="42,0,1,2,3")
+    args = ap.parse_args()
+    parts = args.only.split(",")
+    shared = Path(args.shared_data)
+    result: dict = {}
+    if "speed" in parts:
+        result["speed"] = bench_speed()
+    if "ifood" in parts:
+        result["ifood"] = bench_ifood(shared)
+    if "hillstrom" in parts:
+        result["hillstrom"] = bench_hillstrom(shared, [int(s) for s in args.seeds.split(",")])
+    if "synthetic" in parts:
+        result["synthetic"] = bench_synthetic(Path(args.artifacts))
+    print(json.dumps(result, default=float))
+
+
+if __name__ == "__main__":
+    main()
