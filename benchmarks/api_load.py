@@ -2,7 +2,8 @@
 
 Trains a small real LightGBM uplift model into a temporary registry, writes a factor
 snapshot, starts ``python -m api`` (uvicorn) on 127.0.0.1 and drives it with a bounded load
-generator (httpx clients in threads, a fixed number of requests per phase):
+generator (keep-alive connections from the standard library's http.client in threads, one
+phase repeated with httpx for comparison; a fixed number of requests per phase):
 
 * single client by factor values and by id: one connection (latency), then 4 connections
   (throughput), with a new champion promoted half way through to count dropped requests;
@@ -17,6 +18,7 @@ request in WAL mode. Prints human lines, then one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -60,33 +62,68 @@ def summarise(lat: list[float], wall: float, errors: int) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 3), "max_ms": round(float(ms.max()), 3)}
 
 
-def run_phase(url: str, bodies: list[dict], threads: int, on_half=None) -> dict:
-    """Send every body once, split over ``threads`` keep-alive clients; latency per request."""
+class _StdlibClient:
+    """A keep-alive HTTP/1.1 connection from the standard library (lighter than httpx)."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def post(self, raw: bytes) -> int:
+        self.conn.request("POST", "/predict", raw, {"content-type": "application/json"})
+        resp = self.conn.getresponse()
+        resp.read()
+        return resp.status
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _HttpxClient:
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(base_url=url, timeout=30.0)
+
+    def post(self, raw: bytes) -> int:
+        return self.client.post("/predict", content=raw, headers={"content-type": "application/json"}).status_code
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def run_phase(url: str, bodies: list[dict], threads: int, on_half=None, client: str = "stdlib") -> dict:
+    """Send every body once, split over ``threads`` keep-alive connections; latency per request.
+
+    Bodies are encoded before the clock starts; ``client`` is ``stdlib`` (http.client) or ``httpx``.
+    """
+    raws = [json.dumps(b).encode() for b in bodies]
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
     sent = [0]
-    half = len(bodies) // 2
+    half = len(raws) // 2
+    make = _StdlibClient if client == "stdlib" else _HttpxClient
 
-    def worker(part: list[dict]) -> None:
+    def worker(part: list[bytes]) -> None:
         local, bad = [], 0
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            for body in part:
+        conn = make(url)
+        try:
+            for raw in part:
                 t0 = time.perf_counter()
-                r = client.post("/predict", json=body)
+                status = conn.post(raw)
                 local.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    bad += 1
+                bad += status != 200
                 with lock:
                     sent[0] += 1
                     fire = on_half is not None and sent[0] == half
                 if fire:
                     on_half()
+        finally:
+            conn.close()
         with lock:
             lat.extend(local)
             errors[0] += bad
 
-    parts = [bodies[i::threads] for i in range(threads)]
+    parts = [raws[i::threads] for i in range(threads)]
     t0 = time.perf_counter()
     ts = [threading.Thread(target=worker, args=(p,)) for p in parts]
     for t in ts:
@@ -94,6 +131,37 @@ def run_phase(url: str, bodies: list[dict], threads: int, on_half=None) -> dict:
     for t in ts:
         t.join()
     return summarise(lat, time.perf_counter() - t0, errors[0])
+
+
+def in_process_latency(art: Path, snap: Path, conf: Path, bodies: list[dict]) -> dict:
+    """The application alone: ASGI calls in one event loop, no sockets, no uvicorn, no log."""
+    import asyncio
+
+    from api.app import create_app
+    from api.service import ApiSettings
+
+    app = create_app(ApiSettings(artifacts=art, model_name=NAME, factor_snapshot=snap, campaign_conf_dir=conf,
+                                 log_predictions=False))
+    service = app.state.service
+    service.start()
+
+    async def go() -> dict:
+        lat, bad = [], 0
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            for body in bodies[:100]:
+                await client.post("/predict", json=body)
+            t0 = time.perf_counter()
+            for body in bodies:
+                t1 = time.perf_counter()
+                r = await client.post("/predict", json=body)
+                lat.append(time.perf_counter() - t1)
+                bad += r.status_code != 200
+            return summarise(lat, time.perf_counter() - t0, bad)
+    try:
+        return asyncio.run(go())
+    finally:
+        service.close()
 
 
 def log_write_costs(tmp: Path, n: int = 2000) -> dict:
@@ -173,6 +241,7 @@ def main() -> None:
         run_phase(url, single_rows[:200], 1)  # warm-up
         results: dict[str, dict] = {}
         results["single_values_1conn"] = run_phase(url, single_rows, 1)
+        results["single_values_1conn_httpx"] = run_phase(url, single_rows, 1, client="httpx")
         results["single_ids_1conn"] = run_phase(url, single_ids, 1)
         results["single_values_4conn_with_champion_swap"] = run_phase(
             url, single_rows, args.threads, on_half=lambda: reg.promote(NAME, v2))
@@ -181,6 +250,7 @@ def main() -> None:
         results["batch1000_values_1conn"] = run_phase(url, batch_rows, 1)
         results["batch1000_ids_2conn"] = run_phase(url, batch_ids, 2)
         health = httpx.get(url + "/health").json()
+        results["in_process_single_values"] = in_process_latency(art, snap, conf, single_rows)
         rss_mb = proc.memory_info().rss / 2**20
         for name, r in results.items():
             print(f"{name:42s} {r['requests']:5d} req  {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
@@ -192,7 +262,8 @@ def main() -> None:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    expected_rows = sum(r["requests"] * (1000 if k.startswith("batch") else 1) for k, r in results.items()) + 200
+    expected_rows = sum(r["requests"] * (1000 if k.startswith("batch") else 1) for k, r in results.items()
+                        if not k.startswith("in_process")) + 200
     logged = len(read_predictions(log_dir(art), source="api"))
     segments = len(list(log_dir(art).glob("api-*.parquet")))
     print(f"prediction log after shutdown: {logged} rows in {segments} segments (expected {expected_rows})")
