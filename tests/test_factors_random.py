@@ -108,4 +108,5 @@ def test_random_future_changes_leave_every_factor_unchanged(tmp_path: Path, seed
             extra = df[late].assign(timestamp=cut)
         pd.concat([df, extra], ignore_index=True).to_parquet(world / f"{table}.parquet", index=False)
     after = compute_factors(world, cut, names, client_ids=ids)
-    pd.testing.assert_frame_equal(before, after, check_exact=True)
+    # a tolerance only for the order of floating-point sums across DuckDB threads
+    pd.testing.assert_frame_equal(before, after, check_exact=False, rtol=1e-12, atol=1e-12)
