@@ -147,7 +147,10 @@ class Scorer:
             dtypes = self.loaded.metadata.get("feature_dtypes") or {}
             casts = {f: dtypes[f] for f in self.schema.features
                      if self.schema.kinds[f] in ("int", "bool") and f in dtypes}
-            return frame.astype(casts) if casts else frame
+            try:
+                return frame.astype(casts) if casts else frame
+            except (TypeError, ValueError):  # e.g. a missing value in an integer column
+                return frame
         frame = pd.DataFrame(values, columns=list(self.schema.features))
         for f, kind in self.schema.kinds.items():
             if kind == "category":
