@@ -25,7 +25,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
-from tasks.campaign import STAGES, CampaignConfig, CampaignRun, StageOutcome, stage_summary, validate_campaign_config
+from tasks.campaign import STAGES, CampaignConfig, CampaignRun, StageOutcome, stage_summary
 from tasks.config import CONF_DIR, RunnerConfig, to_dataclass
 from tasks.errors import ConfigError, NotFoundError
 
@@ -143,8 +143,14 @@ def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown:
             f"{available_campaigns()}; a campaign file elsewhere runs with conf=path/to/it.yaml")
     node = load_campaign_file(conf_path, overrides) if conf_path else cfg.campaign
     campaign = OmegaConf.to_container(node, resolve=True)
-    # Bad settings fail here, before an orchestrator run is started.
-    validate_campaign_config(to_dataclass(campaign, CampaignConfig, "campaign"))
+    # Bad settings and frozen campaigns are settled here, before an orchestrator run starts
+    # (a frozen campaign never changes, so this read needs no lock).
+    cc = to_dataclass(campaign, CampaignConfig, "campaign")
+    probe = CampaignRun(cc, str(cfg.paths.artifacts))
+    if probe.check_frozen() is not None:
+        folder = probe.folder
+        print(f"campaign {cc.id}: already frozen with this config, nothing to do ({folder})")
+        return {"campaign_id": cc.id, "folder": str(folder), "noop": True, "stages": {}}
     result = campaign_flow(
         campaign=campaign,
         artifacts=str(cfg.paths.artifacts),
