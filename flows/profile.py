@@ -92,7 +92,8 @@ def profile_world_tables(data_dir: str, as_of: str, world_as_of: str, cfg: pr.Pr
     out = []
     for table in WORLD_TABLES:
         df = read_world_table(Path(data_dir), table, pd.Timestamp(as_of), pd.Timestamp(world_as_of))
-        out.append(pr.profile_table(df, table, cfg, key=list(CONTRACTS[table].unique), outcome="response"))
+        key = list(cfg.table_keys.get(table) or CONTRACTS[table].unique)
+        out.append(pr.profile_table(df, table, cfg, key=key, outcome="response"))
     return out
 
 
@@ -116,6 +117,17 @@ def profile_world_factors(
                                description=description, population_rows=len(history))
 
 
+def _raw_key(table: str, raw: pd.DataFrame, id_column: str, cfg: pr.ProfileConfig) -> list[str] | None:
+    """The key of a raw table: ``profile.table_keys`` when it names the table, else the id column."""
+    if table in cfg.table_keys:
+        key = list(cfg.table_keys[table])
+        missing = [k for k in key if k not in raw.columns]
+        if missing:
+            raise ConfigError(f"config 'profile', key 'table_keys.{table}': column(s) {missing} not in table '{table}'")
+        return key
+    return [id_column] if id_column in raw.columns else None
+
+
 @task(cache_policy=NONE, persist_result=False)
 def profile_tabular(data_settings: dict, shared_data: str, cfg: pr.ProfileConfig) -> tuple[list[pr.TableProfile], pr.AnalysisProfile]:
     """Profile a real dataset: its source files as read and its wide factor table."""
@@ -123,16 +135,16 @@ def profile_tabular(data_settings: dict, shared_data: str, cfg: pr.ProfileConfig
 
     dcfg = to_dataclass(data_settings, TabularDataConfig, "data")
     ds = load_tabular_dataset(dcfg, Path(shared_data))
-    tables = [
-        pr.profile_table(raw, name, cfg, key=[ds.id_column] if ds.id_column in raw.columns else None, outcome=ds.target)
-        for name, raw in ds.raw_tables.items()
-    ]
+    tables = [pr.profile_table(raw, name, cfg, key=_raw_key(name, raw, ds.id_column, cfg), outcome=ds.target)
+              for name, raw in ds.raw_tables.items()]
     shown = replace(ds, not_features=[c for c in ds.not_features if c not in set(dcfg.drop)])
     X = feature_frame(shown, engineer=dcfg.feature_engineering)
     frame = X.assign(**{ds.target: ds.frame[ds.target].to_numpy()})
     if ds.treatment:
         frame[ds.treatment] = ds.frame[ds.treatment].to_numpy()
     description = f"The {ds.kind} wide table, categoricals one-hot encoded"
+    if ds.treatment and dcfg.kind == "hillstrom":
+        description += f"; treatment 1 = {dcfg.treatment_arm}, 0 = {dcfg.control_arm}"
     if dcfg.drop:
         description += f"; it includes the columns training drops ({', '.join(dcfg.drop)})"
     return tables, pr.profile_analysis(frame, list(X.columns), ds.target, cfg, treatment=ds.treatment,

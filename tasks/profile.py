@@ -55,6 +55,7 @@ class ProfileConfig:
     leak_auc_low: float = 0.05
     near_constant_share: float = 0.99
     arm_columns: list[str] = field(default_factory=lambda: ["segment"])
+    table_keys: dict[str, list[str]] = field(default_factory=dict)
     expected_arm_shares: dict[str, float] | None = None
     alpha: float = 0.05
 
@@ -551,6 +552,11 @@ def _arm_section(df: pd.DataFrame, column: str, outcome: str | None, cfg: Profil
     return ArmSection(column, counts, chi2, p, rates, outcome if rates is not None else None)
 
 
+def _looks_like_id(name: str) -> bool:
+    low = name.lower()
+    return low == "id" or low.endswith("_id")
+
+
 def profile_table(
     df: pd.DataFrame,
     name: str,
@@ -590,7 +596,8 @@ def profile_table(
         s for c in cfg.arm_columns if c in sample.columns
         if (s := _arm_section(sample, c, outcome, cfg)) is not None
     ]
-    plot_cols = num_cols[: cfg.max_plot_columns]
+    # Identifiers have no distribution worth a plot.
+    plot_cols = [c for c in num_cols if str(c) not in key and not _looks_like_id(str(c))][: cfg.max_plot_columns]
     return TableProfile(
         name=name,
         n_rows=len(df),
@@ -817,7 +824,7 @@ def _table_blocks(t: TableProfile, cfg: ProfileConfig) -> list[Block]:
         b.append(Block("heading", "Numeric columns", level=3))
         b.append(Block("table", table=t.numeric))
         if t.histograms is not None:
-            shown = "" if t.plotted_columns == len(t.numeric) else f" (first {t.plotted_columns} of {len(t.numeric)})"
+            shown = "" if t.plotted_columns == len(t.numeric) else f" ({t.plotted_columns} of {len(t.numeric)}; identifiers and columns beyond profile.max_plot_columns left out)"
             b.append(Block("image", f"Histograms of the numeric columns of {t.name}{shown}", image=f"{t.name}_histograms.png"))
     if t.categorical:
         b.append(Block("heading", f"Categorical columns (top {cfg.top_values} values)", level=3))
@@ -984,7 +991,7 @@ def build_report(
         summary.append(f"factors with VIF >= {_fmt(cfg.vif_limit)}: " + _name_list(findings["collinear_factors"]))
     if sampled:
         summary.append(f"sampled (above profile.max_rows={cfg.max_rows}): {', '.join(sampled)}")
-    title = f"Data profile: {dataset} (as of {as_of})"
+    title = f"Data profile: {dataset} ({as_of})"
     blocks: list[Block] = [Block("heading", title, level=1)]
     blocks.extend(Block("text", n) for n in notes)
     blocks.append(Block("heading", "Summary", level=2))

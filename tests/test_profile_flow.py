@@ -138,3 +138,21 @@ def test_flow_on_ifood(prefect_env, shared_data, tmp_path):
     assert findings["target_rate"] == pytest.approx(raw["Response"].mean())
     assert "Treatment balance" not in md and "MntTotal" in md
     assert (out / "report.html").stat().st_size > 0
+
+
+def test_one_click_long_tables_are_keyed_by_client_and_period(shared_data):
+    from flows.profile import profile_tabular
+    from tasks.config import compose_config, to_dataclass
+
+    cfg = to_dataclass(compose_config(["profile.max_plot_columns=2"]).profile, P.ProfileConfig, "profile")
+    data = {"kind": "one_click", "name": "one_click"}
+    tables, analysis = profile_tabular.fn(data, str(shared_data), cfg)
+    by_name = {t.name: t for t in tables}
+    raw = pd.read_csv(shared_data / "yandex_one_click" / "market_money.csv")
+    assert by_name["market_money"].key == ["id", "Период"]
+    assert by_name["market_money"].duplicates["key_rows"] == int(raw.duplicated(["id", "Период"], keep=False).sum())
+    assert by_name["market_file"].key == ["id"]
+    assert analysis.target == "activity_declined" and analysis.treatment is None
+    bad = P.ProfileConfig(table_keys={"market_money": ["client"]})
+    with pytest.raises(ConfigError, match="table_keys.market_money"):
+        profile_tabular.fn(data, str(shared_data), bad)

@@ -112,7 +112,7 @@ def test_rendered_report_markdown_and_self_contained_html():
     a = P.profile_analysis(df, ["x", "x_twice", "noise", "leak", "constant", "flag"], "response", FAST, treatment="treatment")
     report = P.build_report("demo", "2026-01-01", [table], a, FAST, notes=["A hand-made frame."])
     md = P.render_markdown(report, image_dir="plots")
-    assert md.startswith("# Data profile: demo (as of 2026-01-01)")
+    assert md.startswith("# Data profile: demo (2026-01-01)")
     assert "possible leak: `leak`" in md
     assert "constant or almost constant factors: `constant`" in md
     for link in re.findall(r"\]\(plots/([^)]+)\)", md):
