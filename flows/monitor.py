@@ -112,9 +112,9 @@ def retrain_challenger(artifacts: str, name: str, cfg: mon.MonitorConfig, model_
     comparison = mon.compare_on_holdout(
         champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.retrain.metric, k=model_cfg.k,
         min_improvement=cfg.retrain.min_improvement, n_boot=cfg.retrain.n_boot, seed=cfg.retrain.seed)
-    version, _, _ = register(result, registry, name, replace(model_cfg, promote="never"),
-                             dataset=str(data_dir.name), factor_set=champion.factor_set,
-                             extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
+    version = register(result, registry, name, replace(model_cfg, promote="never"),
+                       dataset=str(data_dir.name), factor_set=champion.factor_set,
+                       extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
     if comparison["promote"]:
         registry.promote(name, version)
     log.info("challenger %s: %s", version, comparison["reason"])

@@ -1,0 +1,71 @@
+"""The monitor flow end to end on a small synthetic world: real Prefect, Parquet and LightGBM."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from flows.monitor import monitor_flow, monitoring_dir
+from tasks.config import compose_config
+from tasks.errors import NotFoundError
+from tasks.io import read_json
+from tasks.registry import ModelRegistry
+
+SMALL_MODEL = ["model.approaches=[solo]", "model.cv_folds=2", "model.n_boot=10", "model.lgbm.n_estimators=40"]
+
+
+@pytest.fixture(scope="module")
+def world(prefect_env, tmp_path_factory):
+    """A world of 2,000 clients, a champion, one frozen campaign with responses, evaluated."""
+    from flows.campaign import campaign_flow
+    from flows.evaluate import evaluate_campaign_flow
+    from flows.generate import generate
+    from flows.simulate_responses import simulate_responses_flow
+    from flows.train import train_model
+
+    art = str(tmp_path_factory.mktemp("monitor") / "artifacts")
+    cfg = compose_config(["data.n_clients=2000", "data.seed=5", f"paths.artifacts={art}", *SMALL_MODEL])
+    c = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    generate(c(cfg.data), art)
+    train_model(c(cfg.data), c(cfg.model), c(cfg.factors), art)
+    campaign_flow(c(cfg.campaign), art)
+    simulate_responses_flow(cfg.campaign.id, art)
+    evaluate_campaign_flow(cfg.campaign.id, art, settings={"n_boot": 0})
+    return art, c(cfg.model), cfg.campaign.id
+
+
+def test_no_limit_crossed_no_retraining(world):
+    art, model, cid = world
+    settings = {"drift": {"max_drifted_share": 0.99, "psi_limit": 1e9}, "decay": {"max_relative_drop": 1e9}}
+    record = monitor_flow(art, settings, model)
+    assert record["campaign_id"] == cid and record["retrain_needed"] is False and "retrain" not in record
+    assert record["champion_before"] == record["champion_after"] == "v0001"
+    assert record["drift"]["n_factors"] == len(ModelRegistry(f"{art}/models").load(model["name"]).metadata["reference"])
+    assert record["decay"]["observed_value"] is not None
+    files = sorted(p.suffix for p in monitoring_dir(art).iterdir())
+    assert files == [".json", ".md"]
+
+
+def test_drift_alarm_retrains_and_decides_on_holdout(world):
+    art, model, cid = world
+    # any drifted factor raises the alarm: the campaign's as-of date lies months after the
+    # training campaigns, so time-dependent factors (tenure, recency) always move
+    settings = {"drift": {"max_drifted_share": 0.0}, "retrain": {"n_boot": 20}}
+    record = monitor_flow(art, settings, model)
+    assert record["retrain_needed"] is True and record["reasons"][0].startswith("data drift")
+    r = record["retrain"]
+    c = r["comparison"]
+    assert r["challenger_version"] == "v0002" and r["holdout_campaign"] == cid
+    assert c["n_holdout"] > 0 and c["difference"] == pytest.approx(c["challenger"] - c["champion"])
+    assert c["promote"] == (c["difference"] > 0)
+    assert record["champion_after"] == ("v0002" if c["promote"] else "v0001")
+    assert ModelRegistry(f"{art}/models").champion(model["name"]) == record["champion_after"]
+    stored = read_json(sorted(monitoring_dir(art).glob("*.json"))[-1])
+    assert stored["retrain"]["comparison"]["challenger"] == pytest.approx(c["challenger"])
+    md = sorted(monitoring_dir(art).glob("*.md"))[-1].read_text()
+    assert "Retraining because data drift" in md and "Champion after this run" in md
+
+
+def test_without_champion_is_an_error(prefect_env, artifacts):
+    with pytest.raises(NotFoundError, match="no champion"):
+        monitor_flow(str(artifacts), {}, {"name": "synthetic_uplift"})
+    assert not monitoring_dir(artifacts).exists()
