@@ -32,6 +32,7 @@ def _cli(args: list[str], env_extra: dict | None = None, timeout: int = 400) -> 
     """
     env = {**os.environ, **(env_extra or {})}
     env.pop("PREFECT_API_URL", None)  # ephemeral mode, whatever the test session uses
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")  # a busy machine starts slowly
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "flows.campaign", *args], cwd=PROJECT_ROOT, env=env,
                                 stdout=out, stderr=err, text=True, start_new_session=True)
