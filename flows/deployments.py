@@ -1,0 +1,100 @@
+"""Deployment entry points: every flow, with its Hydra overrides as the one parameter.
+
+prefect.yaml points its deployments here. Each entry composes conf/ with the given
+overrides, exactly as ``python -m flows.<name> <overrides>`` would, and runs the product
+flow as a subflow, so a deployment run shows the same stages, logs and artifacts in the UI
+as a command-line run. Example::
+
+    prefect deployment run 'run-campaign/spring-sale' \
+        --param overrides='["campaign=spring_sale", "campaign.sample_fraction=0.2"]'
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from prefect import flow
+
+from tasks.config import compose_config
+
+
+def _compose(overrides: list[str] | None) -> DictConfig:
+    return compose_config(list(overrides or []))
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+@flow(name="run-generate")
+def run_generate(overrides: list[str] | None = None) -> dict:
+    """Generate a synthetic world (overrides such as ``data.n_clients=200000``)."""
+    from flows.generate import generate
+
+    cfg = _compose(overrides)
+    manifest = generate(data=_container(cfg.data), artifacts=str(cfg.paths.artifacts))
+    return {"name": manifest["name"], "row_counts": manifest["row_counts"]}
+
+
+@flow(name="run-train")
+def run_train(overrides: list[str] | None = None) -> dict:
+    """Train and register a model (overrides such as ``data=hillstrom model=hillstrom``)."""
+    from flows.train import train_model
+
+    cfg = _compose(overrides)
+    return train_model(_container(cfg.data), _container(cfg.model), _container(cfg.factors),
+                       str(cfg.paths.artifacts), str(cfg.paths.shared_data))
+
+
+@flow(name="run-campaign")
+def run_campaign(overrides: list[str] | None = None) -> dict:
+    """Calculate or resume a campaign (``campaign=<name>``, ``conf=<file>``, ``campaign.*=...``)."""
+    from flows.campaign import campaign_flow, load_campaign_file, split_argv
+    from tasks.campaign import CampaignConfig, validate_campaign_config
+    from tasks.config import to_dataclass
+    from tasks.errors import NotFoundError
+
+    conf_path, held, rest, unknown = split_argv(list(overrides or []))
+    if unknown is not None:
+        raise NotFoundError(f"unknown campaign {unknown!r}: no conf/campaign/{unknown}.yaml")
+    cfg = _compose(rest)
+    node = load_campaign_file(conf_path, held) if conf_path else cfg.campaign
+    campaign = _container(node)
+    validate_campaign_config(to_dataclass(campaign, CampaignConfig, "campaign"))
+    return campaign_flow(campaign=campaign, artifacts=str(cfg.paths.artifacts), runner=_container(cfg.runner))
+
+
+@flow(name="run-simulate-responses")
+def run_simulate_responses(overrides: list[str] | None = None) -> dict:
+    """Draw synthetic responses for a frozen campaign (``campaign_id=<id>``)."""
+    from flows.simulate_responses import simulate_responses_flow
+
+    cfg = _compose(overrides)
+    cid = str(cfg.get("campaign_id") or cfg.campaign.id)
+    seed = cfg.get("seed")
+    return simulate_responses_flow(campaign_id=cid, artifacts=str(cfg.paths.artifacts),
+                                   seed=None if seed is None else int(seed))
+
+
+@flow(name="run-evaluate")
+def run_evaluate(overrides: list[str] | None = None) -> dict:
+    """Evaluate a frozen campaign against its responses (``campaign_id=<id>``)."""
+    from flows.evaluate import run
+
+    return run(_compose(overrides))
+
+
+@flow(name="run-monitor")
+def run_monitor(overrides: list[str] | None = None) -> dict:
+    """Check drift and decay of the champion; retrain and promote when a limit is crossed."""
+    from flows.monitor import run
+
+    return run(_compose(overrides))
+
+
+@flow(name="run-profile")
+def run_profile(overrides: list[str] | None = None) -> dict:
+    """Profile a dataset (``data=<dataset>``)."""
+    from flows.profile import run
+
+    return run(_compose(overrides))
