@@ -14,8 +14,9 @@ Per factor:
   sample, goodness of fit to the stored shares), and PSI over the categories.
 
 The p-values of all factors are corrected together with Benjamini-Hochberg. A factor has
-drifted when its corrected test rejects or its PSI exceeds the PSI limit; the table has
-drifted when the share of drifted factors exceeds the configured limit.
+drifted when its corrected test rejects (and, with ``min_psi`` > 0, the shift is at least that
+large: on big tables a test also rejects shifts too small to matter) or its PSI exceeds the
+PSI limit; the table has drifted when the share of drifted factors exceeds the configured limit.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class DriftConfig:
     fdr: float = 0.05                 # Benjamini-Hochberg false discovery rate across factors
     psi_limit: float = 0.25           # a factor with PSI above this has drifted
     max_drifted_share: float = 0.2    # the table has drifted when more than this share of factors did
+    min_psi: float = 0.0              # a significant test counts only when the factor's PSI is at least this
     min_rows: int = 50                # fewer current rows than this is an error
 
     def __post_init__(self) -> None:
@@ -172,7 +174,7 @@ def drift_table(reference: Mapping[str, Mapping[str, Any]], current: pd.DataFram
         rows.append({"feature": feature, **res})
     table = pd.DataFrame(rows)
     table["q_value"] = stats.bh_adjusted(table["p_value"].to_numpy())
-    table["test_rejected"] = stats.benjamini_hochberg(table["p_value"].to_numpy(), cfg.fdr)
+    table["test_rejected"] = stats.benjamini_hochberg(table["p_value"].to_numpy(), cfg.fdr) & (table["psi"] >= cfg.min_psi)
     table["psi_exceeded"] = table["psi"] > cfg.psi_limit
     table["drifted"] = table["test_rejected"] | table["psi_exceeded"]
     cols = ["feature", "kind", "test", "statistic", "p_value", "q_value", "psi", "n_ref", "n_cur",

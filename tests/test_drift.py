@@ -121,3 +121,12 @@ def test_false_alarm_rate_on_null_tables():
     ref = reference_distributions(frame(3000, 100), seed=0)
     alarms = sum(drift.drift_table(ref, frame(3000, 200 + s), CFG)["test_rejected"].any() for s in range(40))
     assert alarms <= 6
+
+
+def test_min_psi_ignores_tiny_significant_shifts():
+    ref = reference_distributions(frame(4000, 1), seed=0)
+    cur = frame(20000, 2).assign(age=lambda d: d["age"] + 1.5)   # small but significant with 20k rows
+    plain = drift.drift_table(ref, cur, CFG).set_index("feature")
+    assert plain.loc["age", "test_rejected"] and plain.loc["age", "psi"] < 0.1
+    floored = drift.drift_table(ref, cur, drift.DriftConfig(min_psi=0.1)).set_index("feature")
+    assert not floored.loc["age", "drifted"]
