@@ -114,7 +114,7 @@ def profile_world_factors(
         f"Campaign history (treatment, response) joined with {source}, computed as of each campaign's date."
     )
     return pr.profile_analysis(table, names, "response", cfg, treatment="treatment",
-                               description=description, population_rows=len(history))
+                               description=description, population_rows=len(history), group="campaign_id")
 
 
 def _raw_key(table: str, raw: pd.DataFrame, id_column: str, cfg: pr.ProfileConfig) -> list[str] | None:

@@ -283,6 +283,33 @@ def naive_uplift(y: pd.Series, treatment: pd.Series, alpha: float = 0.05) -> Nai
     return NaiveUplift(pt, pc, diff, diff - z * se, diff + z * se, p, int(len(yt)), int(len(yc)))
 
 
+def arms_by_group(
+    y: pd.Series, treatment: pd.Series, group: pd.Series, expected_shares: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """Arm sizes, their chi-square test and the naive uplift inside each group (e.g. each past campaign).
+
+    Returns ``group``, ``n``, ``treated``, ``control``, ``chi2``, ``p_value``,
+    ``rate_treated``, ``rate_control`` and ``uplift``; a group with one arm only gets NaN
+    test and uplift values.
+    """
+    frame = pd.DataFrame({"g": group.to_numpy(), "t": treatment.astype("int64").to_numpy(),
+                          "y": y.astype("float64").to_numpy()})
+    rows = []
+    for g, part in frame.groupby("g", sort=True, observed=True):
+        nt, nc = int((part["t"] == 1).sum()), int((part["t"] == 0).sum())
+        row: dict[str, Any] = {"group": str(g), "n": len(part), "treated": nt, "control": nc,
+                               "chi2": math.nan, "p_value": math.nan, "rate_treated": math.nan,
+                               "rate_control": math.nan, "uplift": math.nan}
+        if nt and nc:
+            row["chi2"], row["p_value"] = arm_size_test({"0": nc, "1": nt}, expected_shares)
+            row["rate_treated"] = float(part.loc[part["t"] == 1, "y"].mean())
+            row["rate_control"] = float(part.loc[part["t"] == 0, "y"].mean())
+            row["uplift"] = row["rate_treated"] - row["rate_control"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["group", "n", "treated", "control", "chi2", "p_value",
+                                       "rate_treated", "rate_control", "uplift"])
+
+
 # --------------------------------------------------------------------------- relations between factors
 
 
@@ -649,6 +676,8 @@ class AnalysisProfile:
     heatmap_columns: int
     histograms: bytes | None = None
     heatmap: bytes | None = None
+    group: str | None = None
+    by_group: pd.DataFrame | None = None
 
 
 def crosstab(target: pd.Series, treatment: pd.Series) -> pd.DataFrame:
@@ -667,6 +696,7 @@ def profile_analysis(
     treatment: str | None = None,
     description: str = "",
     population_rows: int | None = None,
+    group: str | None = None,
 ) -> AnalysisProfile:
     """Profile the factor table: target and treatment balance, correlations, VIF, leaks.
 
@@ -674,7 +704,8 @@ def profile_analysis(
     ``treatment``. Everything is computed on a seeded sample of at most ``cfg.max_rows``
     rows. A target or treatment column that is missing, has missing values or is not 0/1 is
     a :class:`DataValidationError`. ``population_rows`` tells that ``df`` is already a
-    sample of a table that size (the caller sampled before computing factors).
+    sample of a table that size (the caller sampled before computing factors). ``group``
+    names a column (e.g. ``campaign_id``) whose groups get their own arm test and uplift.
     """
     for col in [target, *([treatment] if treatment else [])]:
         if col not in df.columns:
@@ -699,7 +730,7 @@ def profile_analysis(
     x = numeric_matrix(sample, fac)
     num = list(x.columns)
 
-    t_bal = crosstab_tab = rates = None
+    t_bal = crosstab_tab = rates = by_group = None
     uplift = chi2 = p = None
     if treatment:
         t = sample[treatment].astype("int64")
@@ -713,6 +744,10 @@ def profile_analysis(
         if cfg.expected_arm_shares is not None:
             shares = {k: v for k, v in cfg.expected_arm_shares.items() if k in ("0", "1")} or None
         chi2, p = arm_size_test(dict(zip(t_bal["value"], t_bal["count"])), shares)
+        if group is not None:
+            if group not in sample.columns:
+                raise DataValidationError("factor table", group, "group column not found")
+            by_group = arms_by_group(y, t, sample[group], shares)
 
     varying = [c for c in num if x[c].nunique(dropna=True) > 1]
     corr = x[varying].corr() if varying else pd.DataFrame()
@@ -751,6 +786,8 @@ def profile_analysis(
         heatmap_columns=len(heat_cols),
         histograms=histogram_grid_png(x, num[: cfg.max_plot_columns], cfg.histogram_bins, "factors"),
         heatmap=heatmap_png(corr.loc[heat_cols, heat_cols], "Pearson correlation") if len(heat_cols) > 1 else None,
+        group=group if by_group is not None else None,
+        by_group=by_group,
     )
 
 
@@ -882,6 +919,9 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
             f"Naive uplift (treated rate {_pct(u.rate_treated)} minus control rate {_pct(u.rate_control)}): "
             f"{_fmt(u.uplift)}, {level}% CI [{_fmt(u.ci_low)}, {_fmt(u.ci_high)}], p-value {_fmt(u.p_value)}.",
         ))
+        if a.by_group is not None:
+            b.append(Block("text", f"Per `{a.group}` (each its own randomisation):"))
+            b.append(Block("table", table=a.by_group))
     b.append(Block("heading", "Possible leaks: univariate strength of each factor", level=3))
     expl = (
         f"ROC-AUC of each numeric factor used alone as a score for `{a.target}`; AUC >= {cfg.leak_auc_high} "
@@ -984,6 +1024,11 @@ def build_report(
         if analysis.uplift is not None:
             findings["naive_uplift"] = analysis.uplift.uplift
             findings["treatment_arm_test"] = {"chi2": analysis.arm_chi2, "p_value": analysis.arm_p_value}
+            if analysis.by_group is not None:
+                findings["arm_tests_by_group"] = {
+                    r.group: {"chi2": r.chi2, "p_value": r.p_value, "uplift": r.uplift}
+                    for r in analysis.by_group.itertuples()
+                }
             summary.append(f"naive uplift {_fmt(analysis.uplift.uplift)} "
                            f"(treatment arms chi-square p-value {_fmt(analysis.arm_p_value)})")
         summary.append("possible leaks: " + _name_list(analysis.leaks))

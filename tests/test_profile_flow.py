@@ -71,6 +71,11 @@ def test_flow_on_a_small_synthetic_world(prefect_env, small_world):
     assert "Naive uplift" in md and "factor set `default`" in md
     t, y = history["treatment"], history["response"]
     assert saved["naive_uplift"] == pytest.approx(y[t == 1].mean() - y[t == 0].mean())
+    per_campaign = saved["arm_tests_by_group"]
+    assert set(per_campaign) == set(history["campaign_id"].astype(str))
+    for cid, part in history.groupby("campaign_id", observed=True):
+        pt, pc = part["response"][part["treatment"] == 1], part["response"][part["treatment"] == 0]
+        assert per_campaign[str(cid)]["uplift"] == pytest.approx(pt.mean() - pc.mean())
     assert page.count("data:image/png;base64,") == len(list((out / "plots").glob("*.png")))
     assert "## Summary" in _artifact_markdown("profile-tiny")
 

@@ -232,3 +232,16 @@ def test_factor_qini_matches_metrics_and_finds_the_uplift_driver():
         - (y[(x <= np.median(x)) & (t == 1)].mean() - y[(x <= np.median(x)) & (t == 0)].mean())
     )
     assert math.isnan(P.factor_qini(x, np.zeros(n), t))
+
+
+def test_arms_by_group_by_hand():
+    # campaign a: 3 treated (2 respond), 1 control (0 respond); campaign b: treated only
+    y = pd.Series([1, 1, 0, 0, 1, 0])
+    t = pd.Series([1, 1, 1, 0, 1, 1])
+    g = pd.Series(["a", "a", "a", "a", "b", "b"])
+    out = P.arms_by_group(y, t, g).set_index("group")
+    assert (out.loc["a", "treated"], out.loc["a", "control"]) == (3, 1)
+    # (3 - 2)^2 / 2 + (1 - 2)^2 / 2 = 1
+    assert out.loc["a", "chi2"] == pytest.approx(1.0)
+    assert out.loc["a", "uplift"] == pytest.approx(2 / 3)
+    assert math.isnan(out.loc["b", "p_value"]) and out.loc["b", "n"] == 2
