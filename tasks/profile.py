@@ -593,9 +593,9 @@ def profile_table(
 ) -> TableProfile:
     """Profile one raw table.
 
-    Row counts, missing values and duplicates are computed on the whole table; the
-    distributions, constant columns and arm balance on a seeded sample of at most
-    ``cfg.max_rows`` rows. Columns named in ``cfg.arm_columns`` get an arm-size
+    Row counts, missing values, duplicates and arm balance are computed on the whole table;
+    the distributions and constant columns on a seeded sample of at most ``cfg.max_rows``
+    rows. Columns named in ``cfg.arm_columns`` get an arm-size
     chi-square test and, when ``outcome`` is a column, the outcome rate per arm.
     """
     key = [k for k in (key or [])]
@@ -620,8 +620,8 @@ def profile_table(
         columns=["column", "min", "max", "n_unique"],
     )
     arms = [
-        s for c in cfg.arm_columns if c in sample.columns
-        if (s := _arm_section(sample, c, outcome, cfg)) is not None
+        s for c in cfg.arm_columns if c in df.columns
+        if (s := _arm_section(df, c, outcome, cfg)) is not None
     ]
     # Identifiers have no distribution worth a plot.
     plot_cols = [c for c in num_cols if str(c) not in key and not _looks_like_id(str(c))][: cfg.max_plot_columns]

@@ -132,3 +132,12 @@ def test_profile_config_composes_from_conf_and_validates():
     assert (pc.max_rows, pc.vif_limit) == (50, 5.0)
     with pytest.raises(ConfigError, match="vif_limit"):
         to_dataclass(compose_config(["profile.vif_limit=0.5"]).profile, P.ProfileConfig, "profile")
+
+
+def test_arm_counts_use_every_row_even_when_sampled():
+    df = pd.DataFrame({"segment": ["A"] * 300 + ["B"] * 200, "visit": [1] * 300 + [0] * 200})
+    t = P.profile_table(df, "rct", P.ProfileConfig(max_rows=50, max_plot_columns=1), outcome="visit")
+    assert t.sampled
+    (arm,) = t.arms
+    assert arm.counts["count"].tolist() == [300, 200]
+    assert arm.rates.set_index("arm")["rate"].to_dict() == {"A": 1.0, "B": 0.0}
