@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -60,7 +61,8 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
         print(f"generating {name} ({n_clients} clients) ...", flush=True)
         subprocess.run([sys.executable, "-m", "flows.generate", f"data.n_clients={n_clients}",
                         f"data.name={name}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL,
+                       env={**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600"})
     t0 = time.perf_counter()
     history = read_table(data_dir, "campaign_history")
     X, t, y = build_training_set(data_dir, history, factor_set("default"))

@@ -152,6 +152,32 @@ def load_ifood(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
     )
 
 
+def ifood_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Engineered iFood ratios: basket size, deal/catalog shares, product mix, spend to income.
+
+    Ratios, not sums: a plain total of other columns would be caught (and dropped) by the
+    sum-of-others check.
+    """
+    mnt = [c for c in ("MntWines", "MntFruits", "MntMeatProducts", "MntFishProducts", "MntSweetProducts",
+                       "MntGoldProds") if c in frame.columns]
+    num = [c for c in ("NumWebPurchases", "NumCatalogPurchases", "NumStorePurchases") if c in frame.columns]
+    if len(mnt) < 6 or len(num) < 3:
+        return pd.DataFrame(index=frame.index)
+    spend = frame[mnt].sum(axis=1).clip(lower=1)
+    purchases = frame[num].sum(axis=1).clip(lower=1)
+    out = pd.DataFrame(index=frame.index)
+    out["spend_per_purchase"] = spend / purchases
+    out["deals_share"] = frame["NumDealsPurchases"] / purchases
+    out["catalog_share"] = frame["NumCatalogPurchases"] / purchases
+    out["wine_share"] = frame["MntWines"] / spend
+    out["meat_share"] = frame["MntMeatProducts"] / spend
+    out["gold_share"] = frame["MntGoldProds"] / spend
+    out["spend_to_income"] = spend / frame["Income"].clip(lower=1)
+    out["web_visits_per_purchase"] = frame["NumWebVisitsMonth"] / frame["NumWebPurchases"].clip(lower=1)
+    out["recency_per_tenure"] = frame["Recency"] / frame["Customer_Days"].clip(lower=1)
+    return out
+
+
 # ---------------------------------------------------------------------------- one_click
 ONE_CLICK_TARGET = "Покупательская активность"
 ONE_CLICK_DECLINED = "снизилась"
@@ -290,6 +316,8 @@ def feature_frame(ds: TabularDataset, engineer: bool = True) -> pd.DataFrame:
     base = ds.frame[[c for c in ds.frame.columns if c not in exclude]]
     if engineer and ds.kind == "hillstrom":
         base = pd.concat([base, hillstrom_features(ds.frame)], axis=1)
+    if engineer and ds.kind == "ifood":
+        base = pd.concat([base, ifood_features(ds.frame)], axis=1)
     if engineer and ds.kind == "one_click":
         base = pd.concat([base, one_click_features(ds.frame)], axis=1)
     cats = [c for c in ds.categorical if c in base.columns]

@@ -47,6 +47,7 @@ def test_ifood_checks_find_the_leaky_and_constant_columns(shared_data):
     ds = load_tabular_dataset(cfg_for("ifood"), shared_data)
     assert ds.treatment is None and ds.frame["Response"].mean() == pytest.approx(0.151, abs=0.001)
     X = feature_frame(ds)
+    assert {"spend_per_purchase", "wine_share"} <= set(X.columns)
     _, rep = check_features(X, ds.frame["Response"].to_numpy(), ChecksConfig())
     assert set(rep.constant) == {"Z_CostContact", "Z_Revenue"}
     assert set(rep.sum_of_others) == {"MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
