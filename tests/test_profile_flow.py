@@ -161,3 +161,17 @@ def test_one_click_long_tables_are_keyed_by_client_and_period(shared_data):
     bad = P.ProfileConfig(table_keys={"market_money": ["client"]})
     with pytest.raises(ConfigError, match="table_keys.market_money"):
         profile_tabular.fn(data, str(shared_data), bad)
+
+
+def test_large_history_is_sampled_before_factors_are_computed(small_world):
+    from flows.profile import profile_world_factors
+
+    root, _ = small_world
+    history = pd.read_parquet(root / "data" / "tiny" / "campaign_history.parquet")
+    cfg = P.ProfileConfig(max_rows=50, max_plot_columns=2, max_heatmap_columns=4)
+    a = profile_world_factors.fn(str(root / "data" / "tiny"), "2026-01-01", "2026-01-01",
+                                 ["age", "tenure_days"], "two", cfg)
+    assert a.sampled and a.n_rows == len(history) and a.profiled_rows == 50
+    assert a.by_group["n"].sum() == 50
+    md = P.render_markdown(P.build_report("tiny", "2026-01-01", [], a, cfg))
+    assert "seeded random sample of 50 rows" in md and "sampled (above profile.max_rows=50): factor table" in md
