@@ -970,6 +970,21 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
     return b
 
 
+def _json_safe(obj: Any) -> Any:
+    """Plain JSON values: NaN and infinities become None, numpy scalars Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
 def _name_list(names: Sequence[str], limit: int = 12) -> str:
     if not names:
         return "none"
@@ -1045,7 +1060,7 @@ def build_report(
         blocks.extend(_table_blocks(t, cfg))
     if analysis is not None:
         blocks.extend(_analysis_blocks(analysis, cfg))
-    return Report(title, blocks, images, findings)
+    return Report(title, blocks, images, _json_safe(findings))
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -1095,9 +1110,17 @@ def render_html(report: Report) -> str:
     """The report as one self-contained HTML page: PNG images embedded as base64 data URIs."""
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
            f"<style>{_CSS}</style></head><body>"]
+    sections = [b.text for b in report.blocks if b.kind == "heading" and b.level == 2]
+    section = 0
     for b in report.blocks:
-        if b.kind == "heading":
+        if b.kind == "heading" and b.level == 2:
+            section += 1
+            out.append(f"<h2 id='s{section}'>{_inline_html(b.text)}</h2>")
+        elif b.kind == "heading":
             out.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
+            if b.level == 1 and sections:
+                links = "".join(f"<li><a href='#s{i}'>{_inline_html(t)}</a></li>" for i, t in enumerate(sections, 1))
+                out.append(f"<nav><ul>{links}</ul></nav>")
         elif b.kind == "text":
             out.append(f"<p>{_inline_html(b.text)}</p>")
         elif b.kind == "list":

@@ -122,6 +122,7 @@ def test_rendered_report_markdown_and_self_contained_html():
     assert page.count("data:image/png;base64,") == len(report.images)
     assert "plots/" not in page and "<script" not in page
     assert "<code>leak</code>" in page
+    assert "<a href='#s1'>Summary</a>" in page and "<h2 id='s1'>Summary</h2>" in page
     assert report.findings["possible_leaks"] == ["leak"]
     assert report.findings["naive_uplift"] == pytest.approx(a.uplift.uplift)
 
@@ -141,3 +142,15 @@ def test_arm_counts_use_every_row_even_when_sampled():
     (arm,) = t.arms
     assert arm.counts["count"].tolist() == [300, 200]
     assert arm.rates.set_index("arm")["rate"].to_dict() == {"A": 1.0, "B": 0.0}
+
+
+def test_findings_are_strict_json():
+    import json
+
+    df = _uplift_frame(200).assign(campaign=lambda d: np.where(d.index < 100, "a", "b"))
+    df.loc[df["campaign"] == "b", "treatment"] = 1
+    a = P.profile_analysis(df, ["x", "noise"], "response", FAST, treatment="treatment", group="campaign")
+    assert math.isnan(a.by_group.set_index("group").loc["b", "p_value"])
+    findings = P.build_report("demo", "2026-01-01", [], a, FAST).findings
+    assert findings["arm_tests_by_group"]["b"]["p_value"] is None
+    json.dumps(findings, allow_nan=False)
