@@ -57,7 +57,7 @@ def write_evaluation(out_dir: str, joined: pd.DataFrame, result: dict, deciles: 
     atomic_write_text(report, out / "report.md")
     payload = dict(result, deciles=deciles.to_dict(orient="records"))
     atomic_write_json(payload, out / "metrics.json")
-    key = "evaluation-" + "".join(ch if ch.isalnum() else "-" for ch in str(result["campaign_id"]).lower())
+    key = "evaluation-" + "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in str(result["campaign_id"]).lower())
     create_markdown_artifact(markdown=report, key=key[:100], description="Campaign evaluation")
     return str(out / "metrics.json")
 

@@ -132,8 +132,8 @@ def write_monitoring_record(artifacts: str, record: dict) -> str:
     md = mon.render_record(record)
     atomic_write_text(md, out / f"{stamp}.md")
     atomic_write_json(record, out / f"{stamp}.json")
-    create_markdown_artifact(markdown=md, key="monitoring-" + record["model"].lower().replace("_", "-"),
-                             description="Monitoring decisions")
+    key = "monitoring-" + "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in record["model"].lower())
+    create_markdown_artifact(markdown=md, key=key[:100], description="Monitoring decisions")
     return str(out / f"{stamp}.json")
 
 
