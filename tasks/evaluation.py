@@ -352,13 +352,17 @@ def model_quality(joined: pd.DataFrame, k: float, n_boot: int, seed: int, alpha:
     for name, fn in (("qini_auc", lambda a, b, c: metrics.qini_auc(a, b, c)),
                      ("uplift_at_k", lambda a, b, c: metrics.uplift_at_k(a, b, c, k=k))):
         try:
-            if n_boot >= 2:
-                point, lo, hi = metrics.bootstrap_ci(fn, y, u, t, n_boot=n_boot, seed=seed, alpha=alpha, stratify=t)
-            else:
-                point, lo, hi = fn(y, u, t), float("nan"), float("nan")
-            out[name] = {"estimate": point, "ci_low": lo, "ci_high": hi}
+            point = float(fn(y, u, t))
         except (DataValidationError, ConfigError) as exc:
             out[name] = {"estimate": None, "ci_low": None, "ci_high": None, "error": str(exc)}
+            continue
+        lo = hi = None
+        if n_boot >= 2:
+            try:
+                _, lo, hi = metrics.bootstrap_ci(fn, y, u, t, n_boot=n_boot, seed=seed, alpha=alpha, stratify=t)
+            except (DataValidationError, ConfigError):
+                pass
+        out[name] = {"estimate": point, "ci_low": lo, "ci_high": hi}
     return out
 
 

@@ -289,3 +289,12 @@ def test_load_frozen_campaign_roundtrip(tmp_path):
     df, man = ev.load_frozen_campaign(folder)
     assert len(df) == 12 and man["threshold"]["score_cutoff"] == 0.5
     assert len(ev.read_responses(folder / "responses.parquet")) == 12
+
+
+def test_model_quality_reports_why_it_is_unavailable():
+    resp = responses_frame().assign(response=[1, 1, 0, 0] + [0] * 8, revenue=0.0)
+    joined = ev.join_responses(campaign_frame(), resp)
+    mq = ev.model_quality(joined, k=0.5, n_boot=10, seed=0, alpha=0.05)
+    # nobody in random_target + control responded: the Qini AUC is undefined, uplift@k is 0 - 0
+    assert mq["qini_auc"]["estimate"] is None and "both outcomes" in mq["qini_auc"]["error"]
+    assert mq["uplift_at_k"]["estimate"] == 0.0
