@@ -334,7 +334,8 @@ def vif(df: pd.DataFrame, tol: float = 1e-9) -> pd.DataFrame:
     rows without missing values; ``VIF = 1 / (1 - R^2)``. The regressions are solved on the
     correlation matrix of the standardised columns, which gives the same R^2 as regressing
     the raw columns and costs one pass over the rows. Exact duplicates and perfect linear
-    combinations (``1 - R^2 <= tol``) give ``inf``; a constant column has no VIF (NaN,
+    combinations (``1 - R^2 <= tol``) give ``inf`` and ``note`` names up to five columns
+    of the combination (largest standardised weights); a constant column has no VIF (NaN,
     ``note`` says why). Returns ``column``, ``vif``, ``r2`` and ``note`` in input order.
     """
     x = df.astype("float64").dropna()
@@ -361,7 +362,11 @@ def vif(df: pd.DataFrame, tol: float = 1e-9) -> pd.DataFrame:
             beta, *_ = np.linalg.lstsq(corr[np.ix_(others, others)], corr[others, k], rcond=1e-12)
             r2 = float(corr[k, others] @ beta)
         if 1.0 - r2 <= tol:
-            rows.append({"column": str(col), "vif": math.inf, "r2": 1.0, "note": "perfectly collinear"})
+            names = [str(cols[varying[j]]) for j in others]
+            weight = np.abs(beta)
+            top = [names[j] for j in np.argsort(-weight, kind="mergesort") if weight[j] >= 0.05][:5]
+            rows.append({"column": str(col), "vif": math.inf, "r2": 1.0,
+                         "note": "perfectly collinear with " + ", ".join(top)})
         else:
             rows.append({"column": str(col), "vif": 1.0 / (1.0 - r2), "r2": r2, "note": ""})
     return pd.DataFrame(rows, columns=["column", "vif", "r2", "note"])
@@ -955,7 +960,8 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
         b.append(Block("text", f"No pair of factors has |r| >= {cfg.high_correlation}."))
     b.append(Block("heading", f"Multicollinearity (VIF, limit {_fmt(cfg.vif_limit)})", level=3))
     if len(a.collinear):
-        b.append(Block("list", items=[f"`{r.column}`: VIF {_fmt(r.vif)}" for r in a.collinear.itertuples()]))
+        b.append(Block("list", items=[f"`{r.column}`: VIF {_fmt(r.vif)}" + (f" ({r.note})" if r.note else "")
+                                      for r in a.collinear.itertuples()]))
     else:
         b.append(Block("text", "No factor reaches the VIF limit."))
     if len(a.vif):

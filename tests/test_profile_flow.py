@@ -140,6 +140,9 @@ def test_flow_on_ifood(prefect_env, shared_data, tmp_path):
     assert f"Full-row duplicates: {int(raw.duplicated().sum())}." in md
     # the two cost/revenue constants of the file are flagged; the dropped columns are shown
     assert {"Z_CostContact", "Z_Revenue"} <= set(findings["constant_factors"])
+    # MntTotal is the sum of the per-category amounts: an exact linear combination, VIF inf
+    assert "MntTotal" in findings["collinear_factors"]
+    assert "`MntTotal`: VIF inf (perfectly collinear with" in md
     assert findings["target_rate"] == pytest.approx(raw["Response"].mean())
     assert "Treatment balance" not in md and "MntTotal" in md
     assert (out / "report.html").stat().st_size > 0

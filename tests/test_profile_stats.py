@@ -137,9 +137,12 @@ def test_vif_duplicates_and_perfect_collinearity_are_inf():
     df = pd.DataFrame({"x": x, "x_copy": x, "z": z, "w": rng.normal(size=200)})
     out = P.vif(df).set_index("column")
     assert math.isinf(out.loc["x", "vif"]) and math.isinf(out.loc["x_copy", "vif"])
+    assert out.loc["x", "note"] == "perfectly collinear with x_copy"
     assert out.loc["z", "vif"] < 2
     combo = pd.DataFrame({"x": x, "z": z, "s": 2 * x - 3 * z + 1})
     assert np.isinf(P.vif(combo)["vif"]).all()
+    # s = 2x - 3z + 1: z carries the larger standardised weight, so it is named first
+    assert P.vif(combo).set_index("column").loc["s", "note"] == "perfectly collinear with z, x"
 
 
 def test_roc_auc_by_hand_with_ties_and_against_sklearn():
