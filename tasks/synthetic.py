@@ -56,6 +56,9 @@ _US = 1_000_000
 _LAPSED_ACTIVITY = 0.03  # share of the purchase rate left after a client lapses
 _ROW_GROUP = 1_000_000
 
+# Weights of the standardised traits in the latent uplift score (before noise).
+UPLIFT_WEIGHTS = {"discount": 1.0, "engagement": 1.0, "churn_risk": 0.4, "activity": -0.6, "unsubscribe": -0.2}
+
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
@@ -75,9 +78,12 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 def _to_timestamps(start: pd.Timestamp, seconds: np.ndarray) -> np.ndarray:
-    """Seconds after ``start`` (float or int) as datetime64[us]."""
-    base = np.datetime64(start.to_datetime64(), "us")
-    return base + (np.asarray(seconds, dtype=np.float64) * _US).astype(np.int64).astype("timedelta64[us]")
+    """Seconds after ``start`` (float) as datetime64[us], whole seconds."""
+    base = np.datetime64(start.to_datetime64(), "s").astype(np.int64)
+    stamps = np.asarray(seconds, dtype=np.float64).astype(np.int64)
+    stamps += base
+    stamps *= _US
+    return stamps.view("datetime64[us]")
 
 
 def validate_config(cfg: SyntheticDataConfig) -> None:
@@ -160,22 +166,24 @@ def simulate_traits(cfg: SyntheticDataConfig) -> dict[str, np.ndarray]:
 
     activity = rng.gamma(2.0, 1.25, n) * np.exp(-0.4 * s)            # purchases per month while active
     basket = rng.lognormal(np.log(28.0), 0.65, n)                       # typical basket value
-    discount = rng.beta(1.3, 2.2, n)                                    # discount affinity
+    discount = rng.beta(1.0, 1.8, n)                                    # discount affinity
     prefs = rng.dirichlet(np.full(len(CATEGORIES), 0.7), n)
     online = rng.beta(1.6, 2.6, n)
     online = online + (1.0 - online) * min(0.6, 0.35 * s)
-    eng_email = rng.beta(1.6, 3.2, n) * (1.0 - min(0.6, 0.3 * s))
-    eng_push = rng.beta(1.4, 3.0, n) * (1.0 - min(0.6, 0.3 * s))
-    eng_sms = rng.beta(1.2, 6.0, n) * (1.0 - min(0.6, 0.3 * s))
+    # one general engagement level, expressed per channel with some channel-specific spread
+    engagement = rng.beta(1.5, 2.5, n) * (1.0 - min(0.6, 0.3 * s))
+    eng_email = np.clip(engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
+    eng_push = np.clip(0.9 * engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
+    eng_sms = np.clip(0.5 * engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
     send_email = rng.beta(2.5, 5.0, n)                                  # share of mailings received
     send_push = rng.beta(2.0, 5.0, n)
     send_sms = rng.beta(2.0, 4.0, n)
     unsub = rng.beta(0.6, 250.0, n)                                     # unsubscribe chance per message
-    lapse = reg + rng.lognormal(np.log(2.2 * 365.0), 1.0, n) / (1.0 + s)  # day the client lapses
+    lapse = reg + rng.lognormal(np.log(2.5 * 365.0), 0.8, n) / (1.0 + s)  # day the client lapses
     has_app = rng.random(n) < (0.25 + 0.6 * online)
     bad_email = rng.random(n) < 0.03
     bad_phone = rng.random(n) < 0.02
-    email_opt = rng.random(n) < 0.06 + 0.25 * (1 - eng_email) ** 3
+    email_opt = rng.random(n) < 0.04 + 0.12 * (1 - eng_email) ** 3
     sms_opt = rng.random(n) < 0.30
     push_opt = ~has_app | (rng.random(n) < 0.10)
     marketing_opt = rng.random(n) < 0.03
@@ -185,7 +193,7 @@ def simulate_traits(cfg: SyntheticDataConfig) -> dict[str, np.ndarray]:
         "reg": reg.astype(f32), "age": age.astype(f32), "female": female, "region": region.astype(np.int8),
         "activity": activity.astype(f32), "basket": basket.astype(f32), "discount": discount.astype(f32),
         "prefs": prefs.astype(f32), "online": online.astype(f32),
-        "eng_email": eng_email.astype(f32), "eng_push": eng_push.astype(f32), "eng_sms": eng_sms.astype(f32),
+        "engagement": engagement.astype(f32), "eng_email": eng_email.astype(f32), "eng_push": eng_push.astype(f32), "eng_sms": eng_sms.astype(f32),
         "send_email": send_email.astype(f32), "send_push": send_push.astype(f32), "send_sms": send_sms.astype(f32),
         "unsub": unsub.astype(f32), "lapse": lapse.astype(f32),
         "bad_email": bad_email, "bad_phone": bad_phone,
@@ -209,14 +217,14 @@ def simulate_truth(cfg: SyntheticDataConfig, traits: dict[str, np.ndarray]) -> p
     n = cfg.n_clients
     t = traits
     churn_risk = -np.log(np.maximum(t["lapse"] - t["reg"], 1.0))
-    engagement = 0.65 * t["eng_email"] + 0.35 * t["eng_push"]
     log_act = np.log(t["activity"] + 0.05)
+    w = UPLIFT_WEIGHTS
     score = (
-        1.0 * _zscore(t["discount"])
-        + 1.0 * _zscore(engagement)
-        + 0.6 * _zscore(churn_risk)
-        - 0.5 * _zscore(log_act)
-        - 0.5 * _zscore(np.sqrt(t["unsub"]))
+        w["discount"] * _zscore(t["discount"])
+        + w["engagement"] * _zscore(t["engagement"])
+        + w["churn_risk"] * _zscore(churn_risk)
+        + w["activity"] * _zscore(log_act)
+        + w["unsubscribe"] * _zscore(np.sqrt(t["unsub"]))
     )
     score = score / score.std() + cfg.uplift_noise * rng.standard_normal(n)
     propensity = _zscore(log_act) - 0.7 * _zscore(churn_risk) + 0.5 * rng.standard_normal(n)
@@ -419,11 +427,12 @@ def simulate_purchases(
     del day, day_floor
 
     rows = len(group)
-    promo = rng.random(rows, dtype=np.float32) < 0.7 * t["discount"][group]
+    promo = rng.random(rows, dtype=np.float32) < 0.03 + 0.9 * t["discount"][group]
     amount = t["basket"][group] * rng.lognormal(0.0, 0.45, rows).astype(np.float32)
     amount = np.where(promo, amount * np.float32(0.85), amount)
     amount = np.maximum(np.round(amount.astype(np.float64), 2), 0.5)
-    quantity = 1 + rng.poisson(amount / 14.0)
+    # items at a typical price of about 14 per item; a uniform factor spreads it cheaply
+    quantity = 1 + (amount / 14.0 * rng.random(rows, dtype=np.float32) * 1.6).astype(np.int64)
     u = rng.random(rows, dtype=np.float32)
     cum = np.cumsum(t["prefs"], axis=1)
     category = np.zeros(rows, dtype=np.int8)
@@ -443,7 +452,7 @@ def simulate_purchases(
     if history is not None and len(history):
         frame = _add_response_purchases(cfg, rng, traits, history, frame)
     n_rows = len(frame["client_id"])
-    return pd.DataFrame({
+    return pd.DataFrame(copy=False, data={
         "client_id": frame["client_id"],
         "timestamp": _to_timestamps(start, frame["seconds"]),
         "transaction_id": np.arange(1, n_rows + 1, dtype=np.int64),
@@ -547,7 +556,7 @@ def simulate_messages(
         r = rng.random((6, k), dtype=np.float32)
         sent = when * _DAY + r[0] * 7200.0
         lapsed = t["lapse"][idx] < when
-        e = eng[ch][idx] * np.where(lapsed, np.float32(0.5), np.float32(1.0))
+        e = eng[ch][idx] * np.where(lapsed, np.float32(0.75), np.float32(1.0))
         bounce = r[1] < np.where(bad[ch][idx], np.float32(0.9), np.float32(0.004))
         if ch == "mobile_push":
             bounce[:] = False
@@ -598,7 +607,7 @@ def simulate_messages(
         event_codes = np.zeros(0, dtype=np.int8)
         mailing_codes = np.zeros(0, dtype=np.int16)
     channel_of = np.array([code for _, code, _ in schedule], dtype=np.int8)
-    frame = pd.DataFrame({
+    frame = pd.DataFrame(copy=False, data={
         "client_id": client_idx.astype(np.int64) + 1,
         "timestamp": _to_timestamps(start, seconds),
         "channel": pd.Categorical.from_codes(channel_of[mailing_codes], categories=list(CHANNELS)),
