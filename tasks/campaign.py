@@ -341,8 +341,9 @@ def assign_offers(split: pd.DataFrame, policy: PolicyConfig) -> tuple[pd.DataFra
 
     ``split`` holds client_id, score, rank, percentile, group, ordered by rank. random_target
     clients all get the offer, control clients none, targeted clients per the policy:
-    ``score_cutoff`` (score >= cutoff), ``top_fraction`` (the best round(f * n_targeted)),
-    ``budget`` (the best min(budget, n_targeted)), ``profit`` (score * margin > contact_cost).
+    ``score_cutoff`` (score >= cutoff), ``top_fraction`` (the best round(f * n_targeted), plus
+    any client tied with the last of them), ``budget`` (the best min(budget, n_targeted),
+    minus a group tied across the boundary), ``profit`` (score * margin > contact_cost).
     The threshold's ``score_cutoff`` is the lowest score that got an offer in the targeted
     group (for profit: contact_cost / margin), so any client can be decided later by
     ``score >= score_cutoff``.
@@ -356,9 +357,18 @@ def assign_offers(split: pd.DataFrame, policy: PolicyConfig) -> tuple[pd.DataFra
         offer_t = targeted & (score >= float(policy.score_cutoff))
     elif policy.kind in ("top_fraction", "budget"):
         k = int(round(policy.top_fraction * n_t)) if policy.kind == "top_fraction" else min(int(policy.budget), n_t)
-        # Rows are ordered by rank, so the first k targeted rows are the best k.
-        t_idx = np.flatnonzero(targeted)[:k]
-        offer_t[t_idx] = True
+        # Rows are ordered by rank, so the targeted scores are in descending order. The offer
+        # must stay "score >= cutoff" even when scores tie at the boundary (evaluation and the
+        # scoring API decide by the cutoff): top_fraction then includes the tied clients, a
+        # budget is never exceeded and leaves them out.
+        t_scores = score[targeted]
+        if k > 0:
+            cut = t_scores[k - 1]
+            tie_crosses = k < n_t and t_scores[k] == cut
+            if policy.kind == "budget" and tie_crosses:
+                offer_t = targeted & (score > cut)
+            else:
+                offer_t = targeted & (score >= cut)
     elif policy.kind == "profit":
         offer_t = targeted & (score * float(policy.margin) > float(policy.contact_cost))
     else:  # pragma: no cover - validated earlier
