@@ -1052,6 +1052,9 @@ def build_report(
                 }
             summary.append(f"naive uplift {_fmt(analysis.uplift.uplift)} "
                            f"(treatment arms chi-square p-value {_fmt(analysis.arm_p_value)})")
+            if analysis.by_group is not None:
+                summary.append(f"treatment arms chi-square p-value per `{analysis.group}`: " + ", ".join(
+                    f"{r.group} {_fmt(r.p_value) or 'n/a'}" for r in analysis.by_group.itertuples()))
         summary.append("possible leaks: " + _name_list(analysis.leaks))
         summary.append("constant or almost constant factors: " + _name_list(findings["constant_factors"]))
         summary.append(f"factors with VIF >= {_fmt(cfg.vif_limit)}: " + _name_list(findings["collinear_factors"]))

@@ -153,4 +153,7 @@ def test_findings_are_strict_json():
     assert math.isnan(a.by_group.set_index("group").loc["b", "p_value"])
     findings = P.build_report("demo", "2026-01-01", [], a, FAST).findings
     assert findings["arm_tests_by_group"]["b"]["p_value"] is None
+    md = P.render_markdown(P.build_report("demo", "2026-01-01", [], a, FAST))
+    p_a = a.by_group.set_index("group").loc["a", "p_value"]
+    assert f"treatment arms chi-square p-value per `campaign`: a {P._fmt(p_a)}, b n/a" in md
     json.dumps(findings, allow_nan=False)
