@@ -777,3 +777,30 @@ def write_world(tables: dict[str, pd.DataFrame], out_dir: str | Path, cfg: Synth
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return manifest
+
+
+# --------------------------------------------------------------------------------------
+# documentation
+
+CONTRACTS_BEGIN = "<!-- contracts:begin (generated from tasks.contracts.contract_markdown) -->"
+CONTRACTS_END = "<!-- contracts:end -->"
+
+
+def render_contracts_doc(text: str) -> str:
+    """``text`` (docs/data_contracts.md) with the tables block replaced by the current contracts."""
+    from tasks.contracts import contract_markdown
+
+    if CONTRACTS_BEGIN not in text or CONTRACTS_END not in text:
+        raise DataValidationError("docs", None, f"markers {CONTRACTS_BEGIN!r} and {CONTRACTS_END!r} not found")
+    head, rest = text.split(CONTRACTS_BEGIN, 1)
+    _, tail = rest.split(CONTRACTS_END, 1)
+    return f"{head}{CONTRACTS_BEGIN}\n\n{contract_markdown()}\n{CONTRACTS_END}{tail}"
+
+
+def update_contracts_doc(path: str | Path | None = None) -> Path:
+    """Regenerate the tables block of docs/data_contracts.md from tasks/contracts.py."""
+    from tasks.config import PROJECT_ROOT
+    from tasks.io import atomic_write_text
+
+    doc = Path(path) if path is not None else PROJECT_ROOT / "docs" / "data_contracts.md"
+    return atomic_write_text(render_contracts_doc(doc.read_text(encoding="utf-8")), doc)

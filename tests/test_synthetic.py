@@ -281,3 +281,18 @@ def test_yaml_defaults_equal_dataclass_and_overrides_compose():
     assert defaults == SyntheticDataConfig()
     with pytest.raises(ConfigError, match="n_clients"):
         to_dataclass(compose_config(["data.n_clients=abc"]).data, SyntheticDataConfig, "data")
+
+
+def test_contracts_doc_is_up_to_date():
+    from tasks.config import PROJECT_ROOT
+    from tasks.synthetic import render_contracts_doc
+
+    doc = (PROJECT_ROOT / "docs" / "data_contracts.md").read_text(encoding="utf-8")
+    assert render_contracts_doc(doc) == doc, (
+        "docs/data_contracts.md is out of date: run "
+        "python -c \"from tasks.synthetic import update_contracts_doc; update_contracts_doc()\""
+    )
+    for name in CONTRACTS:
+        assert f"### {name}" in doc
+    with pytest.raises(DataValidationError, match="markers"):
+        render_contracts_doc("no markers here")
