@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 from prefect import flow, get_run_logger, task
@@ -25,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
-from tasks.campaign import STAGES, CampaignConfig, CampaignRun, StageOutcome, stage_summary
+from tasks.campaign import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary
 from tasks.config import CONF_DIR, RunnerConfig, to_dataclass
 from tasks.errors import ConfigError, NotFoundError
 
@@ -59,6 +60,40 @@ def _run_stage(run: CampaignRun, stage: str) -> dict:
 STAGE_TASKS = {s: task(name=TASK_NAMES[s], cache_policy=NO_CACHE, persist_result=False)(_run_stage) for s in STAGES}
 
 
+@contextmanager
+def partition_mapper(runner: RunnerConfig) -> Iterator[Mapper | None]:
+    """How the factor and score stages map their per-partition functions.
+
+    ``local``: in this process, one partition after another (None = the default).
+    ``dask``: on a Dask cluster at ``runner.address``, or on a LocalCluster of
+    ``runner.n_workers`` processes when no address is given. Results are identical.
+    """
+    if runner.kind == "local":
+        yield None
+        return
+    if runner.kind != "dask":
+        raise ConfigError(f"runner.kind {runner.kind!r} is unknown; use local or dask")
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if runner.address:
+        client = Client(runner.address)
+    else:
+        cluster = LocalCluster(n_workers=runner.n_workers, threads_per_worker=runner.threads_per_worker,
+                               processes=True, dashboard_address=None)
+        client = Client(cluster)
+
+    def mapper(fn: Any, args: list[tuple]) -> list:
+        return client.gather([client.submit(fn, *a, pure=False) for a in args])
+
+    try:
+        yield mapper
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 @flow(name="campaign")
 def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | None = None) -> dict:
     """Calculate (or resume) the campaign described by the ``campaign`` config dict.
@@ -68,13 +103,14 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     """
     cfg = to_dataclass(campaign, CampaignConfig, "campaign")
     runner_cfg = to_dataclass(runner or {}, RunnerConfig, "runner")
-    run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions)
     log = get_run_logger()
-    with run.lock:
-        if run.check_frozen() is not None:
-            log.info("campaign %s is already frozen with this config: nothing to do", cfg.id)
-            return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": True, "stages": {}}
-        stages = {s: STAGE_TASKS[s](run, s) for s in STAGES}
+    with partition_mapper(runner_cfg) as mapper:
+        run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions, mapper=mapper)
+        with run.lock:
+            if run.check_frozen() is not None:
+                log.info("campaign %s is already frozen with this config: nothing to do", cfg.id)
+                return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": True, "stages": {}}
+            stages = {s: STAGE_TASKS[s](run, s) for s in STAGES}
     manifest = run.frozen_manifest() or {}
     log.info("campaign %s frozen: %s clients, %s offers", cfg.id,
              manifest.get("counts", {}).get("clients"), manifest.get("counts", {}).get("offers_total"))

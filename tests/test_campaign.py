@@ -395,3 +395,18 @@ def test_prefect_flow_runs_and_resumes(root, prefect_env):
     reference = run_campaign(campaign(cid="pf"), link_root(root, root.parent / "ref"))
     pd.testing.assert_frame_equal(pd.read_parquet(campaign_dir(root, "pf") / "campaign.parquet"),
                                   pd.read_parquet(reference.folder / "campaign.parquet"))
+
+
+def test_dask_runner_gives_the_same_campaign(root):
+    from flows.campaign import partition_mapper
+    from tasks.config import RunnerConfig
+
+    local = run_campaign(campaign(cid="loc"), root)
+    with partition_mapper(RunnerConfig(kind="dask", n_workers=2, partitions=3)) as mapper:
+        dask_run = run_campaign(campaign(cid="dsk"), root, partitions=3, mapper=mapper)
+    assert dask_run.outcomes["score"].info["partitions"] == 3
+    a, b = (pd.read_parquet(r.folder / "campaign.parquet").drop(columns="campaign_id") for r in (local, dask_run))
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ConfigError, match="runner.kind 'spark'"):
+        with partition_mapper(RunnerConfig(kind="spark")):
+            pass
