@@ -7,7 +7,6 @@ test runs the Prefect flow in-process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from tasks.campaign import (
     assign_groups, assign_offers, balance_check, draw_subset, group_counts, rank_scores, run_campaign,
     validate_campaign_config,
 )
-from tasks.checkpoints import CampaignLock, campaign_dir
+from tasks.checkpoints import campaign_dir
 from tasks.config import to_dataclass
 from tasks.errors import ConfigError, NotFoundError, StateError
 from tasks.io import sha256_file
@@ -36,10 +35,7 @@ WORLD = "tiny"
 
 def build_world(root: Path, n_clients: int = 3000, seed: int = 7) -> None:
     """A small synthetic world under ``root/data/tiny`` and a champion uplift model in ``root/models``."""
-    import factors
     from tasks.config import SyntheticDataConfig
-    from tasks.models import UpliftModel
-    from tasks.registry import ModelRegistry
     from tasks.synthetic import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=n_clients, name=WORLD, seed=seed)
