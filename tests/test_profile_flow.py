@@ -178,3 +178,20 @@ def test_large_history_is_sampled_before_factors_are_computed(small_world):
     assert a.by_group["n"].sum() == 50
     md = P.render_markdown(P.build_report("tiny", "2026-01-01", [], a, cfg))
     assert "seeded random sample of 50 rows" in md and "sampled (above profile.max_rows=50): factor table" in md
+
+
+def test_cli_body_profiles_hillstrom_from_its_data_config(prefect_env, shared_data, tmp_path):
+    from flows.profile import run
+    from tasks.config import compose_config
+
+    cfg = compose_config(["data=hillstrom", f"paths.artifacts={tmp_path}", f"paths.shared_data={shared_data}",
+                          "profile.as_of=2026-03-01", "profile.max_plot_columns=2", "profile.max_heatmap_columns=6"])
+    findings = run(cfg)
+    raw = pd.read_csv(shared_data / "hillstrom" / cfg.data.file)
+    assert findings["row_counts"] == {"hillstrom": len(raw)}
+    assert findings["arm_tests"]["hillstrom.segment"]["p_value"] > 0.5
+    kept = raw[raw["segment"].isin(["Womens E-Mail", "No E-Mail"])]
+    rate = kept.groupby("segment")["visit"].mean()
+    assert findings["naive_uplift"] == pytest.approx(rate["Womens E-Mail"] - rate["No E-Mail"])
+    md = (profile_dir(tmp_path, "hillstrom", "2026-03-01") / "report.md").read_text()
+    assert "treatment 1 = Womens E-Mail, 0 = No E-Mail" in md
