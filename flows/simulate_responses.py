@@ -47,10 +47,11 @@ def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) ->
 
 def simulate_campaign_responses(artifacts: str | Path, campaign_id: str, seed: int | None = None) -> Path:
     """Draw and write responses.parquet for a frozen campaign; returns its path."""
-    from tasks.data import read_table
+    from tasks.data import dataset_dir, read_table
 
     manifest, table = load_frozen_campaign(artifacts, campaign_id)
-    data_dir = Path(manifest["data"]["dir"])
+    # By name under this artifacts root: the recorded dir may be relative to another cwd.
+    data_dir = dataset_dir(artifacts, manifest["data"]["name"])
     if not (data_dir / "truth.parquet").exists():
         raise NotFoundError(
             f"campaign {campaign_id!r}: dataset {manifest['data']['name']!r} has no truth table "

@@ -807,14 +807,15 @@ class CampaignRun:
             "subset": recs["subset"].info,
             "balance": recs["split"].info["balance"],
             "score_distribution": score_distribution(table),
-            "stages": {s: {"key": r.key, "fingerprint": r.fingerprint, "rows": r.rows, "seconds": round(r.seconds, 3)}
-                       for s, r in recs.items()},
+            "stages": {s: {"hash": r.key, "key": r.key, "fingerprint": r.fingerprint, "rows": r.rows,
+                           "seconds": round(r.seconds, 3)} for s, r in recs.items()},
             "campaign_sha256": sha256_file(self.table_path),
             "frozen_at": frozen_at,
             "config": asdict(cfg),
             "config_hash": campaign_config_hash(cfg),
         }
-        manifest["stages"]["freeze"] = {"key": manifest["config_hash"], "fingerprint": manifest["campaign_sha256"],
+        manifest["stages"]["freeze"] = {"hash": manifest["config_hash"], "key": manifest["config_hash"],
+                                        "fingerprint": manifest["campaign_sha256"],
                                         "rows": int(len(table)), "seconds": round(seconds, 3)}
         summary = render_summary(manifest)
         atomic_write_text(summary, self.folder / "summary.md")
