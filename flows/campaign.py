@@ -14,6 +14,7 @@ Hydra overrides (``paths.artifacts=...``, ``runner.partitions=4``) work as usual
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from contextlib import contextmanager
@@ -204,6 +205,8 @@ def main() -> None:
     """Command-line entry point (see the module docstring)."""
     conf_path, overrides, rest, unknown = split_argv(sys.argv[1:])
     sys.argv = [sys.argv[0], *rest]
+    # Prefect's ephemeral server gets 20 s to start by default, too little on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     run_cli(lambda cfg: _body(cfg, conf_path, overrides, unknown))
 
 

@@ -10,6 +10,7 @@ other overrides (``paths.artifacts=...``) work as usual.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -120,6 +121,8 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [sys.argv[0], *rest]
+    # Prefect's ephemeral server gets 20 s to start by default, too little on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     run_cli(lambda cfg: _body(cfg, campaign_id, seed))
 
 
