@@ -20,7 +20,7 @@ PSI limit; the table has drifted when the share of drifted factors exceeds the c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -42,6 +42,7 @@ class DriftConfig:
     max_drifted_share: float = 0.2    # the table has drifted when more than this share of factors did
     min_psi: float = 0.0              # a significant test counts only when the factor's PSI is at least this
     min_rows: int = 50                # fewer current rows than this is an error
+    exclude: list[str] = field(default_factory=list)  # factors reported but left out of the alarm share
 
     def __post_init__(self) -> None:
         if not 0 < self.fdr < 1:
@@ -183,18 +184,24 @@ def drift_table(reference: Mapping[str, Mapping[str, Any]], current: pd.DataFram
 
 
 def drift_summary(table: pd.DataFrame, cfg: DriftConfig) -> dict[str, Any]:
-    """The table-level decision: share of drifted factors against ``max_drifted_share``."""
-    n = int(len(table))
-    n_drifted = int(table["drifted"].sum())
+    """The table-level decision: share of drifted factors against ``max_drifted_share``.
+
+    Factors named in ``cfg.exclude`` stay in the table but do not count towards the share.
+    """
+    counted = table[~table["feature"].isin(cfg.exclude)]
+    n = int(len(counted))
+    n_drifted = int(counted["drifted"].sum())
     share = n_drifted / n if n else 0.0
     top = table.sort_values(["drifted", "psi"], ascending=False).head(10)
     return {
         "n_factors": n, "n_drifted": n_drifted, "drifted_share": share,
-        "n_test_rejected": int(table["test_rejected"].sum()), "n_psi_exceeded": int(table["psi_exceeded"].sum()),
-        "max_psi": float(table["psi"].max()) if n else 0.0,
+        "n_test_rejected": int(counted["test_rejected"].sum()), "n_psi_exceeded": int(counted["psi_exceeded"].sum()),
+        "max_psi": float(counted["psi"].max()) if n else 0.0,
         "limit": cfg.max_drifted_share, "fdr": cfg.fdr, "psi_limit": cfg.psi_limit,
         "alarm": bool(share > cfg.max_drifted_share),
-        "drifted_factors": table.loc[table["drifted"], "feature"].tolist(),
+        "drifted_factors": counted.loc[counted["drifted"], "feature"].tolist(),
+        "excluded": [f for f in cfg.exclude if f in set(table["feature"])],
+        "excluded_drifted": table.loc[table["feature"].isin(cfg.exclude) & table["drifted"], "feature"].tolist(),
         "top": top[["feature", "kind", "p_value", "q_value", "psi", "drifted"]].to_dict(orient="records"),
     }
 

@@ -259,7 +259,9 @@ def render_record(record: dict[str, Any]) -> str:
         lines += [f"## Data drift: campaign {record['campaign_id']}", "",
                   f"{d['n_drifted']} of {d['n_factors']} factors drifted ({d['drifted_share']:.1%}; limit "
                   f"{d['limit']:.1%}; BH FDR {d['fdr']}, PSI limit {d['psi_limit']}); "
-                  f"alarm: **{'yes' if d['alarm'] else 'no'}**.", "",
+                  f"alarm: **{'yes' if d['alarm'] else 'no'}**."
+                  + (f" Drifted but excluded from the share: {d['excluded_drifted']}." if d.get("excluded_drifted") else ""),
+                  "",
                   "| factor | kind | p-value | q-value | PSI | drifted |", "|---|---|---|---|---|---|"]
         for r in d["top"]:
             lines.append(f"| {r['feature']} | {r['kind']} | {r['p_value']:.3g} | {r['q_value']:.3g} | "

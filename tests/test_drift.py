@@ -130,3 +130,13 @@ def test_min_psi_ignores_tiny_significant_shifts():
     assert plain.loc["age", "test_rejected"] and plain.loc["age", "psi"] < 0.1
     floored = drift.drift_table(ref, cur, drift.DriftConfig(min_psi=0.1)).set_index("feature")
     assert not floored.loc["age", "drifted"]
+
+
+def test_excluded_factors_do_not_count_towards_the_alarm():
+    ref = reference_distributions(frame(4000, 1), seed=0)
+    cur = frame(6000, 2).assign(age=lambda d: d["age"] + 15, amount=lambda d: d["amount"] * 3)
+    cfg = drift.DriftConfig(max_drifted_share=0.2, exclude=["age"])
+    summary = drift.drift_summary(drift.drift_table(ref, cur, cfg), cfg)
+    # counted: amount (drifted), visits, region, opt_out -> 1 of 4 = 0.25 > 0.2
+    assert summary["n_factors"] == 4 and summary["drifted_factors"] == ["amount"]
+    assert summary["excluded_drifted"] == ["age"] and summary["alarm"] is True
