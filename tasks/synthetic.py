@@ -260,9 +260,9 @@ def simulate_truth(cfg: SyntheticDataConfig, traits: dict[str, np.ndarray]) -> p
 
     effect = np.zeros(n)
     is_pers = kind == 0
-    effect[is_pers] = 0.02 + 0.10 * within[is_pers]
+    effect[is_pers] = 0.03 + 0.15 * within[is_pers]
     is_dog = kind == 3
-    effect[is_dog] = -np.minimum(0.75 * p_control[is_dog], 0.01 + 0.04 * within[is_dog])
+    effect[is_dog] = -np.minimum(0.75 * p_control[is_dog], 0.01 + 0.05 * within[is_dog])
     p_treated = np.clip(p_control + effect, 0.0, 0.95)
 
     return pd.DataFrame({
