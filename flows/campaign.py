@@ -111,6 +111,7 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
             if run.check_frozen() is not None:
                 log.info("campaign %s is already frozen with this config: nothing to do", cfg.id)
                 return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": True, "stages": {}}
+            run.store.remove_partial_files()
             stages = {s: STAGE_TASKS[s](run, s) for s in STAGES}
     manifest = run.frozen_manifest() or {}
     log.info("campaign %s frozen: %s clients, %s offers", cfg.id,

@@ -844,6 +844,7 @@ def run_campaign(cfg: CampaignConfig, artifacts: str | Path, partitions: int = 1
     with run.lock:
         if run.check_frozen() is not None:
             return run.result(noop=True)
+        run.store.remove_partial_files()
         for stage in STAGES[: STAGES.index(until) + 1 if until else len(STAGES)]:
             run.run_stage(stage)
         return run.result()

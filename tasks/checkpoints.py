@@ -108,6 +108,16 @@ class CheckpointStore:
         df.attrs = {}
         return df
 
+    def remove_partial_files(self) -> list[Path]:
+        """Delete temporary files a killed write left behind (call while holding the lock)."""
+        gone = []
+        for folder in (self.root, self.stage_dir):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                    gone.append(tmp)
+        return gone
+
     def write(self, stage: str, key: str, df: pd.DataFrame, seconds: float,
               info: dict | None = None) -> Checkpoint:
         """Commit ``df`` as the checkpoint of ``stage`` atomically, with its record embedded."""

@@ -91,3 +91,12 @@ def test_stale_lock_from_dead_pid_is_recovered(tmp_path):
     with CampaignLock(path):
         assert json.loads(path.read_text())["pid"] == os.getpid()
     assert not path.exists()
+
+
+def test_partial_files_of_a_killed_write_are_removed(tmp_path):
+    store = CheckpointStore(tmp_path, STAGES)
+    rec = store.write("alpha", "k", _frame(), seconds=0.1)
+    leftover = store.stage_dir / ".02_beta.parquet.abc123.tmp"
+    leftover.write_bytes(b"half")
+    assert store.remove_partial_files() == [leftover]
+    assert not leftover.exists() and store.valid("alpha", "k") == rec
