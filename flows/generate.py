@@ -27,14 +27,8 @@ from tasks.synthetic import TABLES, build_manifest, generate_group, publish_dir,
 
 
 @task(cache_policy=NO_CACHE)
-def simulate_truth(cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
-    """Ground truth and past randomised campaigns."""
-    return generate_group("truth", cfg, stage)
-
-
-@task(cache_policy=NO_CACHE)
 def simulate_purchases(cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
-    """Purchase transactions."""
+    """Ground truth, past randomised campaigns and purchase transactions."""
     return generate_group("purchases", cfg, stage)
 
 
@@ -82,7 +76,6 @@ def generate(data: dict[str, Any] | None = None, artifacts: str = "artifacts") -
     stage = staging_dir(out_dir)
     try:
         counts: dict[str, int] = {}
-        counts.update(simulate_truth(cfg, str(stage)))
         counts.update(simulate_purchases(cfg, str(stage)))
         counts.update(simulate_contacts(cfg, str(stage)))
         manifest = publish_world(cfg, str(stage), str(out_dir), {t: counts[t] for t in TABLES})

@@ -175,8 +175,8 @@ def simulate_traits(cfg: SyntheticDataConfig) -> dict[str, np.ndarray]:
     eng_email = np.clip(engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
     eng_push = np.clip(0.9 * engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
     eng_sms = np.clip(0.5 * engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
-    send_email = rng.beta(2.5, 5.0, n)                                  # share of mailings received
-    send_push = rng.beta(2.0, 5.0, n)
+    send_email = rng.beta(2.0, 5.5, n)                                  # share of mailings received
+    send_push = rng.beta(1.6, 5.0, n)
     send_sms = rng.beta(2.0, 4.0, n)
     unsub = rng.beta(0.6, 250.0, n)                                     # unsubscribe chance per message
     lapse = reg + rng.lognormal(np.log(2.5 * 365.0), 0.8, n) / (1.0 + s)  # day the client lapses
@@ -719,8 +719,7 @@ def publish_dir(stage: str | Path, out_dir: str | Path) -> Path:
 
 
 GROUPS: dict[str, tuple[str, ...]] = {
-    "truth": ("truth", "campaign_history"),
-    "purchases": ("purchases",),
+    "purchases": ("truth", "campaign_history", "purchases"),
     "contacts": ("clients", "messages"),
 }
 
@@ -735,23 +734,25 @@ def generate_group(group: str, cfg: SyntheticDataConfig, out_dir: str | Path) ->
     if group not in GROUPS:
         raise ConfigError(f"unknown table group {group!r}; known groups: {sorted(GROUPS)}")
     traits = simulate_traits(cfg)
+    counts: dict[str, int] = {}
+
+    def write(name: str, df: pd.DataFrame) -> None:
+        write_table(name, df, out_dir, cfg)
+        counts[name] = len(df)
+
     if group == "contacts":
         messages, unsubscribed = simulate_messages(cfg, traits)
-        tables = {"messages": messages, "clients": simulate_clients(cfg, traits, unsubscribed)}
+        write("messages", messages)
         del messages
+        write("clients", simulate_clients(cfg, traits, unsubscribed))
     else:
+        # truth and history are small; written first so only purchases is big in memory
         truth = simulate_truth(cfg, traits)
         history = simulate_campaign_history(cfg, traits, truth)
-        if group == "truth":
-            tables = {"truth": truth, "campaign_history": history}
-        else:
-            del truth
-            tables = {"purchases": simulate_purchases(cfg, traits, history)}
-    del traits
-    counts = {}
-    for name in GROUPS[group]:
-        write_table(name, tables[name], out_dir, cfg)
-        counts[name] = len(tables.pop(name))
+        write("truth", truth)
+        write("campaign_history", history)
+        del truth
+        write("purchases", simulate_purchases(cfg, traits, history))
     return counts
 
 

@@ -238,7 +238,12 @@ def test_write_world_and_groups_match(world, cfg, tmp_path):
     generate_group("purchases", cfg, staged)
     pd.testing.assert_frame_equal(pd.read_parquet(staged / "purchases.parquet"),
                                   pd.read_parquet(out / "purchases.parquet"))
+    for name in ("truth", "campaign_history"):
+        pd.testing.assert_frame_equal(pd.read_parquet(staged / f"{name}.parquet"),
+                                      pd.read_parquet(out / f"{name}.parquet"))
     assert not list(out.parent.glob(".w.*"))
+    with pytest.raises(ConfigError, match="unknown table group 'nope'"):
+        generate_group("nope", cfg, staged)
 
 
 def test_write_world_leaves_old_world_on_bad_table(world, cfg, tmp_path):
