@@ -388,6 +388,17 @@ def test_prefect_flow_runs_and_resumes(root, prefect_env):
     assert not out["noop"] and [v["status"] for v in out["stages"].values()] == ["computed"] * 9
     again = campaign_flow(campaign=cfg, artifacts=str(root))
     assert again["noop"]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.campaign import artifact_key
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[artifact_key("pf", s) for s in STAGES])))
+    assert {a.key for a in found} == {artifact_key("pf", s) for s in STAGES}
+    freeze = [a for a in found if a.key == artifact_key("pf", "freeze")][0]
+    assert "Balance check" in freeze.data
     reference = run_campaign(campaign(cid="pf"), link_root(root, root.parent / "ref"))
     pd.testing.assert_frame_equal(pd.read_parquet(campaign_dir(root, "pf") / "campaign.parquet"),
                                   pd.read_parquet(reference.folder / "campaign.parquet"))
