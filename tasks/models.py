@@ -1,7 +1,8 @@
 """Uplift and response models built on LightGBM.
 
 Uplift approaches come from scikit-uplift: ``solo`` (SoloModel: one classifier with the
-treatment flag as a feature), ``two_models`` (TwoModels: one classifier per arm) and
+treatment flag as a feature), ``solo_interaction`` (SoloModel with treatment x feature
+interaction columns as well), ``two_models`` (TwoModels: one classifier per arm) and
 ``class_transformation`` (ClassTransformation: one classifier on the transformed target).
 The response model is a LightGBM classifier with class weighting and a decision threshold.
 
@@ -21,7 +22,7 @@ from lightgbm import LGBMClassifier
 
 from tasks.errors import ConfigError, DataValidationError
 
-UPLIFT_APPROACHES = ("solo", "two_models", "class_transformation")
+UPLIFT_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")
 RESPONSE_APPROACH = "response"
 
 DEFAULT_LGBM: dict[str, Any] = {
@@ -145,6 +146,8 @@ class UpliftModel:
 
         if self.approach == "solo":
             return SoloModel(make_lgbm(self.lgbm_params, self.seed))
+        if self.approach == "solo_interaction":
+            return SoloModel(make_lgbm(self.lgbm_params, self.seed), method="treatment_interaction")
         if self.approach == "two_models":
             return TwoModels(make_lgbm(self.lgbm_params, self.seed),
                              make_lgbm(self.lgbm_params, self.seed + 1), method="vanilla")
@@ -180,16 +183,27 @@ class UpliftModel:
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """TreeSHAP contributions to the uplift score, per feature, in log-odds units.
 
-        solo: contributions with the offer minus without; two_models: treated model minus
-        control model; class_transformation: the single model's contributions.
+        solo: contributions with the offer minus without (solo_interaction adds each
+        feature's interaction column to the feature); two_models: treated model minus control
+        model; class_transformation: the single model's contributions.
         """
         Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
         est = self.estimator
-        if self.approach == "solo":
+        n_f = len(self.features)
+        if self.approach in ("solo", "solo_interaction"):
             inner = est.estimator
-            c1 = inner.predict(Xf.assign(treatment=1.0), pred_contrib=True)
-            c0 = inner.predict(Xf.assign(treatment=0.0), pred_contrib=True)
-            diff = (c1 - c0)[:, : len(self.features)]
+
+            def with_flag(flag: float) -> pd.DataFrame:
+                if self.approach == "solo":
+                    return Xf.assign(treatment=flag)
+                inter = (Xf.astype(float) * flag).rename(columns=lambda c: f"{c}_treatment_interaction")
+                return pd.concat([Xf, inter], axis=1).assign(treatment=flag)
+
+            diff = inner.predict(with_flag(1.0), pred_contrib=True) - inner.predict(with_flag(0.0), pred_contrib=True)
+            if self.approach == "solo_interaction":
+                diff = diff[:, :n_f] + diff[:, n_f: 2 * n_f]
+            else:
+                diff = diff[:, :n_f]
         elif self.approach == "two_models":
             c1 = est.estimator_trmnt.predict(Xf, pred_contrib=True)
             c0 = est.estimator_ctrl.predict(Xf, pred_contrib=True)

@@ -21,7 +21,7 @@ def uplift_frame(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray
     return X, t, y
 
 
-@pytest.mark.parametrize("approach", ["solo", "two_models", "class_transformation"])
+@pytest.mark.parametrize("approach", ["solo", "solo_interaction", "two_models", "class_transformation"])
 def test_uplift_approaches_rank_the_persuadable_higher(approach):
     X, t, y = uplift_frame()
     m = UpliftModel(approach, FAST, seed=1).fit(X, t, y)
