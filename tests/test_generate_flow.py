@@ -27,6 +27,17 @@ def _env_with_api() -> dict[str, str]:
     return env
 
 
+def _artifact_markdown(key: str) -> str:
+    """The latest Markdown artifact published under ``key``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no artifact {key}"
+    return str(found[0].data)
+
+
 def test_flow_writes_world_and_replaces_it(prefect_env, artifacts):
     from flows.generate import generate
 
@@ -38,6 +49,7 @@ def test_flow_writes_world_and_replaces_it(prefect_env, artifacts):
         df = read_table(out, table, as_of=manifest["as_of"])
         assert len(df) == manifest["row_counts"][table]
     first = pd.read_parquet(out / "purchases.parquet")
+    assert _artifact_markdown("synthetic-world-tiny").startswith("# Synthetic world `tiny`")
 
     again = generate(data={"n_clients": 1500, "seed": 4, "name": "tiny"}, artifacts=str(artifacts))
     assert again["seed"] == 4
