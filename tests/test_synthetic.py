@@ -301,3 +301,12 @@ def test_contracts_doc_is_up_to_date():
         assert f"### {name}" in doc
     with pytest.raises(DataValidationError, match="markers"):
         render_contracts_doc("no markers here")
+
+
+@pytest.mark.parametrize("n_clients", [1, 3])
+def test_tiny_worlds_are_valid(n_clients, tmp_path):
+    cfg = SyntheticDataConfig(n_clients=n_clients, seed=4)
+    tables = generate_world(cfg)
+    manifest = write_world(tables, tmp_path / "tiny", cfg)
+    assert manifest["row_counts"]["clients"] == n_clients
+    assert len(tables["truth"]) == n_clients and tables["truth"]["p_control"].notna().all()
