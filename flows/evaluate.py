@@ -85,6 +85,9 @@ def run(cfg: DictConfig) -> dict:
     if not campaign_id:
         raise ConfigError("config key 'campaign_id' is required: python -m flows.evaluate campaign_id=<id>")
     settings = OmegaConf.to_container(cfg.evaluate, resolve=True)
+    # fail fast, before Prefect starts, on a bad config or an unknown / unfrozen campaign
+    to_dataclass(settings, ev.EvaluateConfig, "evaluate")
+    ev.check_frozen(ev.campaign_folder(cfg.paths.artifacts, str(campaign_id)))
     return evaluate_campaign_flow(str(campaign_id), str(cfg.paths.artifacts), cfg.get("responses"), settings)
 
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from prefect import flow, get_run_logger, task
@@ -23,7 +22,6 @@ from prefect.cache_policies import NONE
 from tasks import drift, monitoring as mon
 from tasks.config import to_dataclass
 from tasks.data import dataset_dir, read_table
-from tasks.errors import NotFoundError
 from tasks.io import atomic_write_json, atomic_write_text
 from tasks.prediction_log import log_dir, read_predictions
 from tasks.registry import ModelRegistry
@@ -172,6 +170,10 @@ def run(cfg: DictConfig) -> dict:
     """The CLI body."""
     settings = OmegaConf.to_container(cfg.monitor, resolve=True)
     model_settings = OmegaConf.to_container(cfg.model, resolve=True)
+    # fail fast, before Prefect starts, on a bad config, a missing champion or no campaign
+    mcfg = to_dataclass(settings, mon.MonitorConfig, "monitor")
+    ModelRegistry(Path(cfg.paths.artifacts) / "models").metadata(mcfg.model or model_settings.get("name"))
+    mon.pick_campaign(cfg.paths.artifacts, mcfg.campaign_id)
     return monitor_flow(str(cfg.paths.artifacts), settings, model_settings)
 
 

@@ -150,12 +150,10 @@ def campaign_folder(artifacts: str | Path, campaign_id: str) -> Path:
     return Path(artifacts) / "campaigns" / campaign_id
 
 
-def load_frozen_campaign(folder: str | Path) -> tuple[pd.DataFrame, dict]:
-    """Read a frozen campaign's table and manifest.
+def check_frozen(folder: str | Path) -> None:
+    """Raise unless ``folder`` holds a frozen campaign (``campaign.parquet`` and ``manifest.json``).
 
-    A campaign is frozen when both ``campaign.parquet`` and ``manifest.json`` exist; anything
-    else is a :class:`NotFoundError` (no folder) or :class:`StateError` (not frozen yet).
-    Checks the table's columns, groups and unique client ids.
+    No folder: :class:`NotFoundError`; a folder without both files: :class:`StateError`.
     """
     folder = Path(folder)
     cid = folder.name
@@ -164,14 +162,23 @@ def load_frozen_campaign(folder: str | Path) -> tuple[pd.DataFrame, dict]:
             f"campaign '{cid}': folder {folder} does not exist; calculate it with "
             f"`python -m flows.campaign campaign.id={cid}`"
         )
-    table, manifest_path = folder / "campaign.parquet", folder / "manifest.json"
-    missing = [p.name for p in (table, manifest_path) if not p.exists()]
+    missing = [name for name in ("campaign.parquet", "manifest.json") if not (folder / name).exists()]
     if missing:
         raise StateError(
             f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {folder}; "
             "responses can only be evaluated against a frozen campaign (finish "
             f"`python -m flows.campaign campaign.id={cid}` first)"
         )
+
+
+def load_frozen_campaign(folder: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Read a frozen campaign's table and manifest (see :func:`check_frozen` for the errors).
+
+    Checks the table's columns, groups and unique client ids.
+    """
+    folder = Path(folder)
+    check_frozen(folder)
+    table, manifest_path = folder / "campaign.parquet", folder / "manifest.json"
     manifest = read_json(manifest_path)
     df = pd.read_parquet(table)
     lacking = [c for c in CAMPAIGN_COLUMNS if c not in df.columns]

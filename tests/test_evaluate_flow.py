@@ -70,3 +70,14 @@ def test_cli_requires_campaign_id(tmp_path):
     )
     assert proc.returncode == 2
     assert "config key 'campaign_id' is required" in proc.stderr
+
+
+def test_cli_unfrozen_campaign_fails_before_the_flow(tmp_path):
+    folder = write_campaign(tmp_path)
+    (folder / "manifest.json").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.evaluate", "campaign_id=c1", f"paths.artifacts={tmp_path}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "campaign 'c1' is not frozen: manifest.json missing" in proc.stderr

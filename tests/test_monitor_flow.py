@@ -69,3 +69,18 @@ def test_without_champion_is_an_error(prefect_env, artifacts):
     with pytest.raises(NotFoundError, match="no champion"):
         monitor_flow(str(artifacts), {}, {"name": "synthetic_uplift"})
     assert not monitoring_dir(artifacts).exists()
+
+
+def test_cli_fails_fast_with_one_message(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "flows.monitor", f"paths.artifacts={tmp_path}"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: model synthetic_uplift: no champion")
+    proc = subprocess.run([sys.executable, "-m", "flows.monitor", f"paths.artifacts={tmp_path}",
+                           "monitor.decay.metric=auc"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "decay.metric" in proc.stderr
