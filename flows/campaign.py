@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,8 +30,13 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
 from tasks.campaign import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary
+from tasks.checkpoints import campaign_dir
 from tasks.config import CONF_DIR, RunnerConfig, to_dataclass
 from tasks.errors import ConfigError, NotFoundError
+from tasks.runner import (
+    check_scheduler_reachable, make_partition_dir, output_paths, read_partition_results, remove_partition_dirs,
+    run_partition, spill_args,
+)
 
 TASK_NAMES = {
     "client_base": "build_client_base",
@@ -61,38 +68,87 @@ def _run_stage(run: CampaignRun, stage: str) -> dict:
 STAGE_TASKS = {s: task(name=TASK_NAMES[s], cache_policy=NO_CACHE, persist_result=False)(_run_stage) for s in STAGES}
 
 
+PARTITION_TASK_NAMES = {"factor_partition": "compute_factor_partition", "score_partition": "score_partition"}
+
+
+def dask_task_runner(runner: RunnerConfig) -> Any:
+    """prefect-dask's DaskTaskRunner for ``runner``: the cluster at ``runner.address``, or a
+    LocalCluster of ``runner.n_workers`` worker processes when no address is given."""
+    from prefect_dask import DaskTaskRunner
+
+    if runner.address:
+        return DaskTaskRunner(address=runner.address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={"n_workers": int(runner.n_workers), "threads_per_worker": int(runner.threads_per_worker),
+                        "processes": True, "dashboard_address": None},
+    )
+
+
+def _submit_partitions(fn: Any, spilled: list[tuple], outs: list[str]) -> list[str]:
+    """Submit one Prefect task per partition to the flow's task runner; their result paths in order."""
+    name = PARTITION_TASK_NAMES.get(getattr(fn, "__name__", ""), getattr(fn, "__name__", "partition"))
+    part_task = task(name=name, cache_policy=NO_CACHE, persist_result=False)(run_partition)
+    futures = [part_task.submit(fn, a, o) for a, o in zip(spilled, outs)]
+    return [f.result() for f in futures]
+
+
+def dask_mapper(runner: RunnerConfig, work_root: str | Path) -> Mapper:
+    """A mapper running each partition as a Prefect task on Dask (a subflow with a DaskTaskRunner).
+
+    Each call writes the partitions' frames and client ids as Parquet under a fresh folder
+    in ``work_root`` (which the workers must be able to read and write), runs the partition
+    tasks in a subflow ``map-<task name>``, reads the partition results back in order and
+    removes the folder.
+    """
+    task_runner = dask_task_runner(runner)
+
+    def mapper(fn: Any, args: list[tuple]) -> list:
+        name = PARTITION_TASK_NAMES.get(getattr(fn, "__name__", ""), "partitions")
+        folder = make_partition_dir(work_root)
+        try:
+            spilled = spill_args(args, folder)
+            outs = output_paths(folder, len(args))
+
+            def map_partitions() -> list[str]:
+                return _submit_partitions(fn, spilled, outs)
+
+            sub = flow(name=f"map-{name.replace('_', '-')}", task_runner=task_runner, persist_result=False,
+                       log_prints=False)(map_partitions)
+            return read_partition_results(sub())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return mapper
+
+
 @contextmanager
-def partition_mapper(runner: RunnerConfig) -> Iterator[Mapper | None]:
+def partition_mapper(runner: RunnerConfig, work_root: str | Path | None = None) -> Iterator[Mapper | None]:
     """How the factor and score stages map their per-partition functions.
 
     ``local``: in this process, one partition after another (None = the default).
-    ``dask``: on a Dask cluster at ``runner.address``, or on a LocalCluster of
-    ``runner.n_workers`` processes when no address is given. Results are identical.
+    ``dask``: each partition is a Prefect task run by prefect-dask's DaskTaskRunner, on the
+    cluster at ``runner.address`` (checked first: an unreachable address fails at once) or
+    on a LocalCluster of ``runner.n_workers`` processes when no address is given. Partition
+    inputs and results go through Parquet files under ``work_root`` (default: a temporary
+    folder, fine for a LocalCluster; a remote cluster needs a folder its workers share).
+    Results are identical to the local runner's.
     """
     if runner.kind == "local":
         yield None
         return
     if runner.kind != "dask":
         raise ConfigError(f"runner.kind {runner.kind!r} is unknown; use local or dask")
-    from dask.distributed import Client, LocalCluster
-
-    cluster = None
+    if runner.n_workers < 1 or runner.threads_per_worker < 1:
+        raise ConfigError(f"runner.n_workers ({runner.n_workers}) and runner.threads_per_worker "
+                          f"({runner.threads_per_worker}) must be at least 1")
     if runner.address:
-        client = Client(runner.address)
+        check_scheduler_reachable(runner.address)
+    if work_root is None:
+        with tempfile.TemporaryDirectory(prefix="campaign-partitions-") as tmp:
+            yield dask_mapper(runner, tmp)
     else:
-        cluster = LocalCluster(n_workers=runner.n_workers, threads_per_worker=runner.threads_per_worker,
-                               processes=True, dashboard_address=None)
-        client = Client(cluster)
-
-    def mapper(fn: Any, args: list[tuple]) -> list:
-        return client.gather([client.submit(fn, *a, pure=False) for a in args])
-
-    try:
-        yield mapper
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        yield dask_mapper(runner, work_root)
 
 
 @flow(name="campaign")
@@ -105,13 +161,15 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     cfg = to_dataclass(campaign, CampaignConfig, "campaign")
     runner_cfg = to_dataclass(runner or {}, RunnerConfig, "runner")
     log = get_run_logger()
-    with partition_mapper(runner_cfg) as mapper:
+    stage_dir = campaign_dir(artifacts, cfg.id) / "stages"
+    with partition_mapper(runner_cfg, stage_dir) as mapper:
         run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions, mapper=mapper)
         with run.lock:
             if run.check_frozen() is not None:
                 log.info("campaign %s is already frozen with this config: nothing to do", cfg.id)
                 return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": True, "stages": {}}
             run.store.remove_partial_files()
+            remove_partition_dirs(run.store.stage_dir)
             stages = {s: STAGE_TASKS[s](run, s) for s in STAGES}
     manifest = run.frozen_manifest() or {}
     log.info("campaign %s frozen: %s clients, %s offers", cfg.id,

@@ -1,0 +1,156 @@
+"""Partitioned Parquet for the factor and score stages when they run on a Dask cluster.
+
+The campaign's factor and score stages map a per-partition function over partitions of
+clients (:data:`tasks.campaign.Mapper`). On a cluster, big inputs and outputs do not travel
+through the orchestrator: before a partition is submitted, every DataFrame or array
+argument is written as its own Parquet file under a partition folder of the campaign
+(:func:`spill_args`); the worker reads its own partition, runs the function and writes its
+result atomically to Parquet (:func:`run_partition`), returning only the path. The driver
+reads the results back in partition order (:func:`read_partition_results`), so the stage
+concatenates and commits its checkpoint exactly as the local runner does.
+
+The Prefect and Dask wiring lives in :mod:`flows.campaign`; this module is plain functions.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import ConfigError
+from tasks.io import atomic_write_parquet
+
+PARTITION_DIR_PREFIX = ".partitions-"
+ARRAY_COLUMN = "value"
+
+
+@dataclass(frozen=True)
+class ParquetArg:
+    """A partition argument stored as Parquet: a frame, or a 1-D array in column ``value``."""
+
+    path: str
+    kind: str  # "frame" | "array"
+
+
+def make_partition_dir(root: str | Path) -> Path:
+    """A fresh, uniquely named partition folder ``<root>/.partitions-XXXX`` for one stage run."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=PARTITION_DIR_PREFIX, dir=root))
+
+
+def remove_partition_dirs(root: str | Path) -> list[Path]:
+    """Delete partition folders a killed run left under ``root`` (call while holding the lock)."""
+    root = Path(root)
+    gone = []
+    if root.is_dir():
+        for d in root.glob(f"{PARTITION_DIR_PREFIX}*"):
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+                gone.append(d)
+    return gone
+
+
+def spill_args(args: Sequence[tuple], folder: str | Path) -> list[tuple]:
+    """Write the DataFrame and array arguments of each partition to Parquet under ``folder``.
+
+    Returns the argument tuples with those values replaced by :class:`ParquetArg` (paths);
+    small arguments (paths, dates, names, models, functions) stay as they are. The input
+    frames are not modified.
+    """
+    folder = Path(folder)
+    out = []
+    for i, tup in enumerate(args):
+        new = []
+        for j, value in enumerate(tup):
+            path = folder / f"in-{i:05d}-{j}.parquet"
+            if isinstance(value, pd.DataFrame):
+                atomic_write_parquet(value, path)
+                new.append(ParquetArg(str(path), "frame"))
+            elif isinstance(value, np.ndarray):
+                if value.ndim != 1:
+                    raise ConfigError(f"partition argument {j} of partition {i}: only 1-D arrays can be partitioned, "
+                                      f"got shape {value.shape}")
+                atomic_write_parquet(pd.DataFrame({ARRAY_COLUMN: value}), path)
+                new.append(ParquetArg(str(path), "array"))
+            else:
+                new.append(value)
+        out.append(tuple(new))
+    return out
+
+
+def load_arg(value: Any) -> Any:
+    """The value of one partition argument (reads a :class:`ParquetArg` back; others as given)."""
+    if not isinstance(value, ParquetArg):
+        return value
+    df = pd.read_parquet(value.path)
+    df.attrs = {}
+    return df[ARRAY_COLUMN].to_numpy() if value.kind == "array" else df
+
+
+def run_partition(fn: Callable[..., pd.DataFrame], args: tuple, out_path: str) -> str:
+    """Run ``fn`` on one partition's arguments and write its frame to ``out_path`` atomically.
+
+    Runs on a worker; returns the path only, so the frame never travels through the
+    orchestrator.
+    """
+    result = fn(*(load_arg(a) for a in args))
+    if not isinstance(result, pd.DataFrame):
+        raise ConfigError(f"partition function {getattr(fn, '__name__', fn)} returned {type(result).__name__}, "
+                          f"not a DataFrame")
+    atomic_write_parquet(result, out_path)
+    return str(out_path)
+
+
+def output_paths(folder: str | Path, n: int) -> list[str]:
+    """The result file of each of ``n`` partitions, in partition order."""
+    return [str(Path(folder) / f"out-{i:05d}.parquet") for i in range(n)]
+
+
+def read_partition_results(paths: Sequence[str]) -> list[pd.DataFrame]:
+    """The partition results, in the given (partition) order."""
+    frames = []
+    for p in paths:
+        df = pd.read_parquet(p)
+        df.attrs = {}
+        frames.append(df)
+    return frames
+
+
+def scheduler_host_port(address: str) -> tuple[str, int]:
+    """Host and port of a Dask scheduler address such as ``tcp://10.0.0.5:8786``."""
+    text = str(address).strip()
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    if parts.scheme not in ("tcp", "tls"):
+        raise ConfigError(f"runner.address {address!r}: expected tcp://host:port (or tls://host:port)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"runner.address {address!r}: expected tcp://host:port, e.g. tcp://scheduler:8786")
+    return parts.hostname, port
+
+
+def check_scheduler_reachable(address: str, timeout: float = 5.0) -> None:
+    """Raise :class:`ConfigError` naming ``address`` when no scheduler accepts a connection there.
+
+    A plain TCP connect with a short timeout, so a wrong address fails in seconds instead of
+    waiting for the Dask client's own connection timeout.
+    """
+    host, port = scheduler_host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"runner.address {address}: no Dask scheduler reachable ({reason}); start one "
+            f"(dask scheduler) and its workers, or leave runner.address unset for a LocalCluster") from None
