@@ -48,7 +48,7 @@ class SyntheticDataConfig:
     past_campaign_treated_share: float = 0.5
     response_window_days: int = 30
     shift: float = 0.0
-    uplift_noise: float = 0.25
+    uplift_noise: float = 0.15
     schema_version: int = 1
 
 

@@ -57,7 +57,7 @@ _LAPSED_ACTIVITY = 0.03  # share of the purchase rate left after a client lapses
 _ROW_GROUP = 1_000_000
 
 # Weights of the standardised traits in the latent uplift score (before noise).
-UPLIFT_WEIGHTS = {"discount": 1.0, "engagement": 1.0, "churn_risk": 0.4, "activity": -0.6, "unsubscribe": -0.2}
+UPLIFT_WEIGHTS = {"discount": 1.0, "engagement": 1.0, "churn_risk": 0.3, "activity": -0.35, "unsubscribe": -0.1}
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -166,15 +166,15 @@ def simulate_traits(cfg: SyntheticDataConfig) -> dict[str, np.ndarray]:
 
     activity = rng.gamma(2.0, 1.25, n) * np.exp(-0.4 * s)            # purchases per month while active
     basket = rng.lognormal(np.log(28.0), 0.65, n)                       # typical basket value
-    discount = rng.beta(1.0, 1.8, n)                                    # discount affinity
+    discount = rng.beta(0.8, 1.2, n)                                    # discount affinity
     prefs = rng.dirichlet(np.full(len(CATEGORIES), 0.7), n)
     online = rng.beta(1.6, 2.6, n)
     online = online + (1.0 - online) * min(0.6, 0.35 * s)
     # one general engagement level, expressed per channel with some channel-specific spread
-    engagement = rng.beta(1.5, 2.5, n) * (1.0 - min(0.6, 0.3 * s))
-    eng_email = np.clip(engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
-    eng_push = np.clip(0.9 * engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
-    eng_sms = np.clip(0.5 * engagement * rng.lognormal(0.0, 0.12, n), 0.0, 0.95)
+    engagement = rng.beta(1.2, 1.8, n) * (1.0 - min(0.6, 0.3 * s))
+    eng_email = np.clip(engagement * rng.lognormal(0.0, 0.08, n), 0.0, 0.95)
+    eng_push = np.clip(0.9 * engagement * rng.lognormal(0.0, 0.08, n), 0.0, 0.95)
+    eng_sms = np.clip(0.5 * engagement * rng.lognormal(0.0, 0.08, n), 0.0, 0.95)
     send_email = rng.beta(2.0, 5.5, n)                                  # share of mailings received
     send_push = rng.beta(1.6, 5.0, n)
     send_sms = rng.beta(2.0, 4.0, n)
@@ -556,7 +556,7 @@ def simulate_messages(
         r = rng.random((6, k), dtype=np.float32)
         sent = when * _DAY + r[0] * 7200.0
         lapsed = t["lapse"][idx] < when
-        e = eng[ch][idx] * np.where(lapsed, np.float32(0.75), np.float32(1.0))
+        e = eng[ch][idx] * np.where(lapsed, np.float32(0.85), np.float32(1.0))
         bounce = r[1] < np.where(bad[ch][idx], np.float32(0.9), np.float32(0.004))
         if ch == "mobile_push":
             bounce[:] = False
