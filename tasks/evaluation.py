@@ -259,9 +259,10 @@ def join_responses(
 
 
 def economics(manifest: dict, cfg: EvaluateConfig) -> tuple[float | None, float]:
-    """``(margin, contact_cost)``: the campaign policy's values unless the config overrides them."""
-    params = manifest.get("policy", {}) or {}
-    params = params.get("params", params) or {}
+    """``(margin, contact_cost)``: the config's values, else the manifest's ``economics`` or
+    policy parameters; a missing contact cost counts as 0, a missing margin as unknown."""
+    params = dict((manifest.get("policy") or {}).get("params") or {})
+    params.update({k: v for k, v in (manifest.get("economics") or {}).items() if v is not None})
     margin = cfg.margin if cfg.margin is not None else params.get("margin")
     cost = cfg.contact_cost if cfg.contact_cost is not None else params.get("contact_cost")
     return (None if margin is None else float(margin)), float(cost or 0.0)

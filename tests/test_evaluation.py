@@ -298,3 +298,12 @@ def test_model_quality_reports_why_it_is_unavailable():
     # nobody in random_target + control responded: the Qini AUC is undefined, uplift@k is 0 - 0
     assert mq["qini_auc"]["estimate"] is None and "both outcomes" in mq["qini_auc"]["error"]
     assert mq["uplift_at_k"]["estimate"] == 0.0
+
+
+def test_economics_sources():
+    cfg = ev.EvaluateConfig(n_boot=0)
+    assert ev.economics(manifest(), cfg) == (10.0, 1.0)
+    top = dict(manifest(), policy={"kind": "top_fraction", "params": {"top_fraction": 0.3}})
+    assert ev.economics(top, cfg) == (None, 0.0)
+    assert ev.economics(dict(top, economics={"margin": 5.0, "contact_cost": 0.2}), cfg) == (5.0, 0.2)
+    assert ev.economics(top, ev.EvaluateConfig(n_boot=0, margin=3.0)) == (3.0, 0.0)
