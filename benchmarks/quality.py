@@ -63,6 +63,10 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
                         f"data.name={name}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL,
                        env={**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600"})
+    from tasks.io import sha256_file
+
+    manifest_hash = sha256_file(data_dir / "manifest.json")
+    truth = pd.read_parquet(data_dir / "truth.parquet")
     t0 = time.perf_counter()
     history = read_table(data_dir, "campaign_history")
     X, t, y = build_training_set(data_dir, history, factor_set("default"))
@@ -72,7 +76,8 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
     res = train_uplift(X, t, y, cfg)
     t_train = time.perf_counter() - t0
     rows = res.test_rows
-    truth = pd.read_parquet(data_dir / "truth.parquet")
+    if sha256_file(data_dir / "manifest.json") != manifest_hash:
+        raise SystemExit(f"{data_dir} was regenerated during the benchmark; run it again")
     tu = true_uplift(truth, history["client_id"].to_numpy()[rows])
     oracle = oracle_measures(res.test_y, res.test_treatment, tu, k=cfg.k)
     model_q = res.heldout["qini_auc"]["value"]
