@@ -269,10 +269,14 @@ def load_one_click(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
 
 
 def one_click_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Engineered one_click features: revenue and minutes trends across periods."""
+    """Engineered one_click features: revenue and minutes trends across periods.
+
+    Trends are ratios: a difference would be an exact combination of its two columns, and
+    the sum-of-others check would drop one of them.
+    """
     out = pd.DataFrame(index=frame.index)
-    out["revenue_trend"] = frame["revenue_current"] - frame["revenue_previous"]
-    out["minutes_trend"] = frame["minutes_current"] - frame["minutes_previous"]
+    out["revenue_trend"] = frame["revenue_current"] / frame["revenue_previous"].clip(lower=1)
+    out["minutes_trend"] = frame["minutes_current"] / frame["minutes_previous"].clip(lower=1)
     out["revenue_per_minute"] = frame["revenue_current"] / frame["minutes_current"].clip(lower=1)
     return out
 

@@ -72,6 +72,8 @@ def test_one_click_joins_four_files(shared_data):
     assert 0.3 < f["activity_declined"].mean() < 0.45
     X = feature_frame(ds)
     assert "profit" not in X.columns and "activity_declined" not in X.columns
+    _, rep = check_features(X, f["activity_declined"].to_numpy(), ChecksConfig())
+    assert rep.dropped == []
 
 
 def test_one_click_missing_profit_rows(shared_data, tmp_path):
