@@ -11,6 +11,11 @@ checkpoint is no longer valid. Examples::
 ``conf=<file>`` takes the campaign from a YAML file outside conf/ (same keys as
 conf/campaign/*.yaml); ``campaign.*`` overrides then apply to that file's values. Other
 Hydra overrides (``paths.artifacts=...``, ``runner.partitions=4``) work as usual.
+
+``runner=dask`` runs the factor and score stages' partitions as Prefect tasks on a Dask
+cluster through prefect-dask's DaskTaskRunner (``runner.address=tcp://host:8786``, or a
+LocalCluster of ``runner.n_workers`` processes when no address is given), with partition
+inputs and results in Parquet files; see docs/scale_out.md. The campaign is the same.
 """
 from __future__ import annotations
 
@@ -161,6 +166,9 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     cfg = to_dataclass(campaign, CampaignConfig, "campaign")
     runner_cfg = to_dataclass(runner or {}, RunnerConfig, "runner")
     log = get_run_logger()
+    if runner_cfg.kind == "dask" and runner_cfg.address:
+        # Workers of a remote cluster have their own working directory: give them absolute paths.
+        artifacts = str(Path(artifacts).resolve())
     stage_dir = campaign_dir(artifacts, cfg.id) / "stages"
     with partition_mapper(runner_cfg, stage_dir) as mapper:
         run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions, mapper=mapper)

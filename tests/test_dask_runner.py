@@ -145,3 +145,17 @@ def test_unreachable_scheduler_address_fails_fast_naming_it(world, tmp_path, pre
                       runner={**DASK, "address": address})
     assert time.monotonic() - t0 < 60  # a hang guard, not a speed figure
     assert not (campaign_dir(root, "nowhere") / "stages").exists()
+
+
+def test_runner_address_uses_an_existing_cluster(world, tmp_path, prefect_env):
+    from distributed import LocalCluster
+
+    from flows.campaign import campaign_flow
+
+    local = run_campaign(campaign(cid="remote"), link_root(world, tmp_path / "local"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = campaign_flow(campaign=asdict(campaign(cid="remote")), artifacts=str(link_root(world, tmp_path / "dask")),
+                            runner={**DASK, "partitions": 3, "address": cluster.scheduler_address})
+    assert Path(out["folder"]).is_absolute()
+    pd.testing.assert_frame_equal(pd.read_parquet(local.folder / "campaign.parquet"),
+                                  pd.read_parquet(Path(out["folder"]) / "campaign.parquet"), check_exact=True)
