@@ -18,15 +18,8 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 
-CAMPAIGN ?= default_campaign
-
 demo: install
-	$(BIN)/python -m flows.generate $(ARGS)
-	$(BIN)/python -m flows.train $(ARGS)
-	$(BIN)/python -m flows.campaign $(ARGS)
-	$(BIN)/python -m flows.simulate_responses campaign_id=$(CAMPAIGN) $(ARGS)
-	$(BIN)/python -m flows.evaluate campaign_id=$(CAMPAIGN) $(ARGS)
-	@echo "demo done: evaluation report in artifacts/evaluations/$(CAMPAIGN)/report.md"
+	$(BIN)/python -m flows.demo $(ARGS)
 
 test: install-dev
 	$(BIN)/python -m pytest $(ARGS)

@@ -6,10 +6,11 @@ stderr and exit code 2. Nothing below this module prints errors or calls ``sys.e
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig
 
@@ -17,6 +18,21 @@ from tasks.config import CONF_DIR
 from tasks.errors import UpliftError
 
 log = logging.getLogger("uplift")
+
+
+@contextlib.contextmanager
+def report_errors() -> Iterator[None]:
+    """Turn an :class:`UpliftError` or a bad override into one message on stderr and exit 2."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        yield
+    except (UpliftError, HydraException, OmegaConfBaseException) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config") -> None:

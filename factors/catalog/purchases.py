@@ -8,6 +8,10 @@ from tasks.contracts import CATEGORIES
 NO_EVENT_DAYS = 9999.0
 """Default of every "days since ..." factor for a client who never had the event."""
 
+CENTS = "CAST(round(amount * 100) AS BIGINT)"
+"""Amounts are summed as whole cents: an integer sum does not depend on the order in which
+DuckDB's threads add rows, so a factor table is identical from run to run."""
+
 WINDOWS = (30, 90, 180, 365)
 SHARE_WINDOW = 365
 
@@ -34,22 +38,22 @@ FACTORS: list[Factor] = [
          default=NO_EVENT_DAYS, theme="recency"),
     _agg("purchase_count_total", "Number of purchases in all history.", "count(*)", (), None,
          dtype="int64", default=0),
-    _agg("purchase_amount_total", "Amount spent in all history.", "sum(amount)", ("amount",), None),
+    _agg("purchase_amount_total", "Amount spent in all history.", f"sum({CENTS}) / 100.0", ("amount",), None),
 ]
 
 for w in (*WINDOWS, 60):
     FACTORS.append(_agg(f"purchase_count_{w}d", f"Number of purchases in the last {w} days.",
                         "count(*)", (), w, dtype="int64", default=0))
     FACTORS.append(_agg(f"purchase_amount_{w}d", f"Amount spent in the last {w} days.",
-                        "sum(amount)", ("amount",), w))
+                        f"sum({CENTS}) / 100.0", ("amount",), w))
 for w in WINDOWS:
     FACTORS += [
         _agg(f"avg_basket_{w}d", f"Average purchase amount in the last {w} days; 0 when none.",
-             "avg(amount)", ("amount",), w),
+             f"sum({CENTS}) / 100.0 / count(*)", ("amount",), w),
         _agg(f"max_basket_{w}d", f"Largest purchase amount in the last {w} days; 0 when none.",
              "max(amount)", ("amount",), w),
         _agg(f"avg_item_price_{w}d", f"Amount per item (amount / quantity) in the last {w} days; 0 when none.",
-             "sum(amount) / NULLIF(sum(quantity), 0)", ("amount", "quantity"), w),
+             f"sum({CENTS}) / 100.0 / NULLIF(sum(quantity), 0)", ("amount", "quantity"), w),
         _agg(f"item_quantity_{w}d", f"Number of items bought in the last {w} days.",
              "sum(quantity)", ("quantity",), w, dtype="int64", default=0),
     ]
@@ -76,7 +80,7 @@ for cat in CATEGORIES:
     FACTORS.append(_agg(
         f"category_{cat}_share_{SHARE_WINDOW}d",
         f"Share of the amount of the last {SHARE_WINDOW} days spent on {cat} baskets; 0 when none.",
-        f"sum(amount) FILTER (WHERE category = '{cat}') / NULLIF(sum(amount), 0)",
+        f"sum({CENTS}) FILTER (WHERE category = '{cat}') / NULLIF(sum({CENTS}), 0)",
         ("amount", "category"), SHARE_WINDOW, theme="shares"))
 FACTORS += [
     _agg(f"distinct_categories_{SHARE_WINDOW}d",
