@@ -41,7 +41,7 @@ def simulate_contacts(cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
 @task(cache_policy=NO_CACHE)
 def publish_world(cfg: SyntheticDataConfig, stage: str, out_dir: str, counts: dict[str, int]) -> dict[str, Any]:
     """Write manifest.json and swap the staging folder in as the dataset folder."""
-    manifest = build_manifest(cfg, counts)
+    manifest = build_manifest(cfg, counts, stage)
     atomic_write_json(manifest, Path(stage) / "manifest.json")
     publish_dir(stage, out_dir)
     return manifest

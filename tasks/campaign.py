@@ -800,6 +800,8 @@ class CampaignRun:
             "features": list(self.model().features),
             "groups": {g: float(cfg.groups.get(g, 0.0)) for g in GROUPS},
             "policy": {"kind": cfg.policy.kind, "params": policy_params(cfg.policy)},
+            # kept apart from the policy so evaluation can price any campaign's offers
+            "economics": {"margin": cfg.policy.margin, "contact_cost": cfg.policy.contact_cost},
             "threshold": recs["offer"].info["threshold"],
             "percentile_definition": "100 * rank / n (rank 1 = highest score)",
             "counts": counts,

@@ -682,8 +682,19 @@ def write_table(name: str, df: pd.DataFrame, out_dir: str | Path, cfg: Synthetic
                                 row_group_size=_ROW_GROUP)
 
 
-def build_manifest(cfg: SyntheticDataConfig, row_counts: dict[str, int]) -> dict[str, Any]:
-    """The manifest.json content of a synthetic world."""
+def build_manifest(cfg: SyntheticDataConfig, row_counts: dict[str, int],
+                   tables_dir: str | Path | None = None) -> dict[str, Any]:
+    """The manifest.json content of a synthetic world.
+
+    With ``tables_dir``, the manifest also holds the sha256 of every table file, so anything
+    keyed on the manifest (campaign checkpoints) notices a world regenerated with other content.
+    """
+    from tasks.io import sha256_file
+
+    hashes = {}
+    if tables_dir is not None:
+        hashes = {t: sha256_file(Path(tables_dir) / f"{t}.parquet") for t in TABLES
+                  if (Path(tables_dir) / f"{t}.parquet").exists()}
     return {
         "name": cfg.name,
         "kind": "synthetic",
@@ -695,6 +706,7 @@ def build_manifest(cfg: SyntheticDataConfig, row_counts: dict[str, int]) -> dict
         "past_campaigns": past_campaign_ids(cfg),
         "row_counts": {k: int(row_counts[k]) for k in TABLES if k in row_counts},
         "config": asdict(cfg),
+        "table_sha256": hashes,
     }
 
 
@@ -776,7 +788,7 @@ def write_world(tables: dict[str, pd.DataFrame], out_dir: str | Path, cfg: Synth
         for name in TABLES:
             write_table(name, tables[name], stage, cfg)
             counts[name] = len(tables[name])
-        manifest = build_manifest(cfg, counts)
+        manifest = build_manifest(cfg, counts, stage)
         atomic_write_json(manifest, stage / "manifest.json")
         publish_dir(stage, out_dir)
     except BaseException:

@@ -404,7 +404,7 @@ def test_prefect_flow_runs_and_resumes(root, prefect_env):
                                   pd.read_parquet(reference.folder / "campaign.parquet"))
 
 
-def test_dask_runner_gives_the_same_campaign(root):
+def test_dask_runner_gives_the_same_campaign(root, prefect_env):
     from flows.campaign import partition_mapper
     from tasks.config import RunnerConfig
 
