@@ -22,7 +22,8 @@ FACTORS = [
 for _col, _what in (("email_opt_out", "e-mail"), ("sms_opt_out", "SMS"), ("push_opt_out", "mobile push"),
                     ("marketing_opt_out", "all marketing offers")):
     FACTORS.append(Factor(
-        _col, f"1 when the client refused {_what}, else 0 (current flag of the client table).",
+        _col, f"1 when the client refused {_what}, else 0 (the client table's flag on the data's as-of date, not point-in-time: "
+        "fine for filters, a leak when training on past campaigns).",
         "profile", f"CAST({_col} AS TINYINT)", table="clients", columns=(_col,), dtype="int8",
         default=0, theme=THEME))
 
