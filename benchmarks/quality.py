@@ -50,7 +50,7 @@ def data_cfg(name: str) -> TabularDataConfig:
     return to_dataclass(compose_config([f"data={name}"]).data, TabularDataConfig, "data")
 
 
-def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 200_000) -> dict:
+def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 200_000, seed: int = 42) -> dict:
     from factors import factor_set
     from tasks.data import dataset_dir, read_table
     from tasks.oracle import oracle_measures, true_uplift
@@ -60,7 +60,7 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
     if not (data_dir / "manifest.json").exists():
         print(f"generating {name} ({n_clients} clients) ...", flush=True)
         subprocess.run([sys.executable, "-m", "flows.generate", f"data.n_clients={n_clients}",
-                        f"data.name={name}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
+                        f"data.name={name}", f"data.seed={seed}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL,
                        env={**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600"})
     from tasks.io import sha256_file
@@ -186,6 +186,8 @@ def main() -> None:
     ap.add_argument("--artifacts", default=str(ROOT / "artifacts"))
     ap.add_argument("--shared-data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--seeds", default="42,0,1,2,3")
+    ap.add_argument("--world-seed", type=int, default=42,
+                    help="seed of the 200k synthetic world (42 = the world the model settings were tuned on)")
     args = ap.parse_args()
     parts = args.only.split(",")
     shared = Path(args.shared_data)
@@ -197,7 +199,8 @@ def main() -> None:
     if "hillstrom" in parts:
         result["hillstrom"] = bench_hillstrom(shared, [int(s) for s in args.seeds.split(",")])
     if "synthetic" in parts:
-        result["synthetic"] = bench_synthetic(Path(args.artifacts))
+        name = "bench200k" if args.world_seed == 42 else f"bench200k_seed{args.world_seed}"
+        result["synthetic"] = bench_synthetic(Path(args.artifacts), name=name, seed=args.world_seed)
     print(json.dumps(result, default=float))
 
 
