@@ -2,8 +2,9 @@
 
 Uplift approaches come from scikit-uplift: ``solo`` (SoloModel: one classifier with the
 treatment flag as a feature), ``solo_interaction`` (SoloModel with treatment x feature
-interaction columns as well), ``two_models`` (TwoModels: one classifier per arm) and
-``class_transformation`` (ClassTransformation: one classifier on the transformed target).
+interaction columns as well), ``two_models`` (TwoModels: one classifier per arm),
+``class_transformation`` (ClassTransformation: one classifier on the transformed target) and
+``ensemble`` (the mean of several of those, each standardised on its training predictions).
 The response model is a LightGBM classifier with class weighting and a decision threshold.
 
 The fitted objects here are what the registry stores: each has ``features`` and
@@ -22,7 +23,10 @@ from lightgbm import LGBMClassifier
 
 from tasks.errors import ConfigError, DataValidationError
 
-UPLIFT_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")
+ENSEMBLE = "ensemble"
+BASE_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")
+UPLIFT_APPROACHES = (*BASE_APPROACHES, ENSEMBLE)
+ENSEMBLE_MEMBERS = ("solo_interaction", "two_models", "class_transformation")
 RESPONSE_APPROACH = "response"
 
 DEFAULT_LGBM: dict[str, Any] = {
@@ -127,7 +131,14 @@ def _frame(X: pd.DataFrame, features: list[str], name: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- uplift model
 @dataclass
 class UpliftModel:
-    """An uplift model: one of :data:`UPLIFT_APPROACHES` with LightGBM inside."""
+    """An uplift model: one of :data:`UPLIFT_APPROACHES` with LightGBM inside.
+
+    ``ensemble`` fits one model per approach in ``member_approaches`` (same LightGBM
+    parameters) and predicts ``offset + sum(weights * member uplift)``: each member is
+    standardised by the mean and sd of its predictions on the training rows (so no member
+    dominates by scale alone) and the mean is put back on the members' average uplift scale,
+    keeping the score in uplift units for the profit rule.
+    """
 
     approach: str
     lgbm_params: dict = field(default_factory=dict)
@@ -135,11 +146,39 @@ class UpliftModel:
     features: list[str] = field(default_factory=list)
     estimator: Any = None
     kind: str = "uplift"
+    member_approaches: list[str] = field(default_factory=lambda: list(ENSEMBLE_MEMBERS))
+    members: list["UpliftModel"] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.approach not in UPLIFT_APPROACHES:
             raise ConfigError(f"config 'model', key 'approach': unknown uplift approach "
                               f"{self.approach!r}; use one of {list(UPLIFT_APPROACHES)}")
+        if self.approach == ENSEMBLE:
+            bad = [a for a in self.member_approaches if a not in BASE_APPROACHES]
+            if bad or not self.member_approaches:
+                raise ConfigError(f"config 'model', key 'ensemble': {bad or 'empty'}; "
+                                  f"use some of {list(BASE_APPROACHES)}")
+
+    @classmethod
+    def from_members(cls, members: list["UpliftModel"], X: pd.DataFrame) -> "UpliftModel":
+        """An ensemble of already fitted members, standardised on their predictions on ``X``
+        (the rows they were fitted on)."""
+        m0 = members[0]
+        ens = cls(ENSEMBLE, dict(m0.lgbm_params), m0.seed, list(m0.features),
+                  member_approaches=[m.approach for m in members], members=list(members))
+        ens._standardise(X)
+        return ens
+
+    def _standardise(self, X: pd.DataFrame) -> None:
+        preds = [m.predict(X) for m in self.members]
+        mu = np.array([p.mean() for p in preds])
+        sd = np.array([max(float(p.std()), 1e-12) for p in preds])
+        scale = float(sd.mean())
+        w = scale / (len(preds) * sd)
+        self.weights = w.tolist()
+        self.offset = float(mu.mean() - (w * mu).sum())
 
     def _build(self) -> Any:
         from sklift.models import ClassTransformation, SoloModel, TwoModels
@@ -166,6 +205,11 @@ class UpliftModel:
                                       f"lengths differ: X {len(X)}, treatment {len(t_arr)}, y {len(y_arr)}")
         self.features = [str(c) for c in X.columns]
         Xf = X.reset_index(drop=True)
+        if self.approach == ENSEMBLE:
+            self.members = [UpliftModel(a, self.lgbm_params, self.seed).fit(Xf, t_arr, y_arr)
+                            for a in self.member_approaches]
+            self._standardise(Xf)
+            return self
         est = self._build()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,6 +220,8 @@ class UpliftModel:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted uplift (treated minus control response probability; CT: 2P(z=1)-1)."""
         Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
+        if self.approach == ENSEMBLE:
+            return self.offset + sum(w * m.predict(Xf) for w, m in zip(self.weights, self.members))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.asarray(self.estimator.predict(Xf), dtype=float)
@@ -185,9 +231,12 @@ class UpliftModel:
 
         solo: contributions with the offer minus without (solo_interaction adds each
         feature's interaction column to the feature); two_models: treated model minus control
-        model; class_transformation: the single model's contributions.
+        model; class_transformation: the single model's contributions; ensemble: the members'
+        contributions with the ensemble's weights.
         """
         Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
+        if self.approach == ENSEMBLE:
+            return sum(w * m.contributions(Xf) for w, m in zip(self.weights, self.members))
         est = self.estimator
         n_f = len(self.features)
         if self.approach in ("solo", "solo_interaction"):

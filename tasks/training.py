@@ -24,6 +24,9 @@ from tasks import metrics as M
 from tasks.errors import ConfigError, DataValidationError
 from tasks.io import frame_fingerprint
 from tasks.models import (
+    BASE_APPROACHES,
+    ENSEMBLE,
+    ENSEMBLE_MEMBERS,
     RESPONSE_APPROACH,
     UPLIFT_APPROACHES,
     ResponseModel,
@@ -57,6 +60,8 @@ class ModelConfig:
     approaches: list[str] = field(default_factory=lambda: list(UPLIFT_APPROACHES))
     lgbm: dict = field(default_factory=dict)     # base LightGBM parameters
     grid: list[dict] = field(default_factory=lambda: [{}])  # variants merged over lgbm, chosen by CV
+    ensemble: list[str] = field(default_factory=lambda: list(ENSEMBLE_MEMBERS))  # ensemble member pool
+    ensemble_top: int | None = None             # members = the best N of the pool by CV (None: all)
     cv_folds: int = 3
     test_size: float = 0.3
     k: float = 0.3                              # uplift@k fraction
@@ -81,6 +86,10 @@ def validate_model_config(cfg: ModelConfig) -> None:
         bad = [a for a in cfg.approaches if a not in UPLIFT_APPROACHES]
         if bad or not cfg.approaches:
             raise ConfigError(f"config 'model', key 'approaches': {bad or 'empty'}; use some of {list(UPLIFT_APPROACHES)}")
+        if ENSEMBLE in cfg.approaches:
+            bad = [a for a in cfg.ensemble if a not in BASE_APPROACHES]
+            if bad or not cfg.ensemble:
+                raise ConfigError(f"config 'model', key 'ensemble': {bad or 'empty'}; use some of {list(BASE_APPROACHES)}")
         if cfg.select_metric not in ("qini_auc", "uplift_at_k"):
             raise ConfigError(f"config 'model', key 'select_metric': {cfg.select_metric!r}; use qini_auc or uplift_at_k")
     elif cfg.select_metric not in ("roc_auc", "f1"):
@@ -297,6 +306,67 @@ def _candidates(cfg: ModelConfig, approaches: Sequence[str]) -> list[tuple[str, 
     return [(a, {**cfg.lgbm, **(g or {})}) for a in approaches for g in cfg.grid]
 
 
+def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, model_cfg: ModelConfig,
+                          seed: int) -> pd.DataFrame:
+    """CV Qini AUC and uplift@k of every candidate (approach x grid entry) on training rows only.
+
+    An ``ensemble`` candidate is built in each fold from that fold's members with the same
+    grid entry (fitted once, shared with the members' own candidates). With ``ensemble_top``
+    the members are the best N of the ``ensemble`` pool by this CV (column ``members``).
+    """
+    folds = list(StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed).split(Xtr, _strata(ttr, ytr)))
+    fitted: dict[tuple[str, int, int], UpliftModel] = {}
+
+    chosen: dict[int, list[str]] = {}
+
+    def fold_model(approach: str, gi: int, params: dict, fi: int) -> UpliftModel:
+        key = (approach, gi, fi)
+        if key not in fitted:
+            f_tr = folds[fi][0]
+            if approach == ENSEMBLE:
+                members = [fold_model(a, gi, params, fi) for a in chosen[gi]]
+                fitted[key] = UpliftModel.from_members(members, Xtr.iloc[f_tr].reset_index(drop=True))
+            else:
+                fitted[key] = UpliftModel(approach, params, seed).fit(Xtr.iloc[f_tr], ttr[f_tr], ytr[f_tr])
+        return fitted[key]
+
+    def score_of(approach: str, gi: int) -> float:
+        for r in rows + extra:
+            if r["approach"] == approach and r["grid"] == gi:
+                return r[f"cv_{model_cfg.select_metric}"]
+        return score_candidate(approach, gi)[f"cv_{model_cfg.select_metric}"]
+
+    def score_candidate(approach: str, gi: int) -> dict:
+        params = {**model_cfg.lgbm, **(model_cfg.grid[gi] or {})}
+        row: dict[str, Any] = {"approach": approach, "grid": gi, "params": params}
+        if approach == ENSEMBLE:
+            pool = list(model_cfg.ensemble)
+            if model_cfg.ensemble_top:
+                pool = sorted(pool, key=lambda a: -score_of(a, gi))[: model_cfg.ensemble_top]
+            chosen[gi] = pool
+            row["members"] = list(pool)
+        scores = []
+        for fi, (_, f_va) in enumerate(folds):
+            m = fold_model(approach, gi, params, fi)
+            scores.append(_uplift_metrics(ytr[f_va], m.predict(Xtr.iloc[f_va]), ttr[f_va], model_cfg.k))
+        s = pd.DataFrame(scores)
+        row.update({f"cv_{c}": float(s[c].mean()) for c in s.columns})
+        row.update({f"cv_{c}_sd": float(s[c].std(ddof=1)) for c in s.columns})
+        if approach not in model_cfg.approaches:   # a pool member scored only to rank the pool
+            extra.append(row)
+        return row
+
+    # the ensemble last, so its members are fitted (and scored) as candidates first
+    order = sorted(model_cfg.approaches, key=lambda a: a == ENSEMBLE)
+    rows: list[dict] = []
+    extra: list[dict] = []
+    for approach in order:
+        for gi in range(len(model_cfg.grid)):
+            rows.append({"candidate": len(rows), **score_candidate(approach, gi)})
+    return pd.DataFrame(rows)
+
+
+
 def train_uplift(
     X: pd.DataFrame,
     treatment: np.ndarray | pd.Series,
@@ -328,21 +398,12 @@ def train_uplift(
     Xtr, ytr, ttr = X.iloc[tr].reset_index(drop=True), y_arr[tr], t_arr[tr]
     Xte, yte, tte = X.iloc[te].reset_index(drop=True), y_arr[te], t_arr[te]
 
-    rows = []
-    skf = StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed)
-    folds = list(skf.split(Xtr, _strata(ttr, ytr)))
-    for i, (approach, params) in enumerate(_candidates(model_cfg, model_cfg.approaches)):
-        scores = []
-        for f_tr, f_va in folds:
-            m = UpliftModel(approach, params, seed).fit(Xtr.iloc[f_tr], ttr[f_tr], ytr[f_tr])
-            scores.append(_uplift_metrics(ytr[f_va], m.predict(Xtr.iloc[f_va]), ttr[f_va], model_cfg.k))
-        s = pd.DataFrame(scores)
-        rows.append({"candidate": i, "approach": approach, "params": params,
-                     **{f"cv_{c}": float(s[c].mean()) for c in s.columns},
-                     **{f"cv_{c}_sd": float(s[c].std(ddof=1)) for c in s.columns}})
-    cv = pd.DataFrame(rows)
+    cv = cross_validate_uplift(Xtr, ttr, ytr, model_cfg, seed)
     best = cv.sort_values(f"cv_{model_cfg.select_metric}", ascending=False, kind="stable").iloc[0]
-    model = UpliftModel(str(best["approach"]), dict(best["params"]), seed).fit(Xtr, ttr, ytr)
+    members = best.get("members") if best["approach"] == ENSEMBLE else None
+    model = UpliftModel(str(best["approach"]), dict(best["params"]), seed,
+                        member_approaches=list(members if isinstance(members, list) else model_cfg.ensemble)
+                        ).fit(Xtr, ttr, ytr)
     score = model.predict(Xte)
 
     heldout: dict[str, Any] = {"n": int(len(yte))}

@@ -76,3 +76,20 @@ def test_response_model_with_class_weighting():
         ResponseModel(FAST).fit(X, np.ones(2000))
     with pytest.raises(DataValidationError, match="'b'"):
         m.predict(X[["a"]])
+
+
+def test_ensemble_averages_standardised_members_in_uplift_units():
+    X, t, y = uplift_frame()
+    m = UpliftModel("ensemble", FAST, seed=1, member_approaches=["solo", "two_models"]).fit(X, t, y)
+    assert [x.approach for x in m.members] == ["solo", "two_models"]
+    u = m.predict(X)
+    parts = [x.predict(X) for x in m.members]
+    np.testing.assert_allclose(u, m.offset + sum(w * p for w, p in zip(m.weights, parts)))
+    # standardised: each member contributes the same spread; the mean stays on the members' scale
+    spreads = [w * p.std() for w, p in zip(m.weights, parts)]
+    assert spreads[0] == pytest.approx(spreads[1])
+    assert u.mean() == pytest.approx(np.mean([p.mean() for p in parts]))
+    assert np.corrcoef(u, X["x1"])[0, 1] > 0.5
+    assert m.contributions(X.head(20)).shape == (20, 3)
+    with pytest.raises(ConfigError, match="ensemble"):
+        UpliftModel("ensemble", member_approaches=["ensemble"])

@@ -122,3 +122,17 @@ def test_reference_distributions_kinds():
     ref = reference_distributions(X)
     assert ref["flag"]["kind"] == "categorical" and ref["flag"]["shares"] == {"False": 0.5, "True": 0.5}
     assert ref["num"]["kind"] == "numeric" and sum(ref["num"]["shares"]) == pytest.approx(1.0)
+
+
+def test_ensemble_candidate_takes_the_best_pool_members_by_cv():
+    X, t, y = uplift_frame(3000)
+    cfg = small_cfg(approaches=["solo", "ensemble"], ensemble=["solo", "two_models", "class_transformation"],
+                    ensemble_top=2)
+    res = train_uplift(X, t, y, cfg)
+    assert list(res.cv["approach"]) == ["solo", "ensemble"]
+    members = res.cv.set_index("approach").loc["ensemble", "members"]
+    assert len(members) == 2 and set(members) <= {"solo", "two_models", "class_transformation"}
+    if res.approach == "ensemble":
+        assert [m.approach for m in res.model.members] == members
+    with pytest.raises(ConfigError, match="ensemble"):
+        train_uplift(X, t, y, small_cfg(approaches=["ensemble"], ensemble=[]))
