@@ -30,7 +30,7 @@ _STRATEGIES = ("overall", "by_group")
 # --------------------------------------------------------------------------- validation
 
 
-def _to_float(values: ArrayLike, column: str, where: str) -> np.ndarray:
+def as_float_array(values: ArrayLike, column: str, where: str) -> np.ndarray:
     """A new 1-d float64 array from ``values``; non-numeric or multi-dimensional input is an error."""
     try:
         if isinstance(values, (pd.Series, pd.Index)):
@@ -72,9 +72,9 @@ def _validate(
     need_both_outcomes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Convert and check the three metric inputs; returns new float64 arrays."""
-    yy = _to_float(y, "y", where)
-    tt = _to_float(treatment, "treatment", where)
-    uu = _to_float(uplift, "uplift", where) if uplift is not None else None
+    yy = as_float_array(y, "y", where)
+    tt = as_float_array(treatment, "treatment", where)
+    uu = as_float_array(uplift, "uplift", where) if uplift is not None else None
     lengths = {"y": len(yy), "treatment": len(tt)}
     if uu is not None:
         lengths["uplift"] = len(uu)
@@ -485,8 +485,8 @@ def bootstrap_ci(
 
 
 def _validate_response(y: ArrayLike, proba: ArrayLike, where: str) -> tuple[np.ndarray, np.ndarray]:
-    yy = _to_float(y, "y", where)
-    pp = _to_float(proba, "proba", where)
+    yy = as_float_array(y, "y", where)
+    pp = as_float_array(proba, "proba", where)
     if yy.size != pp.size:
         raise DataValidationError(where, None, f"inputs have different lengths (y {yy.size}, proba {pp.size})")
     if yy.size == 0:

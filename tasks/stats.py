@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from tasks.errors import ConfigError, DataValidationError
+from tasks.metrics import as_float_array
 
 ArrayLike = Any
 
@@ -59,15 +60,7 @@ class Effect:
 
 def _sample(values: ArrayLike, column: str, where: str, min_size: int = 2, drop_nan: bool = False) -> np.ndarray:
     """A new 1-d float64 array of finite values with at least ``min_size`` entries."""
-    try:
-        if isinstance(values, (pd.Series, pd.Index)):
-            arr = values.to_numpy(dtype="float64", na_value=np.nan)
-        else:
-            arr = np.array(values, dtype="float64")
-    except (TypeError, ValueError) as exc:
-        raise DataValidationError(where, column, f"values must be numeric ({exc})") from None
-    if arr.ndim != 1:
-        raise DataValidationError(where, column, f"expected a 1-d array, got shape {arr.shape}")
+    arr = as_float_array(values, column, where)
     if drop_nan:
         arr = arr[~np.isnan(arr)]
     bad = ~np.isfinite(arr)
