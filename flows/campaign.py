@@ -34,7 +34,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
-from tasks.campaign import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary
+from tasks.campaign import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary, validate_campaign_config
 from tasks.checkpoints import campaign_dir
 from tasks.config import CONF_DIR, RunnerConfig, to_dataclass
 from tasks.errors import ConfigError, NotFoundError
@@ -240,16 +240,25 @@ def available_campaigns(conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(p.stem for p in (conf_dir / "campaign").glob("*.yaml"))
 
 
-def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown: str | None) -> dict[str, Any]:
+def resolve_campaign(cfg: DictConfig, conf_path: str | None, overrides: list[str],
+                     unknown: str | None) -> tuple[dict[str, Any], CampaignConfig]:
+    """The campaign to run, from conf/ or a ``conf=`` file (see :func:`split_argv`), as a plain
+    dict and as its validated dataclass; a clear error for an unknown campaign or bad settings."""
     if unknown is not None:
         raise NotFoundError(
             f"unknown campaign {unknown!r}: no conf/campaign/{unknown}.yaml; available: "
             f"{available_campaigns()}; a campaign file elsewhere runs with conf=path/to/it.yaml")
     node = load_campaign_file(conf_path, overrides) if conf_path else cfg.campaign
     campaign = OmegaConf.to_container(node, resolve=True)
+    cc = to_dataclass(campaign, CampaignConfig, "campaign")
+    validate_campaign_config(cc)
+    return campaign, cc
+
+
+def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown: str | None) -> dict[str, Any]:
     # Bad settings and frozen campaigns are settled here, before an orchestrator run starts
     # (a frozen campaign never changes, so this read needs no lock).
-    cc = to_dataclass(campaign, CampaignConfig, "campaign")
+    campaign, cc = resolve_campaign(cfg, conf_path, overrides, unknown)
     probe = CampaignRun(cc, str(cfg.paths.artifacts))
     if probe.check_frozen() is not None:
         folder = probe.folder

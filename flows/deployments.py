@@ -49,18 +49,11 @@ def run_train(overrides: list[str] | None = None) -> dict:
 @flow(name="run-campaign")
 def run_campaign(overrides: list[str] | None = None) -> dict:
     """Calculate or resume a campaign (``campaign=<name>``, ``conf=<file>``, ``campaign.*=...``)."""
-    from flows.campaign import campaign_flow, load_campaign_file, split_argv
-    from tasks.campaign import CampaignConfig, validate_campaign_config
-    from tasks.config import to_dataclass
-    from tasks.errors import NotFoundError
+    from flows.campaign import campaign_flow, resolve_campaign, split_argv
 
     conf_path, held, rest, unknown = split_argv(list(overrides or []))
-    if unknown is not None:
-        raise NotFoundError(f"unknown campaign {unknown!r}: no conf/campaign/{unknown}.yaml")
     cfg = _compose(rest)
-    node = load_campaign_file(conf_path, held) if conf_path else cfg.campaign
-    campaign = _container(node)
-    validate_campaign_config(to_dataclass(campaign, CampaignConfig, "campaign"))
+    campaign, _ = resolve_campaign(cfg, conf_path, held, unknown)
     return campaign_flow(campaign=campaign, artifacts=str(cfg.paths.artifacts), runner=_container(cfg.runner))
 
 
