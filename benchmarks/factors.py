@@ -70,7 +70,8 @@ p AS (
     sum(amount) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY AND category = 'kids') AS amt_kids,
     count(DISTINCT category) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY) AS ncat365,
     count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY AND channel = 'online') AS online365,
-    count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY AND promo) AS promo365
+    count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY AND promo) AS promo365,
+    count(*) FILTER (WHERE promo) AS promo_all
   FROM PURCHASES
   WHERE timestamp < AS_OF
   GROUP BY client_id
@@ -166,6 +167,9 @@ SELECT
   COALESCE(p.promo365 / NULLIF(p.n365, 0), 0.0) AS promo_share_365d,
   COALESCE(date_diff('second', p.last_promo_ts, AS_OF) / 86400.0, 9999.0) AS days_since_last_promo_purchase,
   COALESCE(p.promo90 / NULLIF(p.n90, 0), 0.0) AS promo_share_90d,
+  COALESCE(p.promo_all, 0) AS promo_purchase_count_total,
+  COALESCE(p.promo_all / NULLIF(p.n_all, 0), 0.0) AS promo_share_total,
+  (COALESCE(p.promo_all, 0) + 1.0) / (COALESCE(p.n_all, 0) + 2.0) AS promo_share_smoothed,
   CASE WHEN p.n_all >= 2 THEN date_diff('second', p.first_ts, p.last_ts) / 86400.0 / (p.n_all - 1)
        ELSE 9999.0 END AS avg_days_between_purchases,
   COALESCE(COALESCE(p.amt_all, 0.0)
@@ -202,7 +206,11 @@ SELECT
   COALESCE(m.s_click, 0) AS sms_click_count,
   COALESCE(m.s_click / NULLIF(m.s_send, 0), 0.0) AS sms_click_rate,
   CAST(COALESCE(m.s_unsub, 0) > 0 AS TINYINT) AS sms_unsubscribed,
-  CAST(COALESCE(m.s_bounce, 0) > 0 AS TINYINT) AS sms_bounced
+  CAST(COALESCE(m.s_bounce, 0) > 0 AS TINYINT) AS sms_bounced,
+  (COALESCE(m.clicks, 0) + 0.5) / (COALESCE(m.sends, 0) + 4.0) AS click_rate_smoothed,
+  (COALESCE(m.e_open, 0) + COALESCE(m.p_open, 0) + 0.5)
+    / (COALESCE(m.e_send, 0) + COALESCE(m.p_send, 0) + 2.0) AS trackable_open_rate_smoothed,
+  (COALESCE(m.mpurchases, 0) + 0.3) / (COALESCE(m.clicks, 0) + 2.0) AS click_to_purchase_rate_smoothed
 FROM c
 LEFT JOIN p ON p.client_id = c.client_id
 LEFT JOIN m ON m.client_id = c.client_id

@@ -164,6 +164,10 @@ EXPECTED: dict[str, tuple] = {
     "distinct_categories_365d": (4, 2, 0),
     "online_share_365d": (0.4, 2 / 3, 0.0),
     "promo_share_365d": (0.4, 1 / 3, 0.0),
+    # all history: client 1 promo at 10, 45 and 400 days of 6 purchases; client 2 1 of 3
+    "promo_purchase_count_total": (3, 1, 0),
+    "promo_share_total": (0.5, 1 / 3, 0.0),
+    "promo_share_smoothed": (4 / 8, 2 / 5, 1 / 2),
     # messages: recency
     "days_since_last_message": (2.0, 10.0, NONE),
     "days_since_last_open": (4.5, 19.0, NONE),
@@ -202,6 +206,12 @@ EXPECTED: dict[str, tuple] = {
     "mobile_push_click_rate": (0.0, 0.0, 0.0),
     "mobile_push_unsubscribed": (1, 0, 0),
     "mobile_push_bounced": (0, 0, 0),
+    # smoothed rates: client 1 1 click of 5 sends, 2 opens of 4 email + push sends, 1 purchase
+    # of 1 click; client 2 1 click of 2 sends, 0 opens of 1 email send, 0 purchases of 1 click;
+    # client 3 nothing (the prior)
+    "click_rate_smoothed": (1.5 / 9, 1.5 / 6, 0.5 / 4),
+    "trackable_open_rate_smoothed": (2.5 / 6, 0.5 / 3, 0.5 / 2),
+    "click_to_purchase_rate_smoothed": (1.3 / 3, 0.3 / 3, 0.3 / 2),
 }
 
 

@@ -103,6 +103,19 @@ FACTORS += [
     _agg("promo_share_90d",
          "Share of the purchases of the last 90 days that used a discount or promo; 0 when none.",
          "avg(CASE WHEN promo THEN 1.0 ELSE 0.0 END)", ("promo",), 90, theme="shares"),
+    _agg("promo_purchase_count_total", "Number of purchases that used a discount or promo, all history.",
+         "count(*) FILTER (WHERE promo)", ("promo",), None, dtype="int64", default=0, theme="shares"),
+    _derived("promo_share_total",
+             "Share of all purchases that used a discount or promo (discount affinity over the "
+             "whole history, steadier than a window); 0 when none.",
+             "promo_purchase_count_total / NULLIF(purchase_count_total, 0)",
+             ("promo_purchase_count_total", "purchase_count_total"), theme="shares"),
+    _derived("promo_share_smoothed",
+             "Promo share with add-one smoothing, (promo purchases + 1) / (purchases + 2): 0.5 "
+             "for a client without purchases, nearing the raw share as purchases accumulate, so a "
+             "client with 1 of 1 promo purchases does not look like one with 20 of 20.",
+             "(promo_purchase_count_total + 1.0) / (purchase_count_total + 2.0)",
+             ("promo_purchase_count_total", "purchase_count_total"), default=0.5, theme="shares"),
     _derived("avg_days_between_purchases",
              f"Average days between consecutive purchases (first to last over count - 1); "
              f"{NO_EVENT_DAYS:g} with fewer than two purchases.",
