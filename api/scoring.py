@@ -106,6 +106,14 @@ def _fast_function(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     if approach == "class_transformation":
         b = _booster(getattr(est, "estimator", None))
         return (lambda X: 2.0 * b.predict(X) - 1.0) if b is not None else None
+    if approach == "x_learner" and isinstance(est, dict):
+        b0, b1, g = _booster(est.get("tau0")), _booster(est.get("tau1")), est.get("g")
+        if b0 is None or b1 is None or g is None:
+            return None
+        return lambda X: g * b0.predict(X) + (1.0 - g) * b1.predict(X)
+    if approach == "dr_learner" and isinstance(est, dict):
+        b = _booster(est.get("tau"))
+        return (lambda X: b.predict(X)) if b is not None else None
     return None
 
 

@@ -4,7 +4,11 @@ Uplift approaches come from scikit-uplift: ``solo`` (SoloModel: one classifier w
 treatment flag as a feature), ``solo_interaction`` (SoloModel with treatment x feature
 interaction columns as well), ``two_models`` (TwoModels: one classifier per arm),
 ``class_transformation`` (ClassTransformation: one classifier on the transformed target) and
-``ensemble`` (the mean of several of those, each standardised on its training predictions).
+two meta-learners written here on LightGBM: ``x_learner`` (outcome model per arm, then a
+regression of each arm's imputed individual effects, mixed by the treated share) and
+``dr_learner`` (a regression of the doubly robust pseudo-outcome built from cross-fitted
+outcome models), and ``ensemble`` (the mean of several of those, each standardised on its
+training predictions).
 The response model is a LightGBM classifier with class weighting and a decision threshold.
 
 The fitted objects here are what the registry stores: each has ``features`` and
@@ -19,12 +23,15 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.model_selection import StratifiedKFold
 
 from tasks.errors import ConfigError, DataValidationError
 
 ENSEMBLE = "ensemble"
-BASE_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")
+SKLIFT_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")
+META_APPROACHES = ("x_learner", "dr_learner")
+BASE_APPROACHES = (*SKLIFT_APPROACHES, *META_APPROACHES)
 UPLIFT_APPROACHES = (*BASE_APPROACHES, ENSEMBLE)
 ENSEMBLE_MEMBERS = ("solo_interaction", "two_models", "class_transformation")
 RESPONSE_APPROACH = "response"
@@ -54,6 +61,23 @@ def make_lgbm(params: Mapping[str, Any] | None = None, seed: int = 0, **extra: A
         raise ConfigError(f"config 'model', key 'lgbm': {exc}") from None
 
 
+def make_lgbm_regressor(params: Mapping[str, Any] | None = None, seed: int = 0) -> LGBMRegressor:
+    """A LightGBM regressor with the same parameters (for the meta-learners' effect stage)."""
+    merged = {**DEFAULT_LGBM, **dict(params or {}), "random_state": seed}
+    try:
+        return LGBMRegressor(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"config 'model', key 'lgbm': {exc}") from None
+
+
+def _proba(est: LGBMClassifier, X: pd.DataFrame) -> np.ndarray:
+    return np.asarray(est.predict_proba(X)[:, 1], dtype=float)
+
+
+DR_FOLDS = 3
+"""Cross-fitting folds of the DR-learner's outcome models."""
+
+
 # ---------------------------------------------------------------------------- validation
 def check_features(X: pd.DataFrame, table: str = "training set") -> None:
     """Features must be numeric or boolean with no infinite values; names must suit LightGBM."""
@@ -66,6 +90,12 @@ def check_features(X: pd.DataFrame, table: str = "training set") -> None:
                 table, str(col), f"feature has non-numeric dtype {s.dtype}; encode it first "
                 "(factors.passthrough.prepare_wide one-hot encodes categoricals)",
             )
+        if pd.api.types.is_float_dtype(s.dtype):
+            inf = np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
+            if inf.any():
+                raise DataValidationError(table, str(col), f"{int(inf.sum())} infinite value(s); replace them "
+                                          "(e.g. a ratio with a zero denominator) before training",
+                                          list(np.flatnonzero(inf)[:5]))
         if any(ch in str(col) for ch in '[]{}":,'):
             raise DataValidationError(table, str(col), "feature name has JSON special characters LightGBM rejects")
     if X.columns.duplicated().any():
@@ -210,6 +240,12 @@ class UpliftModel:
                             for a in self.member_approaches]
             self._standardise(Xf)
             return self
+        if self.approach == "x_learner":
+            self.estimator = self._fit_x(Xf, t_arr, y_arr)
+            return self
+        if self.approach == "dr_learner":
+            self.estimator = self._fit_dr(Xf, t_arr, y_arr)
+            return self
         est = self._build()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -217,11 +253,45 @@ class UpliftModel:
         self.estimator = est
         return self
 
+    def _fit_x(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """X-learner: outcome models per arm; each arm's imputed effects (treated: y - m0(x),
+        control: m1(x) - y) regressed on x; mixed as ``g * tau0 + (1 - g) * tau1`` with ``g``
+        the treated share (the propensity of a randomised campaign), so the effect model of
+        the larger arm gets the weight of the smaller one's noisier imputation."""
+        c, tr = t == 0, t == 1
+        m0 = make_lgbm(self.lgbm_params, self.seed).fit(X[c], y[c])
+        m1 = make_lgbm(self.lgbm_params, self.seed + 1).fit(X[tr], y[tr])
+        d1 = y[tr] - _proba(m0, X[tr])
+        d0 = _proba(m1, X[c]) - y[c]
+        tau1 = make_lgbm_regressor(self.lgbm_params, self.seed + 2).fit(X[tr], d1)
+        tau0 = make_lgbm_regressor(self.lgbm_params, self.seed + 3).fit(X[c], d0)
+        return {"tau0": tau0, "tau1": tau1, "g": float(tr.mean())}
+
+    def _fit_dr(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """DR-learner: outcome models per arm fitted out of fold (``DR_FOLDS``), the doubly
+        robust pseudo-outcome ``m1 - m0 + t (y - m1) / e - (1 - t) (y - m0) / (1 - e)`` with
+        ``e`` the treated share, regressed on x."""
+        e = float(t.mean())
+        m0, m1 = np.zeros(len(y)), np.zeros(len(y))
+        folds = StratifiedKFold(DR_FOLDS, shuffle=True, random_state=self.seed).split(X, 2 * t + y)
+        for fi, (a, b) in enumerate(folds):
+            for arm, out in ((0, m0), (1, m1)):
+                rows = a[t[a] == arm]
+                est = make_lgbm(self.lgbm_params, self.seed + 10 * fi + arm).fit(X.iloc[rows], y[rows])
+                out[b] = _proba(est, X.iloc[b])
+        phi = m1 - m0 + t * (y - m1) / e - (1 - t) * (y - m0) / (1 - e)
+        return {"tau": make_lgbm_regressor(self.lgbm_params, self.seed + 2).fit(X, phi), "e": e}
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted uplift (treated minus control response probability; CT: 2P(z=1)-1)."""
         Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
         if self.approach == ENSEMBLE:
             return self.offset + sum(w * m.predict(Xf) for w, m in zip(self.weights, self.members))
+        if self.approach == "x_learner":
+            est = self.estimator
+            return est["g"] * est["tau0"].predict(Xf) + (1.0 - est["g"]) * est["tau1"].predict(Xf)
+        if self.approach == "dr_learner":
+            return np.asarray(self.estimator["tau"].predict(Xf), dtype=float)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.asarray(self.estimator.predict(Xf), dtype=float)
@@ -231,12 +301,13 @@ class UpliftModel:
 
         solo: contributions with the offer minus without (solo_interaction adds each
         feature's interaction column to the feature); two_models: treated model minus control
-        model; class_transformation: the single model's contributions; ensemble: the members'
-        contributions with the ensemble's weights.
+        model; class_transformation: the single model's contributions; x_learner and
+        dr_learner: the effect regressions' contributions, in uplift (probability) units;
+        ensemble: the members' contributions with the ensemble's weights.
         """
         Xf = _frame(X, self.features, "uplift").reset_index(drop=True)
         if self.approach == ENSEMBLE:
-            return sum(w * m.contributions(Xf) for w, m in zip(self.weights, self.members))
+            return sum(w * _in_score_units(m, Xf) for w, m in zip(self.weights, self.members))
         est = self.estimator
         n_f = len(self.features)
         if self.approach in ("solo", "solo_interaction"):
@@ -253,6 +324,12 @@ class UpliftModel:
                 diff = diff[:, :n_f] + diff[:, n_f: 2 * n_f]
             else:
                 diff = diff[:, :n_f]
+        elif self.approach == "x_learner":
+            c0 = est["tau0"].predict(Xf, pred_contrib=True)
+            c1 = est["tau1"].predict(Xf, pred_contrib=True)
+            diff = (est["g"] * c0 + (1.0 - est["g"]) * c1)[:, :n_f]
+        elif self.approach == "dr_learner":
+            diff = est["tau"].predict(Xf, pred_contrib=True)[:, :n_f]
         elif self.approach == "two_models":
             c1 = est.estimator_trmnt.predict(Xf, pred_contrib=True)
             c0 = est.estimator_ctrl.predict(Xf, pred_contrib=True)
@@ -260,6 +337,17 @@ class UpliftModel:
         else:
             diff = est.estimator.predict(Xf, pred_contrib=True)[:, : len(self.features)]
         return pd.DataFrame(diff, columns=self.features)
+
+
+def _in_score_units(model: UpliftModel, X: pd.DataFrame) -> pd.DataFrame:
+    """A member's contributions rescaled so their row sums spread like its predictions.
+
+    Members explain their scores in different units (log-odds for the classifier-based
+    approaches, probability for the meta-learners); without this, log-odds members would
+    dominate an ensemble's importance."""
+    contrib = model.contributions(X)
+    spread = float(contrib.sum(axis=1).std())
+    return contrib * (float(np.std(model.predict(X))) / spread) if spread > 0 else contrib
 
 
 # ---------------------------------------------------------------------------- response model

@@ -17,7 +17,8 @@ from tasks.prediction_log import read_predictions
 from tasks.registry import ModelRegistry
 
 
-@pytest.mark.parametrize("approach", ["solo", "two_models", "class_transformation", "response"])
+@pytest.mark.parametrize("approach", ["solo", "two_models", "class_transformation", "x_learner", "dr_learner",
+                                      "response"])
 def test_fast_scoring_path_equals_the_registry_model(tmp_path, approach):
     reg = ModelRegistry(tmp_path)
     train_demo_model(reg, "m", n_clients=1200, seed=2, approach=approach)

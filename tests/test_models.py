@@ -21,7 +21,8 @@ def uplift_frame(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray
     return X, t, y
 
 
-@pytest.mark.parametrize("approach", ["solo", "solo_interaction", "two_models", "class_transformation"])
+@pytest.mark.parametrize("approach", ["solo", "solo_interaction", "two_models", "class_transformation",
+                                      "x_learner", "dr_learner"])
 def test_uplift_approaches_rank_the_persuadable_higher(approach):
     X, t, y = uplift_frame()
     m = UpliftModel(approach, FAST, seed=1).fit(X, t, y)
@@ -93,3 +94,35 @@ def test_ensemble_averages_standardised_members_in_uplift_units():
     assert m.contributions(X.head(20)).shape == (20, 3)
     with pytest.raises(ConfigError, match="ensemble"):
         UpliftModel("ensemble", member_approaches=["ensemble"])
+
+
+@pytest.mark.parametrize("approach", ["x_learner", "dr_learner"])
+def test_meta_learners_explain_their_score_exactly_and_handle_unequal_arms(approach):
+    X, t, y = uplift_frame(4000, seed=2)
+    t = (np.random.default_rng(9).random(len(t)) < 0.3).astype(int)  # 30% treated
+    p = 1 / (1 + np.exp(-(-1.0 + 0.5 * X["x2"] + t * 1.5 * X["x1"])))
+    y = (np.random.default_rng(10).random(len(t)) < p).astype(int)
+    m = UpliftModel(approach, FAST, seed=3).fit(X, t, y)
+    u = m.predict(X)
+    assert np.corrcoef(u, X["x1"])[0, 1] > 0.5
+    # probability units: the true effects lie within (-1, 1) and average near the truth
+    true = 1 / (1 + np.exp(-(-1.0 + 0.5 * X["x2"] + 1.5 * X["x1"]))) - 1 / (1 + np.exp(-(-1.0 + 0.5 * X["x2"])))
+    assert abs(u.mean() - true.mean()) < 0.05
+    # TreeSHAP of the effect regressions: the row sums differ from the score by one constant
+    gap = u[:200] - m.contributions(X.head(200)).sum(axis=1).to_numpy()
+    assert np.ptp(gap) < 1e-6
+    if approach == "x_learner":
+        assert m.estimator["g"] == pytest.approx(t.mean())
+
+
+def test_ensemble_importance_puts_members_on_one_scale():
+    X, t, y = uplift_frame()
+    m = UpliftModel("ensemble", FAST, seed=1, member_approaches=["two_models", "x_learner"]).fit(X, t, y)
+    head = X.head(300)
+    parts = [(mem.contributions(head).abs().mean().sum(), np.std(mem.predict(head))) for mem in m.members]
+    # raw contributions differ by units (log-odds vs probability) ...
+    assert parts[0][0] > 3 * parts[1][0]
+    # ... the ensemble's are rescaled into score units: their row sums spread like its scores
+    spread = m.contributions(head).sum(axis=1).std()
+    assert spread == pytest.approx(np.std(m.predict(head)), rel=0.25)
+    assert shap_importance(m, X, max_rows=500)["feature"].iloc[0] == "x1"
