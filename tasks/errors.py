@@ -36,7 +36,8 @@ class DataValidationError(UpliftError):
         self.table = table
         self.column = column
         self.problem = problem
-        self.rows = list(rows) if rows is not None else []
+        # numpy scalars would print as np.int64(7); users read plain numbers
+        self.rows = [r.item() if hasattr(r, "item") else r for r in rows] if rows is not None else []
         where = f"table '{table}'" + (f", column '{column}'" if column else "")
         msg = f"{where}: {problem}"
         if self.rows:

@@ -35,6 +35,7 @@ from tasks.models import (
     check_treatment,
     shap_importance,
 )
+from tasks.models import check_features as check_feature_frame
 from tasks.registry import ModelRegistry
 
 PROMOTE_MODES = ("auto", "always", "never")
@@ -210,7 +211,11 @@ def find_single_predictors(X: pd.DataFrame, y: np.ndarray, threshold: float = 0.
 
 
 def check_features(X: pd.DataFrame, y: np.ndarray, cfg: ChecksConfig, seed: int = 0) -> tuple[pd.DataFrame, CheckReport]:
-    """Run the checks and drop (or flag) what they find; returns the new frame and a report."""
+    """Run the checks and drop (or flag) what they find; returns the new frame and a report.
+
+    The frame must be trainable first (numeric, finite, LightGBM-safe names): bad columns are
+    a DataValidationError naming the column, not a failure inside a check."""
+    check_feature_frame(X)
     sample = X if len(X) <= cfg.max_rows else X.sample(cfg.max_rows, random_state=seed)
     ys = np.asarray(y)[X.index.get_indexer(sample.index)] if len(X) > cfg.max_rows else np.asarray(y)
     rep = CheckReport()

@@ -85,6 +85,9 @@ def test_train_uplift_bad_inputs():
         train_uplift(X, t, y, small_cfg(approaches=["nope"]))
     with pytest.raises(ConfigError, match="select_metric"):
         train_uplift(X, t, y, small_cfg(select_metric="roc_auc"))
+    ratio = X.assign(x2=X["x2"].where(X.index != 7, np.inf))
+    with pytest.raises(DataValidationError, match=r"column 'x2': 1 infinite value\(s\).*\[7\]"):
+        train_uplift(ratio, t, y, small_cfg())
 
 
 def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
