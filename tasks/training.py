@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from tasks import metrics as M
-from tasks.errors import ConfigError, DataValidationError
+from tasks.errors import ConfigError, DataValidationError, UpliftError
 from tasks.io import frame_fingerprint
 from tasks.models import (
     BASE_APPROACHES,
@@ -290,6 +290,7 @@ class TrainResult:
     X_train_sample: pd.DataFrame
     seed: int
     test_rows: np.ndarray | None = None  # positions of the held-out rows in the input X
+    X_test: pd.DataFrame | None = None   # the held-out features (auto promotion scores the champion on them)
     extras: dict = field(default_factory=dict)
 
 
@@ -427,6 +428,7 @@ def train_uplift(
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions=suggest_uplift_thresholds(yte, score, tte, model_cfg),
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=test_rows,
+        X_test=Xte,
     )
 
 
@@ -500,6 +502,7 @@ def train_response(
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions={"f1_threshold": threshold},
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=keep[te],
+        X_test=Xte,
     )
 
 
@@ -610,8 +613,31 @@ def build_metadata(result: TrainResult, name: str, model_cfg: ModelConfig, datas
     }
 
 
-def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: str) -> tuple[bool, str]:
-    """Whether a new version becomes champion: always / never / auto (first, or better held-out)."""
+def heldout_metric(result: TrainResult, key: str, model: Any) -> float:
+    """``key`` (qini_auc, uplift_at_k, uplift_auc, roc_auc, pr_auc, f1, precision, recall) of
+    ``model`` on ``result``'s held-out rows; F1 and friends use the model's own threshold."""
+    score = model.predict(result.X_test)
+    if result.kind == "uplift":
+        k = result.heldout.get("k", 0.3)
+        fns = {"qini_auc": lambda: M.qini_auc(result.test_y, score, result.test_treatment),
+               "uplift_auc": lambda: M.uplift_auc(result.test_y, score, result.test_treatment),
+               "uplift_at_k": lambda: M.uplift_at_k(result.test_y, score, result.test_treatment, k=k,
+                                                    strategy="overall")}
+        return float(fns[key]())
+    threshold = getattr(getattr(model, "model", model), "threshold", 0.5)  # a registry LoadedModel wraps it
+    return float(M.response_metrics(result.test_y, score, threshold)[key])
+
+
+def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: str,
+                     result: TrainResult | None = None) -> tuple[bool, str]:
+    """Whether a new version becomes champion: always / never / auto (first, or better held-out).
+
+    ``auto`` compares like with like: when ``result`` carries its held-out features and the
+    champion loads and has every feature it needs there, the champion is scored on the same
+    held-out rows. (If the champion was trained on some of those rows the comparison favours
+    it, which errs on the side of keeping it.) Otherwise the two stored held-out metrics are
+    compared, and the reason says they come from different hold-outs.
+    """
     if mode == "always":
         return True, "promote=always"
     if mode == "never":
@@ -621,11 +647,20 @@ def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: s
         return True, "first version of this model"
     key = metadata["metrics"]["select_metric"]
     new = metadata["metrics"]["heldout"][key]["value"]
-    old_meta = registry.metadata(name, champ)
-    old = old_meta.get("metrics", {}).get("heldout", {}).get(key, {}).get("value")
+    old, where = None, "its own hold-out (a different one)"
+    if result is not None and result.X_test is not None:
+        try:
+            loaded = registry.load(name, champ)
+            if loaded.metadata.get("kind") == result.kind and set(loaded.features) <= set(result.X_test.columns):
+                old, where = heldout_metric(result, key, loaded), "the same held-out rows"
+        except UpliftError:  # unreadable or tampered champion: fall back to its stored metric
+            old = None
+    if old is None:
+        old = registry.metadata(name, champ).get("metrics", {}).get("heldout", {}).get(key, {}).get("value")
     if old is None or new > old:
-        return True, f"held-out {key} {new:.4f} beats champion {champ} ({old if old is None else round(old, 4)})"
-    return False, f"held-out {key} {new:.4f} does not beat champion {champ} ({old:.4f})"
+        shown = "no stored metric" if old is None else f"{old:.4f} on {where}"
+        return True, f"held-out {key} {new:.4f} beats champion {champ} ({shown})"
+    return False, f"held-out {key} {new:.4f} does not beat champion {champ} ({old:.4f} on {where})"
 
 
 def register(
@@ -653,12 +688,12 @@ def register_version(
     """Save ``result`` as a new version with report and plots; promote per ``model_cfg.promote``.
 
     ``auto`` promotes the first version, or one whose held-out ``select_metric`` beats the
-    champion's. Returns ``(version, promoted, reason)``.
+    champion's on the same held-out rows (:func:`decide_promotion`). Returns ``(version, promoted, reason)``.
     """
     from tasks.reporting import render_plots, render_report
 
     meta = build_metadata(result, name, model_cfg, dataset, factor_set)
-    promote, reason = decide_promotion(registry, name, meta, model_cfg.promote)
+    promote, reason = decide_promotion(registry, name, meta, model_cfg.promote, result)
     files: dict[str, bytes | str] = dict(render_plots(result))
     files.update(extra_files or {})
     files["report.md"] = render_report(result, meta, name, reason, sorted(k for k in files if k.endswith(".png")))

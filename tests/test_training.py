@@ -20,6 +20,7 @@ from tasks.training import (
     register_version,
     train_response,
     train_uplift,
+    heldout_metric,
 )
 from tests.test_models import FAST, uplift_frame
 
@@ -112,6 +113,8 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     worse = train_response(X[["b"]], y, cfg)  # b carries no signal
     v2, promoted2, reason = register_version(worse, reg, "resp", cfg, "toy")
     assert (v2, promoted2) == ("v0002", False) and "does not beat" in reason
+    # the champion needs column a, which the challenger's hold-out lacks: stored metrics compared
+    assert "its own hold-out (a different one)" in reason
     assert reg.champion("resp") == "v0001"
     cfg.promote = "always"
     v3 = register(worse, reg, "resp", cfg, "toy")
@@ -139,3 +142,17 @@ def test_ensemble_candidate_takes_the_best_pool_members_by_cv():
         assert [m.approach for m in res.model.members] == members
     with pytest.raises(ConfigError, match="ensemble"):
         train_uplift(X, t, y, small_cfg(approaches=["ensemble"], ensemble=[]))
+
+
+def test_auto_promotion_scores_the_champion_on_the_challengers_hold_out(tmp_path):
+    X, t, y = uplift_frame(3000)
+    reg = ModelRegistry(tmp_path / "models")
+    first = train_uplift(X, t, y, small_cfg(seed=5))
+    assert register_version(first, reg, "u", small_cfg(seed=5), "toy")[1]
+    second = train_uplift(X, t, y, small_cfg(seed=6))  # another split: another hold-out
+    version, promoted, reason = register_version(second, reg, "u", small_cfg(seed=6), "toy")
+    champion_there = heldout_metric(second, "qini_auc", reg.load("u", "v0001"))
+    assert "on the same held-out rows" in reason and f"{champion_there:.4f}" in reason
+    new = second.heldout["qini_auc"]["value"]
+    assert promoted == (new > champion_there)
+    assert reg.champion("u") == (version if promoted else "v0001")
