@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -53,9 +54,23 @@ def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
     return _atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
+_JSON_SCALAR = r'(?:"(?:[^"\\\n]|\\.)*"|-?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|Infinity)|NaN|true|false|null)'
+_FLAT_LIST = re.compile(r"\[\n\s+(" + _JSON_SCALAR + r"(?:,\n\s+" + _JSON_SCALAR + r")*)\n\s*\]")
+
+
+def json_text(obj: Any) -> str:
+    """Indented, key-sorted JSON with every list of plain values on one line.
+
+    Objects stay one key per line for reading and diffing; a list of numbers or strings
+    (a drift reference sample holds 5,000 per feature) would otherwise take a line per value.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    return _FLAT_LIST.sub(lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", text)
+
+
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
-    return atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+    """Write ``obj`` as :func:`json_text` to ``path`` atomically."""
+    return atomic_write_text(json_text(obj) + "\n", path)
 
 
 def read_json(path: str | Path) -> Any:

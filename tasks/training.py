@@ -561,8 +561,23 @@ def reference_distributions(X: pd.DataFrame, bins: int = 10, sample: int = 5000,
             ref[str(col)] = {"kind": "numeric", "edges": edges.tolist(),
                              "shares": (counts / max(1, counts.sum())).tolist(),
                              "missing_share": float(s.isna().mean()),
-                             "sample": smp.astype(float).tolist()}
+                             "sample": _significant(smp.astype(float), 6).tolist()}
     return ref
+
+
+def _significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits: drift tests lose nothing that
+    matters and metadata.json shrinks (a float64 prints with up to 17 digits)."""
+    out = values.copy()
+    nz = np.isfinite(out) & (out != 0)
+    v = out[nz]
+    exp = digits - 1 - np.floor(np.log10(np.abs(v)))
+    # divide by an exact power of ten either way, so the result prints short
+    small = exp >= 0
+    v[small] = np.round(v[small] * 10.0 ** exp[small]) / 10.0 ** exp[small]
+    v[~small] = np.round(v[~small] / 10.0 ** -exp[~small]) * 10.0 ** -exp[~small]
+    out[nz] = v
+    return out
 
 
 # ---------------------------------------------------------------------------- registration

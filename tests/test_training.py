@@ -128,6 +128,11 @@ def test_reference_distributions_kinds():
     ref = reference_distributions(X)
     assert ref["flag"]["kind"] == "categorical" and ref["flag"]["shares"] == {"False": 0.5, "True": 0.5}
     assert ref["num"]["kind"] == "numeric" and sum(ref["num"]["shares"]) == pytest.approx(1.0)
+    # samples keep 6 significant digits: short in metadata.json, relative error below 5e-6
+    sevenths = pd.DataFrame({"x": np.r_[np.arange(1, 301) / 7.0, -1e9 / 7, 1e-9 / 7]})
+    sample = np.array(reference_distributions(sevenths)["x"]["sample"])
+    assert all(float(f"{v:.6g}") == v for v in sample)
+    assert np.abs(np.sort(sample) / np.sort(sevenths["x"].to_numpy()) - 1).max() < 5e-6
 
 
 def test_ensemble_candidate_takes_the_best_pool_members_by_cv():
