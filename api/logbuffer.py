@@ -6,7 +6,9 @@ a background thread writes the buffer as a new Parquet segment of the prediction
 waiting, and once more at shutdown. Segment names are unique (time, process id, random
 suffix, sequence number), so segments from earlier runs are never overwritten and the log
 stays append-only across restarts. A hard kill (SIGKILL, power loss) loses at most the rows
-added since the last flush.
+added since the last flush. Every ``compact_every`` segments, at start and at shutdown the API
+segments are merged into one (:func:`tasks.prediction_log.compact_predictions`), so constant
+traffic does not leave a file per flush behind.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tasks.prediction_log import COLUMNS, append_predictions
+from tasks.prediction_log import COLUMNS, append_predictions, compact_predictions
 
 log = logging.getLogger("uplift.api")
 
@@ -30,12 +32,14 @@ class PredictionLogBuffer:
     """Collects prediction rows and flushes them as log segments from a background thread."""
 
     def __init__(self, root: str | Path, flush_rows: int = 5000, flush_seconds: float = 2.0,
-                 source: str = "api", max_buffer_rows: int = 2_000_000) -> None:
+                 source: str = "api", max_buffer_rows: int = 2_000_000, compact_every: int = 300) -> None:
         self.root = Path(root)
         self.flush_rows = max(1, int(flush_rows))
         self.flush_seconds = float(flush_seconds)
         self.source = source
         self.max_buffer_rows = max_buffer_rows
+        self.compact_every = max(2, int(compact_every))
+        self.compactions = 0
         self._chunks: list[tuple] = []
         self._rows = 0
         self._lock = threading.Lock()
@@ -114,9 +118,23 @@ class PredictionLogBuffer:
             self.segments_written += 1
             self.last_flush_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             self.last_error = None
-            return path
+        if self.segments_written % self.compact_every == 0:
+            self.compact()
+        return path
+
+    def compact(self) -> Path | None:
+        """Merge the log's API segments (this and earlier servers'); errors are logged, not raised."""
+        try:
+            merged = compact_predictions(self.root, prefix="api-", min_segments=2)
+        except Exception as exc:  # the segments stay as they are; reading them is unaffected
+            log.error("prediction log compaction in %s failed: %s: %s", self.root, type(exc).__name__, exc)
+            return None
+        if merged is not None:
+            self.compactions += 1
+        return merged
 
     def _run(self) -> None:
+        self.compact()  # what earlier servers left, off the request path
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
@@ -137,10 +155,12 @@ class PredictionLogBuffer:
             self._thread.join(timeout=30)
             self._thread = None
         self.flush()
+        self.compact()
 
     def status(self) -> dict:
         """Counters for /health."""
         return {"dir": str(self.root), "rows_buffered": self._rows, "rows_written": self.rows_written,
                 "rows_dropped": self.rows_dropped, "segments_written": self.segments_written,
+                "compactions": self.compactions,
                 "last_flush_at": self.last_flush_at, "last_error": self.last_error,
                 "flush_rows": self.flush_rows, "flush_seconds": self.flush_seconds}

@@ -38,6 +38,12 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place:
+    readers see the old file or the complete new one, never a partial write."""
+    return _atomic_write(Path(path), write)
+
+
 def atomic_write_parquet(df: pd.DataFrame, path: str | Path, **kwargs: Any) -> Path:
     """Write ``df`` to Parquet at ``path`` atomically (index dropped unless it is named)."""
     kwargs.setdefault("index", False)

@@ -4,18 +4,31 @@ The log is a folder of Parquet segments, one per write, named by a caller-chosen
 segment key (a campaign id, or a server batch id). Writing a segment that already exists is
 a no-op, so a campaign rerun never duplicates its scores. :func:`read_predictions` reads
 every segment back as one frame, optionally filtered.
+
+A busy scoring server writes a segment every few seconds; :func:`compact_predictions`
+merges such segments into one. The merged file lists the segments it holds (Parquet
+metadata) and readers skip listed segments, so a crash between writing it and deleting the
+originals never shows a row twice (the next compaction deletes the leftovers). Campaign
+segments are never merged: their file is what makes a campaign rerun a no-op.
 """
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from tasks.io import atomic_write_parquet
+from tasks.errors import StateError
+from tasks.io import atomic_write, atomic_write_parquet
 
 COLUMNS = ["time", "source", "request_id", "campaign_id", "client_id", "score", "decision", "model_name", "model_version"]
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+COMPACTED_PREFIX = "compacted-"
+_HOLDS = b"uplift.prediction_log.segments"
 
 
 def log_dir(artifacts: str | Path) -> Path:
@@ -42,7 +55,7 @@ def read_predictions(
     source: str | None = None,
 ) -> pd.DataFrame:
     """Every logged prediction, optionally filtered by campaign, model version or source."""
-    files = sorted(Path(root).glob("*.parquet"))
+    files = _live_segments(Path(root))
     if not files:
         return pd.DataFrame(columns=COLUMNS)
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -53,3 +66,54 @@ def read_predictions(
     if source is not None:
         df = df[df["source"] == source]
     return df.reset_index(drop=True)
+
+
+def _held_segments(root: Path) -> set[str]:
+    """Names of the segments merged into a compacted file."""
+    held: set[str] = set()
+    for f in root.glob(f"{COMPACTED_PREFIX}*.parquet"):
+        meta = pq.read_schema(f).metadata or {}
+        held.update(json.loads(meta.get(_HOLDS, b"[]")))
+    return held
+
+
+def _live_segments(root: Path) -> list[Path]:
+    held = _held_segments(root)
+    return sorted(f for f in root.glob("*.parquet") if f.stem not in held)
+
+
+def compact_predictions(root: str | Path, prefix: str = "api-", min_segments: int = 2) -> Path | None:
+    """Merge the segments whose names start with ``prefix`` into one compacted segment.
+
+    Does nothing (returns None) with fewer than ``min_segments`` such segments, or while
+    another process compacts the same log. Returns the new file's path.
+    """
+    from tasks.checkpoints import CampaignLock  # a PID lock file; stale ones are taken over
+
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    lock = CampaignLock(root / ".compact.lock")
+    try:
+        lock.acquire()
+    except StateError:
+        return None
+    try:
+        held = _held_segments(root)
+        for f in root.glob(f"{prefix}*.parquet"):  # merged by an earlier compaction cut short
+            if f.stem in held:
+                f.unlink(missing_ok=True)
+        files = sorted(f for f in root.glob(f"{prefix}*.parquet") if f.stem not in held)
+        if len(files) < max(1, min_segments):
+            return None
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)[COLUMNS]
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               _HOLDS: json.dumps([f.stem for f in files]).encode()})
+        path = root / f"{COMPACTED_PREFIX}{files[-1].stem}-{uuid.uuid4().hex[:8]}.parquet"
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        for f in files:
+            f.unlink(missing_ok=True)
+        return path
+    finally:
+        lock.release()
