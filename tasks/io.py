@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable

@@ -256,8 +256,8 @@ class UpliftModel:
     def _fit_x(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """X-learner: outcome models per arm; each arm's imputed effects (treated: y - m0(x),
         control: m1(x) - y) regressed on x; mixed as ``g * tau0 + (1 - g) * tau1`` with ``g``
-        the treated share (the propensity of a randomised campaign), so the effect model of
-        the larger arm gets the weight of the smaller one's noisier imputation."""
+        the treated share (the propensity of a randomised campaign): when few clients were
+        treated, m1 is the noisier outcome model, and tau0, built on it, gets the small weight."""
         c, tr = t == 0, t == 1
         m0 = make_lgbm(self.lgbm_params, self.seed).fit(X[c], y[c])
         m1 = make_lgbm(self.lgbm_params, self.seed + 1).fit(X[tr], y[tr])
