@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -62,7 +62,8 @@ def fit_candidates(bundle: dict[str, Any], model_cfg: ModelConfig) -> TrainResul
         if bundle["treatment"] is None:
             raise ConfigError(f"config 'model': kind uplift needs a dataset with a treatment column; "
                               f"dataset {bundle['dataset']!r} has none (use a response model, e.g. model=response)")
-        return train_uplift(bundle["X"], bundle["treatment"], bundle["y"], model_cfg)
+        return train_uplift(bundle["X"], bundle["treatment"], bundle["y"], model_cfg,
+                            progress=get_run_logger().info)
     return train_response(bundle["X"], bundle["y"], model_cfg)
 
 

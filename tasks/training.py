@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -313,7 +314,7 @@ def _candidates(cfg: ModelConfig, approaches: Sequence[str]) -> list[tuple[str, 
 
 
 def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, model_cfg: ModelConfig,
-                          seed: int) -> pd.DataFrame:
+                          seed: int, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """CV Qini AUC and uplift@k of every candidate (approach x grid entry) on training rows only.
 
     An ``ensemble`` candidate is built in each fold from that fold's members with the same
@@ -366,9 +367,15 @@ def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, m
     order = sorted(model_cfg.approaches, key=lambda a: a == ENSEMBLE)
     rows: list[dict] = []
     extra: list[dict] = []
+    started = time.perf_counter()
     for approach in order:
         for gi in range(len(model_cfg.grid)):
             rows.append({"candidate": len(rows), **score_candidate(approach, gi)})
+            if progress is not None:
+                key = f"cv_{model_cfg.select_metric}"
+                progress(f"candidate {len(rows)}/{len(order) * len(model_cfg.grid)} {approach} (grid {gi}): "
+                         f"CV {model_cfg.select_metric} {rows[-1][key]:.4f} +/- {rows[-1][key + '_sd']:.4f} "
+                         f"({time.perf_counter() - started:.0f}s so far)")
     return pd.DataFrame(rows)
 
 
@@ -379,6 +386,7 @@ def train_uplift(
     y: np.ndarray | pd.Series,
     model_cfg: ModelConfig,
     seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Choose an uplift model by cross-validation on the training split, measure it on the test split.
 
@@ -404,7 +412,7 @@ def train_uplift(
     Xtr, ytr, ttr = X.iloc[tr].reset_index(drop=True), y_arr[tr], t_arr[tr]
     Xte, yte, tte = X.iloc[te].reset_index(drop=True), y_arr[te], t_arr[te]
 
-    cv = cross_validate_uplift(Xtr, ttr, ytr, model_cfg, seed)
+    cv = cross_validate_uplift(Xtr, ttr, ytr, model_cfg, seed, progress)
     best = cv.sort_values(f"cv_{model_cfg.select_metric}", ascending=False, kind="stable").iloc[0]
     members = best.get("members") if best["approach"] == ENSEMBLE else None
     model = UpliftModel(str(best["approach"]), dict(best["params"]), seed,
