@@ -262,6 +262,29 @@ def qini_auc(y: ArrayLike, uplift: ArrayLike, treatment: ArrayLike, negative_eff
     )
 
 
+def expected_qini_gain(p_outcome: ArrayLike, uplift: ArrayLike, treatment: ArrayLike) -> float:
+    """Area between the Qini curve and the random-targeting chord, expected over the outcome draw.
+
+    ``p_outcome[i]`` is client i's probability of responding in the arm they are in (known
+    only for simulated data). The Qini curve and the chord are linear in the outcomes for a
+    fixed ranking and assignment, so putting the probabilities in place of the 0/1 outcomes
+    gives the expectation exactly. It is the unnormalised numerator of :func:`qini_auc`;
+    the ratio of two rankings' gains on the same clients compares them without the noise of
+    one realisation of the outcomes.
+    """
+    where = "expected_qini_gain input"
+    pp = as_float_array(p_outcome, "p_outcome", where)
+    _check_finite(pp, "p_outcome", where)
+    outside = (pp < 0) | (pp > 1)
+    if outside.any():
+        rows = np.flatnonzero(outside)[:5]
+        raise DataValidationError(where, "p_outcome", f"{int(outside.sum())} value(s) outside [0, 1]", rows.tolist())
+    # validate lengths, arms and scores with a placeholder 0/1 outcome of the same length
+    _, uu, tt = _validate(np.zeros(pp.size), uplift, treatment, where)
+    x, q = _qini_points(pp, uu, tt)
+    return _area(x, q) - 0.5 * x[-1] * q[-1]
+
+
 def uplift_auc(y: ArrayLike, uplift: ArrayLike, treatment: ArrayLike) -> float:
     """Normalised area under the uplift curve (scikit-uplift's ``uplift_auc_score``)."""
     yy, uu, tt = _validate(y, uplift, treatment, "uplift_auc input", need_both_outcomes=True)

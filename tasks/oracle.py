@@ -87,3 +87,63 @@ def relative_to_oracle(model_measures: Mapping[str, float], oracle: Mapping[str,
         ref, value = float(oracle[key]), float(model_measures[key])
         out[key] = value / ref if math.isfinite(ref) and ref > 0 else math.nan
     return out
+
+
+def expected_qini_ratio(
+    score: Any, p_control: Any, p_treated: Any, treatment: Any
+) -> dict[str, float]:
+    """A ranking's Qini gain as a share of the oracle's, in expectation over the outcomes.
+
+    The realised ratio (``qini_auc`` of the model / of the oracle on the same outcomes) moves
+    with the luck of one draw of rare responses; here each client's outcome is replaced by the
+    probability of the arm they are in, which integrates that luck out for the same clients
+    and the same assignment. Returns ``model_gain``, ``oracle_gain`` (see
+    :func:`tasks.metrics.expected_qini_gain`) and ``ratio``; the oracle ranks by
+    ``p_treated - p_control``.
+    """
+    pc = metrics.as_float_array(p_control, "p_control", "expected_qini_ratio input")
+    pt = metrics.as_float_array(p_treated, "p_treated", "expected_qini_ratio input")
+    tt = metrics.as_float_array(treatment, "treatment", "expected_qini_ratio input")
+    if not (len(pc) == len(pt) == len(tt)):
+        raise DataValidationError(
+            "expected_qini_ratio input", None,
+            f"inputs have different lengths (p_control {len(pc)}, p_treated {len(pt)}, treatment {len(tt)})",
+        )
+    p_arm = np.where(tt == 1, pt, pc)
+    model_gain = metrics.expected_qini_gain(p_arm, score, tt)
+    oracle_gain = metrics.expected_qini_gain(p_arm, pt - pc, tt)
+    ratio = model_gain / oracle_gain if oracle_gain > 0 else math.nan
+    return {"model_gain": model_gain, "oracle_gain": oracle_gain, "ratio": ratio}
+
+
+def true_gain_ratio(score: Any, true_uplift: Any) -> float:
+    """Share of the oracle's gain a ranking captures, measured on the true uplift itself.
+
+    The gain curve of a ranking is the cumulative true uplift of the clients taken so far (the
+    Qini curve of an experiment with infinitely many replications of each client); its area
+    above the chord to the total, divided by the same area for the ranking by true uplift. No
+    outcome and no arm assignment enters, so it has no sampling noise for the given clients.
+    Tied scores are one step (the curve is linear across them, as for the Qini curve).
+    """
+    where = "true_gain_ratio input"
+    ss = metrics.as_float_array(score, "score", where)
+    tu = metrics.as_float_array(true_uplift, "true_uplift", where)
+    if len(ss) != len(tu) or len(ss) == 0:
+        raise DataValidationError(where, None, f"score has {len(ss)} values and true_uplift {len(tu)}; "
+                                  "they must be equally long and not empty")
+    for name, arr in (("score", ss), ("true_uplift", tu)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise DataValidationError(where, name, f"{int(bad.sum())} missing or infinite value(s)",
+                                      np.flatnonzero(bad)[:5].tolist())
+
+    def gain(rank_by: np.ndarray) -> float:
+        order = np.argsort(-rank_by, kind="stable")
+        ranked = rank_by[order]
+        cut = np.r_[np.flatnonzero(np.diff(ranked)), ranked.size - 1]
+        x = np.r_[0.0, cut + 1.0]
+        g = np.r_[0.0, np.cumsum(tu[order])[cut]]
+        return float(np.trapezoid(g, x) - 0.5 * x[-1] * g[-1])
+
+    best = gain(tu)
+    return gain(ss) / best if best > 0 else math.nan
