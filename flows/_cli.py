@@ -3,6 +3,8 @@
 ``run_cli(body)`` parses ``[hydra overrides]`` from the command line, composes conf/, calls
 ``body(cfg)`` and turns any :class:`~tasks.errors.UpliftError` into a single message on
 stderr and exit code 2. Nothing below this module prints errors or calls ``sys.exit``.
+Both entry points start :mod:`flows._reaper`, which stops Prefect's temporary server should
+the run be killed outright.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig
 
+from flows import _reaper
 from tasks.config import CONF_DIR
 from tasks.errors import UpliftError
 
@@ -28,6 +31,7 @@ def report_errors() -> Iterator[None]:
 
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _reaper.start()
     try:
         yield
     except (UpliftError, HydraException, OmegaConfBaseException) as exc:
@@ -40,6 +44,7 @@ def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config") -> N
     import hydra
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    _reaper.start()
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def _entry(cfg: DictConfig) -> None:
