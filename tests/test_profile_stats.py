@@ -25,6 +25,47 @@ def test_duplicates_full_row_and_key():
     assert P.duplicate_counts(df) == {"full_row": 1, "key_rows": None}
 
 
+def _mixed_frame(n: int, seed: int) -> pd.DataFrame:
+    """Rows with NaN, None, categories and times, a third of them exact copies of others."""
+    rng = np.random.default_rng(seed)
+    base = pd.DataFrame({
+        "id": rng.integers(0, n // 2, n),
+        "x": np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n).astype(float)),
+        "s": pd.Series(rng.choice(["a", "b", None], n), dtype="object"),
+        "c": pd.Categorical(rng.choice(["u", "v"], n)),
+        "t": pd.to_datetime("2025-01-01") + pd.to_timedelta(rng.integers(0, 2, n), unit="D"),
+        "flag": rng.random(n) < 0.5,
+    })
+    copies = base.iloc[rng.integers(0, n, n // 2)]
+    return pd.concat([base, copies]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_duplicates_agree_with_pandas_on_messy_frames(seed):
+    df = _mixed_frame(3_000, seed)
+    expected = {"full_row": int(df.duplicated().sum()),
+                "key_rows": int(df.duplicated(subset=["id", "c"], keep=False).sum())}
+    assert expected["full_row"] > 100 and expected["key_rows"] > 100
+    assert P.duplicate_counts(df, ["id", "c"]) == expected
+
+
+def test_duplicates_exact_even_when_every_hash_collides(monkeypatch):
+    """Rows sharing a hash are compared exactly, so collisions never count as repeats."""
+    df = _mixed_frame(500, 3)
+    expected = P.duplicate_counts(df, ["id"])
+    monkeypatch.setattr(P, "_row_hashes", lambda frame: np.zeros(len(frame), dtype="uint64"))
+    assert P.duplicate_counts(df, ["id"]) == expected
+    unique = pd.DataFrame({"a": np.arange(50)})
+    assert P.duplicate_counts(unique, ["a"]) == {"full_row": 0, "key_rows": 0}
+
+
+def test_duplicates_of_unhashable_cells_and_empty_frames():
+    lists = pd.DataFrame({"a": [[1, 2], [1, 2], [3]]})  # rows that cannot be hashed
+    assert P.duplicate_counts(lists) == {"full_row": 1, "key_rows": None}
+    empty = pd.DataFrame({"a": pd.Series([], dtype="int64")})
+    assert P.duplicate_counts(empty, ["a"]) == {"full_row": 0, "key_rows": 0}
+
+
 def test_duplicates_unknown_key_is_an_error():
     with pytest.raises(DataValidationError, match="client_id"):
         P.duplicate_counts(pd.DataFrame({"id": [1]}), ["client_id"])
