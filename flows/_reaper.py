@@ -27,26 +27,28 @@ SERVER_MARK = "prefect.server.api.server:create_app"
 _PROC = Path("/proc")
 
 
-def start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot; None when it does not exist or has
-    exited (a zombie waiting for its parent to collect it counts as gone)."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/<pid>/stat (state, parent, ...), None when it does not exist."""
     try:
         stat = (_PROC / str(pid) / "stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # the command name (field 2) may hold spaces or parentheses: split after its last ')'
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot; None when it does not exist or has
+    exited (a zombie waiting for its parent to collect it counts as gone)."""
+    fields = _stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return None
     return int(fields[19])  # field 22 of the whole line
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return int(stat[stat.rfind(")") + 2:].split()[1])
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def _cmdline(pid: int) -> str:

@@ -64,6 +64,13 @@ def _check_finite(arr: np.ndarray, column: str, where: str) -> None:
         )
 
 
+def finite_float_array(values: ArrayLike, column: str, where: str) -> np.ndarray:
+    """:func:`as_float_array` that also rejects NaN and infinite values, naming the rows."""
+    arr = as_float_array(values, column, where)
+    _check_finite(arr, column, where)
+    return arr
+
+
 def _validate(
     y: ArrayLike,
     uplift: ArrayLike | None,

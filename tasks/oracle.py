@@ -131,11 +131,8 @@ def true_gain_ratio(score: Any, true_uplift: Any) -> float:
     if len(ss) != len(tu) or len(ss) == 0:
         raise DataValidationError(where, None, f"score has {len(ss)} values and true_uplift {len(tu)}; "
                                   "they must be equally long and not empty")
-    for name, arr in (("score", ss), ("true_uplift", tu)):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise DataValidationError(where, name, f"{int(bad.sum())} missing or infinite value(s)",
-                                      np.flatnonzero(bad)[:5].tolist())
+    ss = metrics.finite_float_array(ss, "score", where)
+    tu = metrics.finite_float_array(tu, "true_uplift", where)
 
     def gain(rank_by: np.ndarray) -> float:
         order = np.argsort(-rank_by, kind="stable")

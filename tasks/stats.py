@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from tasks.errors import ConfigError, DataValidationError
-from tasks.metrics import as_float_array
+from tasks.metrics import as_float_array, finite_float_array
 
 ArrayLike = Any
 
@@ -63,10 +63,7 @@ def _sample(values: ArrayLike, column: str, where: str, min_size: int = 2, drop_
     arr = as_float_array(values, column, where)
     if drop_nan:
         arr = arr[~np.isnan(arr)]
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.flatnonzero(bad)[:5]
-        raise DataValidationError(where, column, f"{int(bad.sum())} missing or infinite value(s)", rows.tolist())
+    arr = finite_float_array(arr, column, where)
     if arr.size < min_size:
         raise DataValidationError(where, column, f"needs at least {min_size} value(s), got {arr.size}")
     return arr
