@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from api.service import ApiSettings
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

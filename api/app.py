@@ -20,7 +20,7 @@ from api.errors import ApiError
 from api.features import FeatureSchema
 from api.schemas import ErrorResponse, PredictRequest, PredictResponse
 from api.service import ApiSettings, PredictionService, new_request_id
-from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError, UpliftError
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError, UpliftError
 
 log = logging.getLogger("uplift.api")
 

@@ -1,7 +1,7 @@
 """A small trained model and factor snapshot for trying the API without the full pipeline.
 
 Used by the API tests and ``benchmarks/api_load.py``: trains a real LightGBM uplift model
-(scikit-uplift approach via :mod:`tasks.models`) or a LightGBM response model on a seeded
+(scikit-uplift approach via :mod:`tasks.modelling.models`) or a LightGBM response model on a seeded
 random client table, registers it and makes it champion, and writes a matching factor
 snapshot. Nothing here runs at import.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.io import atomic_write_parquet
-from tasks.registry import ModelRegistry
+from tasks.core.io import atomic_write_parquet
+from tasks.modelling.registry import ModelRegistry
 
 SMALL_LGBM = {"n_estimators": 40, "num_leaves": 15, "min_child_samples": 20, "n_jobs": 1}
 
@@ -42,10 +42,10 @@ def train_demo_model(registry: ModelRegistry, name: str = "demo_uplift", n_clien
                      promote: bool = True) -> str:
     """Train, register (and by default promote) a small model; returns its version.
 
-    ``approach`` is an uplift approach of :mod:`tasks.models` (``solo``, ``two_models``,
+    ``approach`` is an uplift approach of :mod:`tasks.modelling.models` (``solo``, ``two_models``,
     ``class_transformation``) or ``response``.
     """
-    from tasks.models import ResponseModel, UpliftModel
+    from tasks.modelling.models import ResponseModel, UpliftModel
 
     frame = demo_factors(n_clients, n_features, seed)
     X = frame.drop(columns="client_id")

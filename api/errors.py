@@ -1,13 +1,13 @@
 """The one error type the scoring service turns into an HTTP answer.
 
 Everything below the web layer raises :class:`ApiError` (or one of the product's
-:class:`~tasks.errors.UpliftError` subclasses); the app maps it to a status code and a JSON
+:class:`~tasks.core.errors.UpliftError` subclasses); the app maps it to a status code and a JSON
 body ``{"error": ..., "message": ..., "field": ...}`` so the client sees which field or key
 is at fault and the server keeps running.
 """
 from __future__ import annotations
 
-from tasks.errors import UpliftError
+from tasks.core.errors import UpliftError
 
 
 class ApiError(UpliftError):

@@ -2,12 +2,12 @@
 
 Requests add their rows to an in-memory buffer (a list append under a lock, microseconds);
 a background thread writes the buffer as a new Parquet segment of the prediction log
-(:mod:`tasks.prediction_log`) every ``flush_seconds`` or as soon as ``flush_rows`` rows are
+(:mod:`tasks.monitoring.prediction_log`) every ``flush_seconds`` or as soon as ``flush_rows`` rows are
 waiting, and once more at shutdown. Segment names are unique (time, process id, random
 suffix, sequence number), so segments from earlier runs are never overwritten and the log
 stays append-only across restarts. A hard kill (SIGKILL, power loss) loses at most the rows
 added since the last flush. Every ``compact_every`` segments, at start and at shutdown the API
-segments are merged into one (:func:`tasks.prediction_log.compact_predictions`), so constant
+segments are merged into one (:func:`tasks.monitoring.prediction_log.compact_predictions`), so constant
 traffic does not leave a file per flush behind.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tasks.prediction_log import COLUMNS, append_predictions, compact_predictions
+from tasks.monitoring.prediction_log import COLUMNS, append_predictions, compact_predictions
 
 log = logging.getLogger("uplift.api")
 

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from api.errors import ApiError
-from tasks.io import read_json
+from tasks.core.io import read_json
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = ("score_cutoff", "top_fraction", "budget", "profit")

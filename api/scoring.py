@@ -1,6 +1,6 @@
 """Scoring with the champion model, and swapping in a new champion while serving.
 
-:class:`Scorer` wraps a registry :class:`~tasks.registry.LoadedModel`. For the common
+:class:`Scorer` wraps a registry :class:`~tasks.modelling.registry.LoadedModel`. For the common
 models (LightGBM response models and scikit-uplift solo / two-model / class-transformation
 models with LightGBM inside) it scores a float matrix straight through the LightGBM
 boosters, skipping the per-call DataFrame work; the fast path is used only after it gave
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from api.features import FeatureSchema, schema_from_metadata
-from tasks.errors import UpliftError
-from tasks.registry import CHAMPION_FILE, LoadedModel, ModelRegistry
+from tasks.core.errors import UpliftError
+from tasks.modelling.registry import CHAMPION_FILE, LoadedModel, ModelRegistry
 
 log = logging.getLogger("uplift.api")
 

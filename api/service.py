@@ -22,10 +22,10 @@ from api.policy import CampaignPolicy, PolicyCache
 from api.schemas import PredictRequest
 from api.scoring import ChampionWatcher, ServedModel
 from api.snapshot import SnapshotWatcher
-from tasks.config import CONF_DIR
-from tasks.errors import ConfigError
-from tasks.prediction_log import log_dir
-from tasks.registry import ModelRegistry
+from tasks.core.config import CONF_DIR
+from tasks.core.errors import ConfigError
+from tasks.monitoring.prediction_log import log_dir
+from tasks.modelling.registry import ModelRegistry
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

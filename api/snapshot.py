@@ -20,7 +20,7 @@ import pandas as pd
 
 from api.errors import ApiError
 from api.features import FeatureSchema
-from tasks.io import read_json
+from tasks.core.io import read_json
 
 log = logging.getLogger("uplift.api")
 FACTOR_CHECKPOINT = Path("stages") / "04_factors.parquet"

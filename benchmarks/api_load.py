@@ -41,8 +41,8 @@ if str(ROOT) not in sys.path:
 
 from api.demo import demo_factors, train_demo_model, write_demo_snapshot  # noqa: E402
 from api.logbuffer import PredictionLogBuffer  # noqa: E402
-from tasks.prediction_log import log_dir, read_predictions  # noqa: E402
-from tasks.registry import ModelRegistry  # noqa: E402
+from tasks.monitoring.prediction_log import log_dir, read_predictions  # noqa: E402
+from tasks.modelling.registry import ModelRegistry  # noqa: E402
 
 NAME = "bench_uplift"
 N_SNAPSHOT = 50_000

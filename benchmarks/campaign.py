@@ -125,7 +125,7 @@ def main() -> None:
     print(f"clients {manifest['counts']['client_base']} -> after filters {manifest['counts']['after_filters']} "
           f"-> campaign {manifest['counts']['clients']}, offers {manifest['counts']['offers_total']}, "
           f"features {len(manifest['features'])}")
-    from tasks.campaign import STAGES
+    from tasks.campaign.run import STAGES
 
     for stage in STAGES:
         info = manifest["stages"][stage]
@@ -140,8 +140,8 @@ def main() -> None:
         (folder / name).unlink()
     from omegaconf import OmegaConf
 
-    from tasks.campaign import CampaignConfig, run_campaign
-    from tasks.config import compose_config, to_dataclass
+    from tasks.campaign.run import CampaignConfig, run_campaign
+    from tasks.core.config import compose_config, to_dataclass
 
     node = compose_config([f"campaign={args.campaign}", f"campaign.id={CAMPAIGN_ID}", f"campaign.data={WORLD}",
                            f"campaign.model={MODEL}"]).campaign

@@ -1,7 +1,7 @@
 """Drift detection and retraining on the synthetic world.
 
 Part 1 (detector, pure functions): the reference is built the way training stores it
-(``tasks.training.reference_distributions``) from the factors of a reference world as of its
+(``tasks.modelling.training.reference_distributions``) from the factors of a reference world as of its
 as-of date. Then worlds of other seeds, as of the same date, are compared with it: unshifted
 worlds must raise no more alarms than the configured false discovery rate allows
 (``fdr x seeds``), worlds generated with ``data.shift > 0`` must raise one.
@@ -33,9 +33,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks import drift  # noqa: E402
-from tasks.config import SyntheticDataConfig, compose_config, to_dataclass  # noqa: E402
-from tasks.monitoring import MonitorConfig  # noqa: E402
+from tasks.monitoring import drift  # noqa: E402
+from tasks.core.config import SyntheticDataConfig, compose_config, to_dataclass  # noqa: E402
+from tasks.monitoring.decay import MonitorConfig  # noqa: E402
 
 
 class RandomRankingModel:
@@ -55,7 +55,7 @@ class RandomRankingModel:
 def world_factors(n: int, seed: int, shift: float, root: Path, names: list[str]) -> pd.DataFrame:
     """Factors of every client of a freshly generated world, as of its as-of date."""
     from factors import compute_factors
-    from tasks.synthetic import generate_world, write_world
+    from tasks.data.synthetic import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=n, seed=seed, shift=shift)
     out = root / f"w{seed}_{shift}"
@@ -65,7 +65,7 @@ def world_factors(n: int, seed: int, shift: float, root: Path, names: list[str])
 
 def detector_part(args: argparse.Namespace, dcfg: drift.DriftConfig, root: Path) -> dict:
     from factors import factor_set
-    from tasks.training import reference_distributions
+    from tasks.modelling.training import reference_distributions
 
     names = factor_set("default")
     ref_frame = world_factors(args.clients, 1000, 0.0, root, names).drop(columns="client_id")
@@ -109,7 +109,7 @@ def pipeline_part(args: argparse.Namespace, root: Path) -> dict:
     from flows.monitor import monitor_flow
     from flows.simulate_responses import simulate_responses_flow
     from flows.train import train_model
-    from tasks.registry import ModelRegistry
+    from tasks.modelling.registry import ModelRegistry
 
     art = str(root / "artifacts")
     cfg = compose_config([f"data.n_clients={args.pipeline_clients}", "data.seed=77", f"paths.artifacts={art}",

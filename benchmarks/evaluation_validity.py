@@ -2,7 +2,7 @@
 
 One synthetic truth table (each client's true response probability with and without the
 offer) and one fixed imperfect model score; then many simulated campaigns, each a fresh
-seeded random three-way split plus outcome draws, evaluated with ``tasks.evaluation``.
+seeded random three-way split plus outcome draws, evaluated with ``tasks.evaluation.readout``.
 
 True effects (expectation over the assignment distribution):
 * targeted vs control above the cutoff: mean of (p_treated - p_control) over every client
@@ -31,9 +31,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks import evaluation as ev  # noqa: E402
-from tasks.config import SyntheticDataConfig  # noqa: E402
-from tasks.synthetic import draw_responses, simulate_traits, simulate_truth  # noqa: E402
+from tasks.evaluation import readout as ev  # noqa: E402
+from tasks.core.config import SyntheticDataConfig  # noqa: E402
+from tasks.data.synthetic import draw_responses, simulate_traits, simulate_truth  # noqa: E402
 
 GROUP_SHARES = {"targeted": 0.8, "random_target": 0.1, "control": 0.1}
 TOP_FRACTION = 0.3

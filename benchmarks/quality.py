@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import RepeatedStratifiedKFold  # noqa: E402
 
-from tasks.config import compose_config, to_dataclass  # noqa: E402
-from tasks.datasets import TabularDataConfig, feature_frame, load_tabular_dataset  # noqa: E402
-from tasks.models import ResponseModel, UpliftModel  # noqa: E402
-from tasks.training import ModelConfig, check_features, select_response, train_uplift  # noqa: E402
+from tasks.core.config import compose_config, to_dataclass  # noqa: E402
+from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset  # noqa: E402
+from tasks.modelling.models import ResponseModel, UpliftModel  # noqa: E402
+from tasks.modelling.training import ModelConfig, check_features, select_response, train_uplift  # noqa: E402
 
 
 def model_cfg(name: str, *overrides: str) -> ModelConfig:
@@ -67,9 +67,9 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
     """One world: build the training set once, then per split seed train (CV choice inside the
     training part) and measure the chosen model on the held-out rows against the oracle."""
     from factors import factor_set
-    from tasks.data import dataset_dir, read_table
-    from tasks.oracle import expected_qini_ratio, oracle_measures, true_gain_ratio
-    from tasks.training import build_training_set
+    from tasks.data.tables import dataset_dir, read_table
+    from tasks.analytics.oracle import expected_qini_ratio, oracle_measures, true_gain_ratio
+    from tasks.modelling.training import build_training_set
 
     data_dir = dataset_dir(artifacts, name)
     if not (data_dir / "manifest.json").exists():
@@ -78,7 +78,7 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
                         f"data.name={name}", f"data.seed={seed}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL,
                        env={**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600"})
-    from tasks.io import sha256_file
+    from tasks.core.io import sha256_file
 
     manifest_hash = sha256_file(data_dir / "manifest.json")
     truth = pd.read_parquet(data_dir / "truth.parquet").set_index("client_id")
@@ -132,8 +132,8 @@ def hillstrom_baseline(X_plain, t: np.ndarray, y: np.ndarray, seed: int, test_si
     from lightgbm import LGBMClassifier
     from sklift.models import SoloModel
 
-    from tasks.metrics import uplift_at_k
-    from tasks.training import _strata, stratified_split
+    from tasks.analytics.metrics import uplift_at_k
+    from tasks.modelling.training import _strata, stratified_split
 
     tr, te = stratified_split(len(X_plain), _strata(t, y), test_size, seed)
     with warnings.catch_warnings():

@@ -56,7 +56,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from tasks.campaign import STAGES
+    from tasks.campaign.run import STAGES
 
     results: dict[str, dict] = {}
     tables: dict[str, pd.DataFrame] = {}

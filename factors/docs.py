@@ -12,8 +12,8 @@ from pathlib import Path
 
 from factors.registry import all_factors
 from factors.sets import available_sets, factor_set
-from tasks.config import PROJECT_ROOT
-from tasks.io import atomic_write_text
+from tasks.core.config import PROJECT_ROOT
+from tasks.core.io import atomic_write_text
 
 DOC_PATH = PROJECT_ROOT / "docs" / "factors.md"
 
@@ -30,7 +30,7 @@ THEMES = {
 INTRO = """# Factor library
 
 Client factors for uplift and response models, computed as of a date from the raw tables
-(`clients`, `purchases`, `messages`; see tasks/contracts.py). This page is generated from
+(`clients`, `purchases`, `messages`; see tasks/core/contracts.py). This page is generated from
 the registry by `python -m factors.docs`; do not edit it by hand.
 
 ## Using it
@@ -55,7 +55,7 @@ table = compute_factors("artifacts/data/synthetic", "2026-01-01", factor_set("de
   values: the table holds one state per client, not its history.
 - The truth table and campaign responses are never read.
 - Bad input stops with one clear error naming table, column and a few rows: a missing table
-  file (`NotFoundError`), a missing or mistyped column (checked against tasks/contracts.py
+  file (`NotFoundError`), a missing or mistyped column (checked against tasks/core/contracts.py
   from the Parquet schema), missing values or values below the contract's minimum (from the
   Parquet statistics, so the check reads metadata only), duplicate ids in `clients`, an
   unknown factor name (with close names suggested), duplicate requested client ids.
@@ -68,7 +68,7 @@ table = compute_factors("artifacts/data/synthetic", "2026-01-01", factor_set("de
 - Speed and memory: `python benchmarks/factors.py` computes the `default` set for a
   1M-client world and the same factors with a hand-written DuckDB query, checks that they
   agree and prints wall time, CPU time and peak memory of each.
-- As a Prefect task: `tasks.factors.compute_factor_table(data_dir, as_of, factor_names,
+- As a Prefect task: `tasks.campaign.factor_table.compute_factor_table(data_dir, as_of, factor_names,
   out_path, client_ids_path=None)` writes the table atomically and returns
   `{rows, columns, seconds, path, as_of}`.
 - Wide tables (Hillstrom, iFood): `factors.passthrough.prepare_wide(df, categorical=[...],

@@ -28,8 +28,8 @@ import pandas as pd
 
 from factors.base import Factor
 from factors.registry import resolve
-from tasks.contracts import CONTRACTS
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.contracts import CONTRACTS
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 
 SQL_TYPES = {"float64": "DOUBLE", "int64": "BIGINT", "int8": "TINYINT"}
 

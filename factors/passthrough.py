@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
-from tasks.errors import DataValidationError
+from tasks.core.errors import DataValidationError
 
 TABLE = "wide table"
 

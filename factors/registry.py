@@ -12,8 +12,8 @@ import re
 from typing import Iterable
 
 from factors.base import DTYPES, EVENT_TABLES, KINDS, PROFILE_TABLE, Factor
-from tasks.contracts import CONTRACTS
-from tasks.errors import NotFoundError, UpliftError
+from tasks.core.contracts import CONTRACTS
+from tasks.core.errors import NotFoundError, UpliftError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_WINDOW_DAYS = 3650

@@ -6,8 +6,8 @@ from pathlib import Path
 import yaml
 
 from factors.registry import all_factors
-from tasks.config import CONF_DIR
-from tasks.errors import ConfigError, NotFoundError
+from tasks.core.config import CONF_DIR
+from tasks.core.errors import ConfigError, NotFoundError
 
 SETS_DIR = CONF_DIR / "factors"
 

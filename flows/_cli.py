@@ -1,7 +1,7 @@
 """The command-line edge shared by every flow: Hydra in, one clear error out.
 
 ``run_cli(body)`` parses ``[hydra overrides]`` from the command line, composes conf/, calls
-``body(cfg)`` and turns any :class:`~tasks.errors.UpliftError` into a single message on
+``body(cfg)`` and turns any :class:`~tasks.core.errors.UpliftError` into a single message on
 stderr and exit code 2. Nothing below this module prints errors or calls ``sys.exit``.
 Both entry points start :mod:`flows._reaper`, which stops Prefect's temporary server should
 the run be killed outright.
@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator
 from omegaconf import DictConfig
 
 from flows import _reaper
-from tasks.config import CONF_DIR
-from tasks.errors import UpliftError
+from tasks.core.config import CONF_DIR
+from tasks.core.errors import UpliftError
 
 log = logging.getLogger("uplift")
 

@@ -1,6 +1,6 @@
 """Calculate a campaign: ``python -m flows.campaign campaign=<name> [campaign.<key>=<value> ...]``.
 
-Runs the nine stages of :mod:`tasks.campaign` as Prefect tasks (one per stage, each
+Runs the nine stages of :mod:`tasks.campaign.run` as Prefect tasks (one per stage, each
 publishing its summary as a Markdown artifact), resuming from the first stage whose
 checkpoint is no longer valid. Examples::
 
@@ -34,11 +34,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
-from tasks.campaign import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary, validate_campaign_config
-from tasks.checkpoints import campaign_dir
-from tasks.config import CONF_DIR, RunnerConfig, to_dataclass
-from tasks.errors import ConfigError, NotFoundError
-from tasks.runner import (
+from tasks.campaign.run import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary, validate_campaign_config
+from tasks.campaign.checkpoints import campaign_dir
+from tasks.core.config import CONF_DIR, RunnerConfig, to_dataclass
+from tasks.core.errors import ConfigError, NotFoundError
+from tasks.campaign.partitions import (
     check_scheduler_reachable, make_partition_dir, output_paths, read_partition_results, remove_partition_dirs,
     run_partition, spill_args,
 )

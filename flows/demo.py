@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow
 
 from flows.deployments import run_campaign, run_evaluate, run_generate, run_simulate_responses, run_train
-from tasks.config import compose_config
+from tasks.core.config import compose_config
 
 
 @flow(name="demo")

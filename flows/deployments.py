@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from prefect import flow
 
-from tasks.config import compose_config
+from tasks.core.config import compose_config
 
 
 def _compose(overrides: list[str] | None) -> DictConfig:

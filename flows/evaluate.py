@@ -18,10 +18,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks import evaluation as ev
-from tasks.config import to_dataclass
-from tasks.errors import ConfigError
-from tasks.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tasks.evaluation import readout as ev
+from tasks.core.config import to_dataclass
+from tasks.core.errors import ConfigError
+from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def evaluation_dir(artifacts: str | Path, campaign_id: str) -> Path:

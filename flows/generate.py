@@ -20,10 +20,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import SyntheticDataConfig, to_dataclass
-from tasks.data import dataset_dir
-from tasks.io import atomic_write_json
-from tasks.synthetic import TABLES, build_manifest, generate_group, publish_dir, staging_dir, validate_config
+from tasks.core.config import SyntheticDataConfig, to_dataclass
+from tasks.data.tables import dataset_dir
+from tasks.core.io import atomic_write_json
+from tasks.data.synthetic import TABLES, build_manifest, generate_group, publish_dir, staging_dir, validate_config
 
 
 @task(cache_policy=NO_CACHE)

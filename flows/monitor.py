@@ -19,12 +19,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks import drift, monitoring as mon
-from tasks.config import to_dataclass
-from tasks.data import dataset_dir, read_table
-from tasks.io import atomic_write_json, atomic_write_text
-from tasks.prediction_log import log_dir, read_predictions
-from tasks.registry import ModelRegistry
+from tasks.monitoring import drift
+from tasks.monitoring import decay as mon
+from tasks.core.config import to_dataclass
+from tasks.data.tables import dataset_dir, read_table
+from tasks.core.io import atomic_write_json, atomic_write_text
+from tasks.monitoring.prediction_log import log_dir, read_predictions
+from tasks.modelling.registry import ModelRegistry
 
 
 def monitoring_dir(artifacts: str | Path) -> Path:
@@ -77,7 +78,7 @@ def check_model_decay(artifacts: str, name: str, version: str, metadata: dict, c
 def retrain_challenger(artifacts: str, name: str, cfg: mon.MonitorConfig, model_settings: dict) -> dict:
     """Train a challenger on history plus fresh experiments, compare on held-out clients, maybe promote."""
     from factors import factor_set
-    from tasks.training import ModelConfig, build_training_set, register, train_uplift
+    from tasks.modelling.training import ModelConfig, build_training_set, register, train_uplift
 
     log = get_run_logger()
     registry = ModelRegistry(Path(artifacts) / "models")

@@ -27,12 +27,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks import profile as pr
-from tasks.config import SyntheticDataConfig, to_dataclass
-from tasks.contracts import CONTRACTS
-from tasks.data import dataset_dir, read_manifest, read_table
-from tasks.errors import ConfigError, DataValidationError
-from tasks.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tasks.profile import report as pr
+from tasks.core.config import SyntheticDataConfig, to_dataclass
+from tasks.core.contracts import CONTRACTS
+from tasks.data.tables import dataset_dir, read_manifest, read_table
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 WORLD_TABLES = ("clients", "purchases", "messages", "campaign_history")
 _EVENT_FILTERS = {"purchases": "timestamp", "messages": "timestamp", "campaign_history": "campaign_date"}
@@ -131,7 +131,7 @@ def _raw_key(table: str, raw: pd.DataFrame, id_column: str, cfg: pr.ProfileConfi
 @task(cache_policy=NONE, persist_result=False)
 def profile_tabular(data_settings: dict, shared_data: str, cfg: pr.ProfileConfig) -> tuple[list[pr.TableProfile], pr.AnalysisProfile]:
     """Profile a real dataset: its source files as read and its wide factor table."""
-    from tasks.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+    from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
 
     dcfg = to_dataclass(data_settings, TabularDataConfig, "data")
     ds = load_tabular_dataset(dcfg, Path(shared_data))

@@ -21,10 +21,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
-from tasks.campaign import derive_seed
-from tasks.checkpoints import campaign_dir
-from tasks.errors import ConfigError, NotFoundError
-from tasks.io import atomic_write_parquet, read_json
+from tasks.campaign.run import derive_seed
+from tasks.campaign.checkpoints import campaign_dir
+from tasks.core.errors import ConfigError, NotFoundError
+from tasks.core.io import atomic_write_parquet, read_json
 
 
 def load_frozen_campaign(artifacts: str | Path, campaign_id: str) -> tuple[dict, pd.DataFrame]:
@@ -40,7 +40,7 @@ def load_frozen_campaign(artifacts: str | Path, campaign_id: str) -> tuple[dict,
 
 def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Responses and revenue of the campaign's clients drawn from ``truth`` (offer -> p_treated)."""
-    from tasks.synthetic import draw_responses
+    from tasks.data.synthetic import draw_responses
 
     out = draw_responses(truth, campaign["client_id"].to_numpy(), campaign["offer"].to_numpy(dtype=bool), seed)
     return out[["client_id", "response", "revenue"]]
@@ -48,7 +48,7 @@ def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) ->
 
 def simulate_campaign_responses(artifacts: str | Path, campaign_id: str, seed: int | None = None) -> Path:
     """Draw and write responses.parquet for a frozen campaign; returns its path."""
-    from tasks.data import dataset_dir, read_table
+    from tasks.data.tables import dataset_dir, read_table
 
     manifest, table = load_frozen_campaign(artifacts, campaign_id)
     # By name under this artifacts root: the recorded dir may be relative to another cwd.

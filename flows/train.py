@@ -23,10 +23,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import to_dataclass
-from tasks.errors import ConfigError
-from tasks.registry import ModelRegistry
-from tasks.training import ModelConfig, TrainResult, register_version, train_response, train_uplift, validate_model_config
+from tasks.core.config import to_dataclass
+from tasks.core.errors import ConfigError
+from tasks.modelling.registry import ModelRegistry
+from tasks.modelling.training import ModelConfig, TrainResult, register_version, train_response, train_uplift, validate_model_config
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -35,8 +35,8 @@ def load_training_data(data: dict[str, Any], factors: dict[str, Any], artifacts:
     kind = data.get("kind", "synthetic")
     if kind == "synthetic":
         from factors import factor_set
-        from tasks.data import dataset_dir, read_manifest, read_table
-        from tasks.training import build_training_set
+        from tasks.data.tables import dataset_dir, read_manifest, read_table
+        from tasks.modelling.training import build_training_set
 
         data_dir = dataset_dir(artifacts, data.get("name", "synthetic"))
         read_manifest(data_dir)
@@ -45,7 +45,7 @@ def load_training_data(data: dict[str, Any], factors: dict[str, Any], artifacts:
         names = list(factors.get("factors") or []) or factor_set(set_name)
         X, t, y = build_training_set(data_dir, history, names)
         return {"X": X, "treatment": t, "y": y, "dataset": data.get("name"), "factor_set": set_name, "frame": None}
-    from tasks.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+    from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
 
     cfg = to_dataclass(data, TabularDataConfig, "data")
     ds = load_tabular_dataset(cfg, Path(shared_data))
@@ -70,8 +70,8 @@ def fit_candidates(bundle: dict[str, Any], model_cfg: ModelConfig) -> TrainResul
 @task(cache_policy=NO_CACHE, persist_result=False)
 def segment_clients(bundle: dict[str, Any], result: TrainResult, model_cfg: ModelConfig) -> dict[str, Any]:
     """one_click: clients by out-of-fold probability of decline x profit (table + plot)."""
-    from tasks.reporting import segmentation_plot, segmentation_table, _md_table
-    from tasks.training import out_of_fold_proba
+    from tasks.modelling.reporting import segmentation_plot, segmentation_table, _md_table
+    from tasks.modelling.training import out_of_fold_proba
 
     X = bundle["X"][result.features]
     proba = out_of_fold_proba(X, bundle["y"], result.params, model_cfg)

@@ -18,8 +18,8 @@ from api.app import create_app
 from api.demo import demo_factors, train_demo_model
 from api.schemas import PredictResponse
 from api.service import ApiSettings
-from tasks.io import atomic_write_parquet
-from tasks.registry import ModelRegistry
+from tasks.core.io import atomic_write_parquet
+from tasks.modelling.registry import ModelRegistry
 
 NAME = "demo_uplift"
 FEATURES = [f"f{j}" for j in range(7)] + ["visits_90d"]

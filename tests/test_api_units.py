@@ -12,9 +12,9 @@ from api.logbuffer import PredictionLogBuffer
 from api.policy import CampaignPolicy, resolve_policy
 from api.scoring import Scorer
 from api.snapshot import FactorSnapshot, SnapshotWatcher, find_factor_snapshot
-from tasks.io import atomic_write_json, atomic_write_parquet
-from tasks.prediction_log import read_predictions
-from tasks.registry import ModelRegistry
+from tasks.core.io import atomic_write_json, atomic_write_parquet
+from tasks.monitoring.prediction_log import read_predictions
+from tasks.modelling.registry import ModelRegistry
 
 
 @pytest.mark.parametrize("approach", ["solo", "two_models", "class_transformation", "x_learner", "dr_learner",
@@ -140,7 +140,7 @@ def test_log_buffer_keeps_rows_when_a_flush_fails(tmp_path):
 def test_bad_settings_stop_the_cli_with_a_clear_message(tmp_path, capsys, kwargs, match):
     from api.__main__ import main
     from api.service import ApiSettings
-    from tasks.errors import ConfigError
+    from tasks.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=match):
         ApiSettings(artifacts=tmp_path, **kwargs)

@@ -1,7 +1,7 @@
 """Campaign calculation: stage logic, resume and invalidation, freeze, lock, bad input.
 
 One small synthetic world and a real LightGBM uplift model in a real registry are built once
-per module; campaigns run through the plain pipeline (tasks.campaign.run_campaign), and one
+per module; campaigns run through the plain pipeline (tasks.campaign.run.run_campaign), and one
 test runs the Prefect flow in-process.
 """
 from __future__ import annotations
@@ -17,15 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.campaign import (
+from tasks.campaign.run import (
     CAMPAIGN_COLUMNS, GROUPS, STAGES, CampaignConfig, FilterSpec, PolicyConfig, apply_filters,
     assign_groups, assign_offers, balance_check, draw_subset, group_counts, rank_scores, run_campaign,
     validate_campaign_config,
 )
-from tasks.checkpoints import campaign_dir
-from tasks.config import to_dataclass
-from tasks.errors import ConfigError, NotFoundError, StateError
-from tasks.io import sha256_file
+from tasks.campaign.checkpoints import campaign_dir
+from tasks.core.config import to_dataclass
+from tasks.core.errors import ConfigError, NotFoundError, StateError
+from tasks.core.io import sha256_file
 
 FEATURES = ["age", "tenure_days", "days_since_last_purchase", "purchase_count_90d",
             "purchase_amount_365d", "open_rate"]
@@ -35,8 +35,8 @@ WORLD = "tiny"
 
 def build_world(root: Path, n_clients: int = 3000, seed: int = 7) -> None:
     """A small synthetic world under ``root/data/tiny`` and a champion uplift model in ``root/models``."""
-    from tasks.config import SyntheticDataConfig
-    from tasks.synthetic import generate_world, write_world
+    from tasks.core.config import SyntheticDataConfig
+    from tasks.data.synthetic import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=n_clients, name=WORLD, seed=seed)
     tables = generate_world(cfg)
@@ -48,8 +48,8 @@ def train_model(root: Path, history: pd.DataFrame, features: list[str], promote:
                 n_estimators: int = 30) -> str:
     """Fit a small two-model LightGBM uplift model on the latest past campaign and register it."""
     import factors
-    from tasks.models import UpliftModel
-    from tasks.registry import ModelRegistry
+    from tasks.modelling.models import UpliftModel
+    from tasks.modelling.registry import ModelRegistry
 
     last = history.loc[history["campaign_date"] == history["campaign_date"].max()]
     X = factors.compute_factors(root / "data" / WORLD, last["campaign_date"].iloc[0], features,
@@ -248,7 +248,7 @@ def test_campaign_end_to_end_outputs(root):
     assert list(factors_ckpt.columns) == ["client_id", *FEATURES] and len(factors_ckpt) == len(table)
     summary = (folder / "summary.md").read_text()
     assert "| recent |" in summary and "Balance check" in summary
-    from tasks.prediction_log import log_dir, read_predictions
+    from tasks.monitoring.prediction_log import log_dir, read_predictions
 
     log = read_predictions(log_dir(root), campaign_id="c1")
     assert len(log) == len(table) and log["decision"].sum() == table["offer"].sum()
@@ -295,7 +295,7 @@ def test_changing_a_stage_setting_recomputes_that_stage_and_later_only(root):
 
 
 def test_new_model_version_recomputes_from_score(root, world):
-    from tasks.data import read_table
+    from tasks.data.tables import read_table
 
     run_campaign(campaign(cid="mv"), root, until="offer")
     files = stage_files(root, "mv")
@@ -337,7 +337,7 @@ def test_filters_leaving_nobody_fail_cleanly(root):
 
 def test_model_features_the_factors_cannot_supply(root, world):
     import joblib
-    from tasks.registry import ModelRegistry
+    from tasks.modelling.registry import ModelRegistry
 
     private = root / "models_private"
     shutil.copytree(world / "models", private)
@@ -363,8 +363,8 @@ def test_no_champion_says_how_to_train(tmp_path, world):
 
 def test_second_run_refused_while_lock_held_and_stale_lock_recovered(root):
     lock = campaign_dir(root, "c1") / ".lock"
-    code = ("import time; from tasks.checkpoints import CampaignLock\n"
-            f"CampaignLock({str(lock)!r}).acquire(); print('held', flush=True); time.sleep(60)")
+    code = ("import time; from tasks.core.locks import PidLock\n"
+            f"PidLock({str(lock)!r}).acquire(); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
@@ -406,7 +406,7 @@ def test_prefect_flow_runs_and_resumes(root, prefect_env):
 
 def test_dask_runner_gives_the_same_campaign(root, prefect_env):
     from flows.campaign import partition_mapper
-    from tasks.config import RunnerConfig
+    from tasks.core.config import RunnerConfig
 
     local = run_campaign(campaign(cid="loc"), root)
     with partition_mapper(RunnerConfig(kind="dask", n_workers=2, partitions=3)) as mapper:

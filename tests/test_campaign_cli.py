@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from flows.campaign import load_campaign_file, split_argv
-from tasks.campaign import CampaignConfig, run_campaign
-from tasks.checkpoints import FAULT_ENV, campaign_dir
-from tasks.config import compose_config, to_dataclass
-from tasks.errors import ConfigError, NotFoundError
+from tasks.campaign.run import CampaignConfig, run_campaign
+from tasks.campaign.checkpoints import FAULT_ENV, campaign_dir
+from tasks.core.config import compose_config, to_dataclass
+from tasks.core.errors import ConfigError, NotFoundError
 from tests.test_campaign import build_world, campaign, link_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_load_campaign_file_applies_overrides(tmp_path):
 
 
 def test_shipped_campaigns_compose_and_validate():
-    from tasks.campaign import validate_campaign_config
+    from tasks.campaign.run import validate_campaign_config
 
     for name in ("default", "spring_sale"):
         cfg = compose_config([f"campaign={name}"])

@@ -20,17 +20,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.campaign import STAGES, run_campaign
-from tasks.checkpoints import FAULT_ENV, campaign_dir
-from tasks.io import sha256_file
+from tasks.campaign.run import STAGES, run_campaign
+from tasks.campaign.checkpoints import FAULT_ENV, campaign_dir
+from tasks.core.io import sha256_file
 from tests.test_campaign import build_world, campaign, link_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 RUNNER = """
 import json, sys
-from tasks.campaign import CampaignConfig, run_campaign
-from tasks.config import to_dataclass
+from tasks.campaign.run import CampaignConfig, run_campaign
+from tasks.core.config import to_dataclass
 cfg = to_dataclass(json.loads(sys.argv[1]), CampaignConfig, "campaign")
 run_campaign(cfg, sys.argv[2], partitions=2)
 """

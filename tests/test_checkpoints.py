@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.checkpoints import CampaignLock, CheckpointStore, stage_key
-from tasks.errors import StateError
+from tasks.campaign.checkpoints import CheckpointStore, stage_key
+from tasks.core.locks import PidLock
+from tasks.core.errors import StateError
 
 STAGES = ["alpha", "beta"]
 
@@ -55,31 +56,31 @@ def test_garbage_checkpoint_is_not_valid(tmp_path):
 
 def test_lock_refuses_second_holder_and_releases(tmp_path):
     path = tmp_path / ".lock"
-    with CampaignLock(path):
+    with PidLock(path):
         assert json.loads(path.read_text())["pid"] == os.getpid()
         with pytest.raises(StateError, match="locked by process"):
-            CampaignLock(path).acquire()
+            PidLock(path).acquire()
     assert not path.exists()
-    with CampaignLock(path):
+    with PidLock(path):
         pass
 
 
 def test_lock_held_by_live_subprocess_is_refused(tmp_path):
     path = tmp_path / ".lock"
     code = (
-        "import sys,time; from tasks.checkpoints import CampaignLock\n"
-        f"l=CampaignLock({str(path)!r}); l.acquire(); print('held', flush=True); time.sleep(60)"
+        "import sys,time; from tasks.core.locks import PidLock\n"
+        f"l=PidLock({str(path)!r}); l.acquire(); print('held', flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(StateError, match=str(proc.pid)):
-            CampaignLock(path).acquire()
+            PidLock(path).acquire()
     finally:
         proc.kill()
         proc.wait()
     # The holder is dead now: its lock is stale and is taken over.
-    with CampaignLock(path):
+    with PidLock(path):
         assert json.loads(path.read_text())["pid"] == os.getpid()
 
 
@@ -88,7 +89,7 @@ def test_stale_lock_from_dead_pid_is_recovered(tmp_path):
     proc.wait()
     path = tmp_path / ".lock"
     path.write_text(json.dumps({"pid": proc.pid, "host": os.uname().nodename, "since": time.time()}))
-    with CampaignLock(path):
+    with PidLock(path):
         assert json.loads(path.read_text())["pid"] == os.getpid()
     assert not path.exists()
 

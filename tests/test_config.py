@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from tasks.config import PROJECT_ROOT, RunnerConfig, SyntheticDataConfig, compose_config, to_dataclass
-from tasks.errors import ConfigError
+from tasks.core.config import PROJECT_ROOT, RunnerConfig, SyntheticDataConfig, compose_config, to_dataclass
+from tasks.core.errors import ConfigError
 
 
 def test_defaults_compose_with_every_group():

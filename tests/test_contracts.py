@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.contracts import CLIENTS, PURCHASES, CAMPAIGN_HISTORY, coerce_to_contract, load_table, validate_table, contract_markdown
-from tasks.errors import DataValidationError, NotFoundError
+from tasks.core.contracts import CLIENTS, PURCHASES, CAMPAIGN_HISTORY, coerce_to_contract, load_table, validate_table, contract_markdown
+from tasks.core.errors import DataValidationError, NotFoundError
 
 
 def _purchases() -> pd.DataFrame:

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.campaign import STAGES, factor_partition, run_campaign
-from tasks.checkpoints import campaign_dir
-from tasks.errors import ConfigError
-from tasks.io import read_json
-from tasks.runner import (
+from tasks.campaign.run import STAGES, factor_partition, run_campaign
+from tasks.campaign.checkpoints import campaign_dir
+from tasks.core.errors import ConfigError
+from tasks.core.io import read_json
+from tasks.campaign.partitions import (
     PARTITION_DIR_PREFIX, ParquetArg, check_scheduler_reachable, load_arg, make_partition_dir, output_paths,
     read_partition_results, remove_partition_dirs, run_partition, scheduler_host_port, spill_args,
 )
@@ -77,13 +77,13 @@ def test_partition_helpers_reject_bad_input(tmp_path):
 
 
 def test_factor_partition_through_parquet_equals_in_memory(world, tmp_path):
-    from tasks.data import read_manifest
+    from tasks.data.tables import read_manifest
 
     d = world / "data" / "tiny"
     as_of = pd.Timestamp(read_manifest(d)["as_of"])
     ids = np.arange(1, 300, 3, dtype="int64")
     args = [(None, d, as_of, ["age", "purchase_count_90d"], ids)]
-    from tasks.campaign import _default_factor_fn
+    from tasks.campaign.run import _default_factor_fn
 
     args = [(_default_factor_fn, *a[1:]) for a in args]
     spilled = spill_args(args, tmp_path)

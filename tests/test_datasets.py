@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from tasks.config import compose_config, to_dataclass
-from tasks.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.training import ChecksConfig, check_features
+from tasks.core.config import compose_config, to_dataclass
+from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.modelling.training import ChecksConfig, check_features
 
 
 def cfg_for(name: str, *overrides: str) -> TabularDataConfig:

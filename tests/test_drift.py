@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import drift
-from tasks.errors import ConfigError, DataValidationError
-from tasks.training import reference_distributions
+from tasks.monitoring import drift
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.modelling.training import reference_distributions
 
 
 def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from flows.evaluate import evaluate_campaign_flow, evaluation_dir
-from tasks.errors import DataValidationError, StateError
-from tasks.io import atomic_write_parquet, read_json
+from tasks.core.errors import DataValidationError, StateError
+from tasks.core.io import atomic_write_parquet, read_json
 from tests.conftest import PROJECT_ROOT
 from tests.test_evaluation import responses_frame, write_campaign
 

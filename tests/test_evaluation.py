@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from tasks import evaluation as ev
-from tasks import metrics
-from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError
-from tasks.io import atomic_write_json, atomic_write_parquet
+from tasks.evaluation import readout as ev
+from tasks.analytics import metrics
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
+from tasks.core.io import atomic_write_json, atomic_write_parquet
 
 # Twelve clients, cutoff 0.5: targeted 1-4 (offers to 1, 2), control 5-8, random_target 9-12.
 IDS = list(range(1, 13))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from factors import all_factors, compute_factors, factor_set
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 
 AS_OF = pd.Timestamp("2026-01-01")
 NONE = 9999.0  # "days since" default

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from factors.passthrough import prepare_wide, sanitize_name
-from tasks.errors import DataValidationError
+from tasks.core.errors import DataValidationError
 
 SAFE = re.compile(r"^[A-Za-z0-9_]+$")
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from factors import compute_factors, factor_set
-from tasks.contracts import CATEGORIES, CHANNELS, EVENTS
+from tasks.core.contracts import CATEGORIES, CHANNELS, EVENTS
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "factors.py"
 

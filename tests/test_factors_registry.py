@@ -12,8 +12,8 @@ import pytest
 from factors import Factor, FactorDeclarationError, all_factors, compute_factors, factor_set, register
 from factors.registry import resolve, unregister, validate_factor
 from factors.sets import available_sets
-from tasks.config import compose_config
-from tasks.errors import ConfigError, NotFoundError
+from tasks.core.config import compose_config
+from tasks.core.errors import ConfigError, NotFoundError
 from tests.test_factors import AS_OF, base_clients, make_world
 
 GOOD = Factor("basket_sum_7d", "Amount spent in the last 7 days.", "aggregate", "sum(amount)",

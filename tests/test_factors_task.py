@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from prefect import flow
 
-from tasks.errors import NotFoundError
-from tasks.factors import build_factor_table, compute_factor_table
+from tasks.core.errors import NotFoundError
+from tasks.campaign.factor_table import build_factor_table, compute_factor_table
 from tests.test_factors import make_world
 
 

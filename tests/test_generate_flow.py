@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.data import dataset_dir, read_manifest, read_table
-from tasks.errors import ConfigError
-from tasks.synthetic import TABLES
+from tasks.data.tables import dataset_dir, read_manifest, read_table
+from tasks.core.errors import ConfigError
+from tasks.data.synthetic import TABLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

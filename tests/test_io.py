@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.io import atomic_write_json, json_text, read_json
+from tasks.core.io import atomic_write_json, json_text, read_json
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 _json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=5)

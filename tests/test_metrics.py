@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from tasks import metrics as m
-from tasks.errors import ConfigError, DataValidationError
+from tasks.analytics import metrics as m
+from tasks.core.errors import ConfigError, DataValidationError
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import ConfigError, DataValidationError
-from tasks.models import ResponseModel, UpliftModel, shap_importance
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.modelling.models import ResponseModel, UpliftModel, shap_importance
 
 FAST = {"n_estimators": 30, "learning_rate": 0.1, "min_child_samples": 20, "num_leaves": 7}
 

@@ -5,10 +5,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from flows.monitor import monitor_flow, monitoring_dir
-from tasks.config import compose_config
-from tasks.errors import NotFoundError
-from tasks.io import read_json
-from tasks.registry import ModelRegistry
+from tasks.core.config import compose_config
+from tasks.core.errors import NotFoundError
+from tasks.core.io import read_json
+from tasks.modelling.registry import ModelRegistry
 
 SMALL_MODEL = ["model.approaches=[solo]", "model.cv_folds=2", "model.n_boot=10", "model.lgbm.n_estimators=40"]
 

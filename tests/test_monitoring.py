@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import monitoring as mon
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.io import atomic_write_json, atomic_write_parquet
+from tasks.monitoring import decay as mon
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.io import atomic_write_json, atomic_write_parquet
 
 META = {"metrics": {"heldout": {"qini_auc": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4},
                                 "uplift_at_k": {"value": 0.05}}}}

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import metrics, oracle
-from tasks.errors import DataValidationError, NotFoundError
+from tasks.analytics import metrics
+from tasks.analytics import oracle
+from tasks.core.errors import DataValidationError, NotFoundError
 
 
 def _world(n: int, seed: int):

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from api.logbuffer import PredictionLogBuffer
-from tasks.prediction_log import COLUMNS, append_predictions, compact_predictions, read_predictions
+from tasks.monitoring.prediction_log import COLUMNS, append_predictions, compact_predictions, read_predictions
 
 
 def rows(n: int, source: str, start: int = 0, campaign: str | None = None) -> pd.DataFrame:

@@ -16,8 +16,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tasks.config import PROJECT_ROOT, SyntheticDataConfig
-from tasks.synthetic import generate_world, write_world
+from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig
+from tasks.data.synthetic import generate_world, write_world
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 POOL = "uplift-process"

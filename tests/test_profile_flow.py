@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from flows.profile import data_profile_flow, profile_dir
-from tasks import profile as P
-from tasks.config import SyntheticDataConfig
-from tasks.errors import ConfigError, NotFoundError
+from tasks.profile import report as P
+from tasks.core.config import SyntheticDataConfig
+from tasks.core.errors import ConfigError, NotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FAST = {"max_plot_columns": 4, "max_heatmap_columns": 8}
@@ -25,7 +25,7 @@ def small_world(tmp_path_factory) -> tuple[Path, dict]:
     """A 300-client synthetic world written under a fresh artifacts root."""
     from dataclasses import asdict
 
-    from tasks.synthetic import generate_world, write_world
+    from tasks.data.synthetic import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=300, name="tiny", seed=5)
     root = tmp_path_factory.mktemp("profile") / "artifacts"
@@ -115,7 +115,7 @@ def test_cli_exits_2_with_one_message(prefect_env, tmp_path):
 
 
 def test_hillstrom_arms_are_balanced(shared_data):
-    from tasks.datasets import TabularDataConfig, load_tabular_dataset
+    from tasks.data.datasets import TabularDataConfig, load_tabular_dataset
 
     ds = load_tabular_dataset(TabularDataConfig(kind="hillstrom", name="hillstrom", target="visit"), shared_data)
     (raw,) = ds.raw_tables.values()
@@ -150,7 +150,7 @@ def test_flow_on_ifood(prefect_env, shared_data, tmp_path):
 
 def test_one_click_long_tables_are_keyed_by_client_and_period(shared_data):
     from flows.profile import profile_tabular
-    from tasks.config import compose_config, to_dataclass
+    from tasks.core.config import compose_config, to_dataclass
 
     cfg = to_dataclass(compose_config(["profile.max_plot_columns=2"]).profile, P.ProfileConfig, "profile")
     data = {"kind": "one_click", "name": "one_click"}
@@ -182,7 +182,7 @@ def test_large_history_is_sampled_before_factors_are_computed(small_world):
 
 def test_cli_body_profiles_hillstrom_from_its_data_config(prefect_env, shared_data, tmp_path):
     from flows.profile import run
-    from tasks.config import compose_config
+    from tasks.core.config import compose_config
 
     cfg = compose_config(["data=hillstrom", f"paths.artifacts={tmp_path}", f"paths.shared_data={shared_data}",
                           "profile.as_of=2026-03-01", "profile.max_plot_columns=2", "profile.max_heatmap_columns=6"])

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import profile as P
-from tasks.config import compose_config, to_dataclass
-from tasks.errors import ConfigError, DataValidationError
+from tasks.profile import report as P
+from tasks.core.config import compose_config, to_dataclass
+from tasks.core.errors import ConfigError, DataValidationError
 
 FAST = P.ProfileConfig(max_plot_columns=4, max_heatmap_columns=6)
 

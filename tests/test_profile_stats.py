@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks import profile as P
-from tasks.errors import ConfigError, DataValidationError
+from tasks.profile import report as P
+from tasks.core.errors import ConfigError, DataValidationError
 
 
 def test_missing_values_counts_and_shares():
@@ -259,7 +259,7 @@ def test_statistics_do_not_mutate_inputs():
 
 
 def test_factor_qini_matches_metrics_and_finds_the_uplift_driver():
-    from tasks.metrics import qini_auc
+    from tasks.analytics.metrics import qini_auc
 
     rng = np.random.default_rng(11)
     n = 2000

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import DataValidationError, NotFoundError, StateError
-from tasks.io import read_json
-from tasks.registry import ModelRegistry
+from tasks.core.errors import DataValidationError, NotFoundError, StateError
+from tasks.core.io import read_json
+from tasks.modelling.registry import ModelRegistry
 
 
 class SumModel:

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from flows.simulate_responses import simulate_campaign_responses, simulate_outcomes, simulate_responses_flow, split_argv
-from tasks.campaign import run_campaign
-from tasks.checkpoints import campaign_dir
-from tasks.data import read_table
-from tasks.errors import ConfigError, NotFoundError
+from tasks.campaign.run import run_campaign
+from tasks.campaign.checkpoints import campaign_dir
+from tasks.data.tables import read_table
+from tasks.core.errors import ConfigError, NotFoundError
 from tests.test_campaign import WORLD, build_world, campaign, link_root
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from tasks import stats as s
-from tasks.errors import ConfigError, DataValidationError
+from tasks.analytics import stats as s
+from tasks.core.errors import ConfigError, DataValidationError
 
 Z975 = 1.959963984540054
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import SyntheticDataConfig, compose_config, to_dataclass
-from tasks.contracts import CONTRACTS, UPLIFT_TYPES, validate_table
-from tasks.data import read_manifest, read_table
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.synthetic import (
+from tasks.core.config import SyntheticDataConfig, compose_config, to_dataclass
+from tasks.core.contracts import CONTRACTS, UPLIFT_TYPES, validate_table
+from tasks.data.tables import read_manifest, read_table
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.data.synthetic import (
     TABLES,
     draw_responses,
     generate_group,
@@ -289,13 +289,13 @@ def test_yaml_defaults_equal_dataclass_and_overrides_compose():
 
 
 def test_contracts_doc_is_up_to_date():
-    from tasks.config import PROJECT_ROOT
-    from tasks.synthetic import render_contracts_doc
+    from tasks.core.config import PROJECT_ROOT
+    from tasks.data.synthetic import render_contracts_doc
 
     doc = (PROJECT_ROOT / "docs" / "data_contracts.md").read_text(encoding="utf-8")
     assert render_contracts_doc(doc) == doc, (
         "docs/data_contracts.md is out of date: run "
-        "python -c \"from tasks.synthetic import update_contracts_doc; update_contracts_doc()\""
+        "python -c \"from tasks.data.synthetic import update_contracts_doc; update_contracts_doc()\""
     )
     for name in CONTRACTS:
         assert f"### {name}" in doc

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from tasks.config import compose_config
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.io import read_json
-from tasks.registry import ModelRegistry
+from tasks.core.config import compose_config
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.io import read_json
+from tasks.modelling.registry import ModelRegistry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FAST = ["model.lgbm.n_estimators=20", "model.cv_folds=2", "model.n_boot=20"]

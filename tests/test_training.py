@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import ConfigError, DataValidationError
-from tasks.io import read_json
-from tasks.registry import ModelRegistry
-from tasks.training import (
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.core.io import read_json
+from tasks.modelling.registry import ModelRegistry
+from tasks.modelling.training import (
     ChecksConfig,
     ModelConfig,
     check_features,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from factors.base import Factor
 from factors.catalog.purchases import NO_EVENT_DAYS
 from factors.registry import register_all
-from tasks.contracts import CHANNELS
+from tasks.core.contracts import CHANNELS
 
 RECENT_WINDOW = 90
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from factors.base import Factor
 from factors.registry import register_all
-from tasks.contracts import CATEGORIES
+from tasks.core.contracts import CATEGORIES
 
 NO_EVENT_DAYS = 9999.0
 """Default of every "days since ..." factor for a client who never had the event."""

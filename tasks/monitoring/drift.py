@@ -1,7 +1,7 @@
 """Data drift of factor tables against a model's reference distributions.
 
 The reference is what training stores per feature in the registry metadata
-(``tasks.training.reference_distributions``): ``kind`` numeric or categorical, for numeric
+(``tasks.modelling.training.reference_distributions``): ``kind`` numeric or categorical, for numeric
 features quantile bin ``edges`` and the training ``shares`` per bin, for categorical
 features value ``shares``, and a ``sample`` of up to 5,000 training values.
 
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tasks import stats
-from tasks.errors import ConfigError, DataValidationError
+from tasks.analytics import stats
+from tasks.core.errors import ConfigError, DataValidationError
 
 PSI_FLOOR = 1e-4  # share used for an empty bin so the log stays finite
 

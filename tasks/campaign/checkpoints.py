@@ -1,4 +1,4 @@
-"""Stage checkpoints of a campaign, the per-campaign lock and the frozen state.
+"""Stage checkpoints of a campaign.
 
 A campaign folder ``<artifacts>/campaigns/<id>/`` holds one Parquet checkpoint per stage
 (``stages/NN_<stage>.parquet``). Each checkpoint carries its own record in the Parquet file
@@ -9,17 +9,13 @@ record travels inside the same atomically written file, a checkpoint is either c
 self-describing or absent; a rerun reuses it exactly when the key it would compute now equals
 the stored one.
 
-The lock file ``.lock`` is created with ``O_CREAT | O_EXCL`` and names the owning process; a
-second run of the same campaign is refused while that process is alive, and a lock left by a
-dead process is taken over.
+The campaign folder's ``.lock`` is a :class:`tasks.core.locks.PidLock`.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +23,8 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.errors import StateError
-from tasks.io import atomic_write_parquet, frame_fingerprint, read_json, stable_hash
+from tasks.core.errors import StateError
+from tasks.core.io import atomic_write_parquet, frame_fingerprint, read_json, stable_hash
 
 ATTRS_KEY = "uplift_checkpoint"
 FAULT_ENV = "UPLIFT_FAULT_STAGE"
@@ -137,87 +133,3 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed child not yet reaped) is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-class CampaignLock:
-    """Exclusive lock of one campaign folder, held for the duration of a run.
-
-    Usage: ``with CampaignLock(folder / ".lock"): ...``. Raises :class:`StateError` when a
-    live process holds the lock; a lock whose process is gone (same host) is taken over.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._held = False
-
-    def _owner(self) -> dict:
-        try:
-            return read_json(self.path)
-        except (OSError, ValueError):
-            return {}
-
-    def acquire(self) -> None:
-        """Take the lock or raise :class:`StateError` naming the process that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                pid = int(owner.get("pid", 0) or 0)
-                same_host = owner.get("host", socket.gethostname()) == socket.gethostname()
-                if not owner:
-                    # A lock file the owner has not finished writing: give it a moment.
-                    time.sleep(0.2)
-                    owner = self._owner()
-                    pid = int(owner.get("pid", 0) or 0)
-                if owner and (not same_host or _pid_alive(pid)):
-                    raise StateError(
-                        f"campaign folder {self.path.parent} is locked by process {pid} on "
-                        f"{owner.get('host')} (lock file {self.path}); wait for that run to finish"
-                    )
-                # Stale: the owner died. Remove the lock and try again.
-                try:
-                    self.path.unlink()
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self._held = True
-            return
-        raise StateError(f"could not take the lock {self.path}; another run keeps taking it")
-
-    def release(self) -> None:
-        """Remove the lock file if this process holds it."""
-        if self._held:
-            if int(self._owner().get("pid", -1)) == os.getpid():
-                self.path.unlink(missing_ok=True)
-            self._held = False
-
-    def __enter__(self) -> "CampaignLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()

@@ -25,8 +25,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from tasks.errors import DataValidationError, NotFoundError, StateError
-from tasks.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, sha256_file
+from tasks.core.errors import DataValidationError, NotFoundError, StateError
+from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, sha256_file
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"

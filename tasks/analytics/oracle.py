@@ -14,8 +14,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from tasks import metrics
-from tasks.errors import DataValidationError, NotFoundError
+from tasks.analytics import metrics
+from tasks.core.errors import DataValidationError, NotFoundError
 
 TRUTH_COLUMNS = ("client_id", "p_control", "p_treated")
 
@@ -54,7 +54,7 @@ def oracle_measures(
     """Qini AUC, uplift AUC and uplift@k of ranking these clients by their true uplift.
 
     ``y`` and ``treatment`` are the realised 0/1 outcomes and arms; the measures use the same
-    definitions as :mod:`tasks.metrics`, so a model scored on the same rows compares directly.
+    definitions as :mod:`tasks.analytics.metrics`, so a model scored on the same rows compares directly.
     """
     return {
         "qini_auc": metrics.qini_auc(y, true_uplift, treatment),
@@ -98,7 +98,7 @@ def expected_qini_ratio(
     with the luck of one draw of rare responses; here each client's outcome is replaced by the
     probability of the arm they are in, which integrates that luck out for the same clients
     and the same assignment. Returns ``model_gain``, ``oracle_gain`` (see
-    :func:`tasks.metrics.expected_qini_gain`) and ``ratio``; the oracle ranks by
+    :func:`tasks.analytics.metrics.expected_qini_gain`) and ``ratio``; the oracle ranks by
     ``p_treated - p_control``.
     """
     pc = metrics.as_float_array(p_control, "p_control", "expected_qini_ratio input")

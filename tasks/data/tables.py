@@ -3,7 +3,7 @@
 A dataset generated or imported under the name NAME lives in ``<artifacts>/data/NAME/`` as
 one Parquet file per table (``clients.parquet``, ``purchases.parquet``, ...) and a
 ``manifest.json``. Every read goes through :func:`read_table`, which validates the table
-against its contract (:mod:`tasks.contracts`).
+against its contract (:mod:`tasks.core.contracts`).
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.contracts import CONTRACTS, load_table
-from tasks.errors import NotFoundError
-from tasks.io import read_json
+from tasks.core.contracts import CONTRACTS, load_table
+from tasks.core.errors import NotFoundError
+from tasks.core.io import read_json
 
 
 def dataset_dir(artifacts: str | Path, name: str) -> Path:
@@ -45,7 +45,7 @@ def read_table(
 ) -> pd.DataFrame:
     """Read and validate one table of a dataset folder.
 
-    ``as_of`` rejects event times after it (see :func:`tasks.contracts.validate_table`).
+    ``as_of`` rejects event times after it (see :func:`tasks.core.contracts.validate_table`).
     """
     if table not in CONTRACTS:
         raise NotFoundError(f"unknown table {table!r}; known tables: {sorted(CONTRACTS)}")

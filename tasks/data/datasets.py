@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import MISSING
 
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 
 KINDS = ("hillstrom", "ifood", "one_click")
 

@@ -13,8 +13,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from factors import compute_factors
-from tasks.errors import DataValidationError, NotFoundError
-from tasks.io import atomic_write_parquet
+from tasks.core.errors import DataValidationError, NotFoundError
+from tasks.core.io import atomic_write_parquet
 
 
 def read_client_ids(path: str | Path) -> pd.Series:

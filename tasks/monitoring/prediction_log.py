@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.errors import StateError
-from tasks.io import atomic_write, atomic_write_parquet
+from tasks.core.errors import StateError
+from tasks.core.io import atomic_write, atomic_write_parquet
 
 COLUMNS = ["time", "source", "request_id", "campaign_id", "client_id", "score", "decision", "model_name", "model_version"]
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -88,12 +88,12 @@ def compact_predictions(root: str | Path, prefix: str = "api-", min_segments: in
     Does nothing (returns None) with fewer than ``min_segments`` such segments, or while
     another process compacts the same log. Returns the new file's path.
     """
-    from tasks.checkpoints import CampaignLock  # a PID lock file; stale ones are taken over
+    from tasks.core.locks import PidLock  # a PID lock file; stale ones are taken over
 
     root = Path(root)
     if not root.is_dir():
         return None
-    lock = CampaignLock(root / ".compact.lock")
+    lock = PidLock(root / ".compact.lock")
     try:
         lock.acquire()
     except StateError:

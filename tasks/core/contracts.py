@@ -3,7 +3,7 @@
 A contract lists each column's kind (``int``, ``float``, ``bool``, ``string``,
 ``datetime``), whether it may hold nulls, allowed values, a lower bound, and which columns
 form a unique key or carry event time. :func:`validate_table` checks a frame against a
-contract and raises one :class:`~tasks.errors.DataValidationError` naming the table, the
+contract and raises one :class:`~tasks.core.errors.DataValidationError` naming the table, the
 column and a few offending rows. :func:`load_table` reads Parquet or CSV, coerces the
 obvious (ISO date strings, 0/1 booleans) and validates.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
-from tasks.errors import DataValidationError, NotFoundError
+from tasks.core.errors import DataValidationError, NotFoundError
 
 KINDS = ("int", "float", "bool", "string", "datetime")
 

@@ -2,7 +2,7 @@
 
 The YAML files under conf/ are the source of truth; code below the flows receives plain
 dataclasses built by :func:`to_dataclass`, never a raw ``DictConfig``. A missing or
-mistyped value becomes a :class:`~tasks.errors.ConfigError` naming the key.
+mistyped value becomes a :class:`~tasks.core.errors.ConfigError` naming the key.
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any, Type, TypeVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 T = TypeVar("T")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
 
 

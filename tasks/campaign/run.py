@@ -1,6 +1,6 @@
 """The campaign calculation: nine stages from the client base to a frozen campaign.
 
-Stages (each writes a Parquet checkpoint, see :mod:`tasks.checkpoints`):
+Stages (each writes a Parquet checkpoint, see :mod:`tasks.campaign.checkpoints`):
 
 1. ``client_base``  every client registered before the campaign date;
 2. ``filters``      the campaign's base filters, in order, with removals per filter;
@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import MISSING
 
-from tasks.checkpoints import CampaignLock, CheckpointStore, campaign_dir, fault_point, stage_key
-from tasks.errors import ConfigError, DataValidationError, StateError
-from tasks.io import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json, sha256_file, stable_hash
+from tasks.campaign.checkpoints import CheckpointStore, campaign_dir, fault_point, stage_key
+from tasks.core.locks import PidLock
+from tasks.core.errors import ConfigError, DataValidationError, StateError
+from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json, sha256_file, stable_hash
 
 STAGES = ["client_base", "filters", "subset", "factors", "score", "sort", "split", "offer", "freeze"]
 GROUPS = ("targeted", "random_target", "control")
@@ -555,7 +556,7 @@ class CampaignRun:
         self.partitions = max(1, int(partitions))
         self.folder = campaign_dir(self.artifacts, cfg.id)
         self.store = CheckpointStore(self.folder, STAGES[:-1])
-        self.lock = CampaignLock(self.folder / ".lock")
+        self.lock = PidLock(self.folder / ".lock")
         self.factor_fn = factor_fn or _default_factor_fn
         self.known_factors = known_factors or _default_known_factors
         self.mapper = mapper or sequential_map
@@ -598,7 +599,7 @@ class CampaignRun:
     def data(self) -> dict:
         """Dataset folder, manifest hash and the campaign date (default: the data's as-of)."""
         if self._data is None:
-            from tasks.data import dataset_dir, read_manifest
+            from tasks.data.tables import dataset_dir, read_manifest
 
             ddir = dataset_dir(self.artifacts, self.cfg.data)
             manifest = read_manifest(ddir)
@@ -612,7 +613,7 @@ class CampaignRun:
     def model(self) -> Any:
         """The campaign's model (champion or the configured version)."""
         if self._model is None:
-            from tasks.registry import ModelRegistry
+            from tasks.modelling.registry import ModelRegistry
 
             version = None if self.cfg.model_version in (None, "", "champion") else self.cfg.model_version
             self._model = ModelRegistry(self.artifacts / "models").load(self.cfg.model, version)
@@ -669,7 +670,7 @@ class CampaignRun:
         cfg = self.cfg
         d = self.data()
         if stage == "client_base":
-            from tasks.data import read_table
+            from tasks.data.tables import read_table
 
             clients = read_table(d["dir"], "clients")
             base = select_client_base(clients, d["date"])
@@ -762,7 +763,7 @@ class CampaignRun:
 
     def freeze(self) -> StageOutcome:
         """Write campaign.parquet, the prediction log, summary.md and (last) manifest.json."""
-        from tasks.prediction_log import append_predictions, log_dir
+        from tasks.monitoring.prediction_log import append_predictions, log_dir
 
         t0 = time.perf_counter()
         cfg = self.cfg

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from tasks import metrics as M
-from tasks.errors import ConfigError, DataValidationError, UpliftError
-from tasks.io import frame_fingerprint
-from tasks.models import (
+from tasks.analytics import metrics as M
+from tasks.core.errors import ConfigError, DataValidationError, UpliftError
+from tasks.core.io import frame_fingerprint
+from tasks.modelling.models import (
     BASE_APPROACHES,
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -36,8 +36,8 @@ from tasks.models import (
     check_treatment,
     shap_importance,
 )
-from tasks.models import check_features as check_feature_frame
-from tasks.registry import ModelRegistry
+from tasks.modelling.models import check_features as check_feature_frame
+from tasks.modelling.registry import ModelRegistry
 
 PROMOTE_MODES = ("auto", "always", "never")
 
@@ -713,7 +713,7 @@ def register_version(
     ``auto`` promotes the first version, or one whose held-out ``select_metric`` beats the
     champion's on the same held-out rows (:func:`decide_promotion`). Returns ``(version, promoted, reason)``.
     """
-    from tasks.reporting import render_plots, render_report
+    from tasks.modelling.reporting import render_plots, render_report
 
     meta = build_metadata(result, name, model_cfg, dataset, factor_set)
     promote, reason = decide_promotion(registry, name, meta, model_cfg.promote, result)

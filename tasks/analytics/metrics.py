@@ -4,8 +4,8 @@ Our own vectorised implementations of the uplift metrics. The definitions and va
 scikit-uplift 0.5.1 (``qini_auc_score``, ``uplift_auc_score``, ``uplift_at_k``,
 ``uplift_by_percentile``); the tests compare against it. Inputs are 1-d array-likes of one
 length: ``y`` (0/1 outcome), ``uplift`` (a score, higher = target first) and ``treatment``
-(0/1 arm). Bad input raises :class:`~tasks.errors.DataValidationError` (data) or
-:class:`~tasks.errors.ConfigError` (a parameter such as ``k`` or ``bins``).
+(0/1 arm). Bad input raises :class:`~tasks.core.errors.DataValidationError` (data) or
+:class:`~tasks.core.errors.ConfigError` (a parameter such as ``k`` or ``bins``).
 
 Ordering: clients are ranked by descending score. Among equal scores the client that comes
 later in the input ranks first (the reverse of a stable ascending sort), exactly as
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tasks.errors import ConfigError, DataValidationError, UpliftError
+from tasks.core.errors import ConfigError, DataValidationError, UpliftError
 
 ArrayLike = Any  # numpy array, pandas Series, list, ...
 

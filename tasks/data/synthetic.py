@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.config import SyntheticDataConfig
-from tasks.contracts import (
+from tasks.core.config import SyntheticDataConfig
+from tasks.core.contracts import (
     CATEGORIES,
     CHANNELS,
     CONTRACTS,
@@ -38,8 +38,8 @@ from tasks.contracts import (
     UPLIFT_TYPES,
     validate_table,
 )
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.io import atomic_write_json, atomic_write_parquet
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.io import atomic_write_json, atomic_write_parquet
 
 TABLES = ("clients", "purchases", "messages", "campaign_history", "truth")
 REGIONS = ("capital", "north", "south", "east", "west", "central")
@@ -689,7 +689,7 @@ def build_manifest(cfg: SyntheticDataConfig, row_counts: dict[str, int],
     With ``tables_dir``, the manifest also holds the sha256 of every table file, so anything
     keyed on the manifest (campaign checkpoints) notices a world regenerated with other content.
     """
-    from tasks.io import sha256_file
+    from tasks.core.io import sha256_file
 
     hashes = {}
     if tables_dir is not None:
@@ -800,13 +800,13 @@ def write_world(tables: dict[str, pd.DataFrame], out_dir: str | Path, cfg: Synth
 # --------------------------------------------------------------------------------------
 # documentation
 
-CONTRACTS_BEGIN = "<!-- contracts:begin (generated from tasks.contracts.contract_markdown) -->"
+CONTRACTS_BEGIN = "<!-- contracts:begin (generated from tasks.core.contracts.contract_markdown) -->"
 CONTRACTS_END = "<!-- contracts:end -->"
 
 
 def render_contracts_doc(text: str) -> str:
     """``text`` (docs/data_contracts.md) with the tables block replaced by the current contracts."""
-    from tasks.contracts import contract_markdown
+    from tasks.core.contracts import contract_markdown
 
     if CONTRACTS_BEGIN not in text or CONTRACTS_END not in text:
         raise DataValidationError("docs", None, f"markers {CONTRACTS_BEGIN!r} and {CONTRACTS_END!r} not found")
@@ -816,9 +816,9 @@ def render_contracts_doc(text: str) -> str:
 
 
 def update_contracts_doc(path: str | Path | None = None) -> Path:
-    """Regenerate the tables block of docs/data_contracts.md from tasks/contracts.py."""
-    from tasks.config import PROJECT_ROOT
-    from tasks.io import atomic_write_text
+    """Regenerate the tables block of docs/data_contracts.md from tasks/core/contracts.py."""
+    from tasks.core.config import PROJECT_ROOT
+    from tasks.core.io import atomic_write_text
 
     doc = Path(path) if path is not None else PROJECT_ROOT / "docs" / "data_contracts.md"
     return atomic_write_text(render_contracts_doc(doc.read_text(encoding="utf-8")), doc)

@@ -37,11 +37,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tasks import metrics, stats
-from tasks.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
-from tasks.stats import Effect
-from tasks.errors import ConfigError, DataValidationError, NotFoundError, StateError
-from tasks.io import read_json
+from tasks.analytics import metrics
+from tasks.analytics import stats
+from tasks.core.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
+from tasks.analytics.stats import Effect
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
+from tasks.core.io import read_json
 
 GROUPS = ("targeted", "random_target", "control")
 CAMPAIGN_COLUMNS = ("client_id", "group", "offer", "score")
@@ -98,7 +99,7 @@ def _from_estimate(estimate: float, se: float, alpha: float, n_t: int, n_c: int,
 
 
 def unit_variance(y: np.ndarray) -> float:
-    """Per-client outcome variance as :func:`tasks.stats.diff_in_means` uses it:
+    """Per-client outcome variance as :func:`tasks.analytics.stats.diff_in_means` uses it:
     p(1 - p) for 0/1 outcomes, the sample variance (ddof=1) otherwise."""
     y = np.asarray(y, dtype="float64")
     if np.all((y == 0) | (y == 1)):
@@ -108,7 +109,7 @@ def unit_variance(y: np.ndarray) -> float:
 
 
 def diff_in_means(y_t: np.ndarray, y_c: np.ndarray, alpha: float = 0.05, where: str = "effect") -> Effect:
-    """:func:`tasks.stats.diff_in_means` with a message naming the comparison when an arm is too small.
+    """:func:`tasks.analytics.stats.diff_in_means` with a message naming the comparison when an arm is too small.
 
     0/1 outcomes: difference of proportions with the unpooled normal interval; other outcomes
     (revenue): Welch's t interval.

@@ -3,8 +3,8 @@
 Differences of means with confidence intervals (difference of proportions for 0/1 outcomes,
 Welch for anything else), relative lift, the two-proportion z-test, the sample-ratio
 mismatch test, standardised mean differences for balance checks, and multiple-testing
-corrections. Inputs are array-likes; bad input raises :class:`~tasks.errors.DataValidationError`
-or :class:`~tasks.errors.ConfigError` (a bad parameter such as ``alpha``).
+corrections. Inputs are array-likes; bad input raises :class:`~tasks.core.errors.DataValidationError`
+or :class:`~tasks.core.errors.ConfigError` (a bad parameter such as ``alpha``).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tasks.errors import ConfigError, DataValidationError
-from tasks.metrics import as_float_array, finite_float_array
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.analytics.metrics import as_float_array, finite_float_array
 
 ArrayLike = Any
 

@@ -35,7 +35,7 @@ import pandas as pd
 from pandas.api import types as pdt
 from scipy import stats as sps
 
-from tasks.errors import ConfigError, DataValidationError
+from tasks.core.errors import ConfigError, DataValidationError
 
 
 @dataclass
@@ -453,12 +453,12 @@ def half_split_uplift(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, trea
 def factor_qini(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, treatment: pd.Series | np.ndarray) -> float:
     """Normalised Qini AUC of the factor used alone as an uplift score (rows with NaN skipped).
 
-    Same definition as :func:`tasks.metrics.qini_auc`: 0 is random targeting, 1 the best
+    Same definition as :func:`tasks.analytics.metrics.qini_auc`: 0 is random targeting, 1 the best
     ranking of these outcomes, negative ranks the wrong way round. NaN when the rows lack
     an outcome or an arm.
     """
-    from tasks.errors import UpliftError
-    from tasks.metrics import qini_auc
+    from tasks.core.errors import UpliftError
+    from tasks.analytics.metrics import qini_auc
 
     xs = np.asarray(x, dtype="float64")
     ok = ~np.isnan(xs)

@@ -1,7 +1,7 @@
 """Model monitoring: data drift, score drift, model decay, retraining and promotion.
 
 * Data drift: a campaign's factor checkpoint (``stages/04_factors.parquet``) against the
-  champion's reference distributions (:mod:`tasks.drift`).
+  champion's reference distributions (:mod:`tasks.monitoring.drift`).
 * Score drift: the latest campaign's logged scores against the earliest logged campaign
   scored by the same model version (the prediction log).
 * Decay: the champion's Qini AUC (or uplift@k) measured by evaluations of campaigns it
@@ -24,10 +24,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tasks import metrics
-from tasks.drift import DriftConfig
-from tasks.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.io import read_json
+from tasks.analytics import metrics
+from tasks.monitoring.drift import DriftConfig
+from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.io import read_json
 
 DECAY_METRICS = ("qini_auc", "uplift_at_k")
 FACTORS_CHECKPOINT = "stages/04_factors.parquet"

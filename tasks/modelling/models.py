@@ -26,7 +26,7 @@ import pandas as pd
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.model_selection import StratifiedKFold
 
-from tasks.errors import ConfigError, DataValidationError
+from tasks.core.errors import ConfigError, DataValidationError
 
 ENSEMBLE = "ensemble"
 SKLIFT_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")

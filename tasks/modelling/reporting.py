@@ -28,7 +28,7 @@ def _plt():
 
 def qini_plot(y: np.ndarray, score: np.ndarray, t: np.ndarray) -> bytes:
     """Qini curve of the model against random targeting and the perfect ranking."""
-    from tasks import metrics as M
+    from tasks.analytics import metrics as M
 
     plt = _plt()
     x, q = M.qini_curve(y, score, t)
