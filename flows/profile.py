@@ -30,6 +30,7 @@ from prefect.cache_policies import NONE
 from tasks.profile import report as pr
 from tasks.core.config import SyntheticDataConfig, to_dataclass
 from tasks.core.contracts import CONTRACTS
+from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import dataset_dir, read_manifest, read_table
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -77,13 +78,8 @@ def point_in_time_factor_table(
         clients = read_table(data_dir, "clients")
         cols = [c for c in clients.columns if c != "client_id" and pr.column_kind(clients[c]) in ("numeric", "bool")]
         return history[keep].merge(clients[["client_id", *cols]], on="client_id", how="left")
-    from factors import compute_factors
-
-    parts = []
-    for date, rows in history.groupby("campaign_date", sort=True):
-        f = compute_factors(data_dir, date, factor_names, client_ids=rows["client_id"].to_numpy())
-        parts.append(pd.concat([rows[keep].reset_index(drop=True), f.drop(columns=["client_id"])], axis=1))
-    return pd.concat(parts, ignore_index=True)
+    rows = history[keep].reset_index(drop=True)
+    return pd.concat([rows, factors_as_of_rows(data_dir, rows, factor_names)], axis=1)
 
 
 @task(cache_policy=NONE, persist_result=False)

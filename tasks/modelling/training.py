@@ -38,6 +38,7 @@ from tasks.modelling.models import (
 )
 from tasks.modelling.models import check_features as check_feature_frame
 from tasks.modelling.registry import ModelRegistry
+from tasks.data.point_in_time import factors_as_of_rows
 
 PROMOTE_MODES = ("auto", "always", "never")
 
@@ -120,8 +121,6 @@ def build_training_set(
     ``history`` needs client_id, campaign_date, treatment, response. Returns ``(X, treatment,
     y)`` in the order of ``history``; X holds the factors only. Never reads the truth table.
     """
-    from factors import compute_factors
-
     need = ["client_id", "campaign_date", "treatment", "response"]
     missing = [c for c in need if c not in history.columns]
     if missing:
@@ -130,15 +129,7 @@ def build_training_set(
         raise DataValidationError("campaign_history", None, "the table is empty; nothing to train on")
     if not factor_names:
         raise ConfigError("config 'factors': the factor set is empty; name the factors to train on")
-    dates = pd.to_datetime(history["campaign_date"])
-    parts = []
-    for date in sorted(dates.unique()):
-        pos = np.flatnonzero((dates == date).to_numpy())
-        ids = history["client_id"].to_numpy()[pos]
-        f = compute_factors(Path(data_dir), pd.Timestamp(date), list(factor_names), pd.Series(ids))
-        f = f.drop(columns=["client_id"]).set_axis(pos, axis=0)
-        parts.append(f)
-    X = pd.concat(parts).sort_index().reset_index(drop=True)
+    X = factors_as_of_rows(data_dir, history, factor_names)
     t = history["treatment"].to_numpy()
     y = history["response"].to_numpy()
     return X, t, y
