@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 with venv):
 #   make demo   creates .venv, installs, runs the main job end to end on synthetic data
 #   make test   creates .venv, installs with test extras, runs the tests
+# Both install every package at the version in constraints.txt.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,13 +11,13 @@ ARGS ?=
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q pip==26.3
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 
 demo: install
 	$(BIN)/python -m flows.demo $(ARGS)

@@ -174,3 +174,23 @@ def test_failed_deployment_run_resumes_from_the_failed_stage(server, world):
     reference = pd.read_parquet(world / "campaigns" / "ops_campaign" / "campaign.parquet")
     resumed = pd.read_parquet(world / "campaigns" / cid / "campaign.parquet")
     pd.testing.assert_frame_equal(resumed.drop(columns="campaign_id"), reference.drop(columns="campaign_id"))
+
+
+def test_scheduler_creates_the_daily_runs(server):
+    """The server's scheduler turns the daily cron schedule into scheduled runs, and logs no
+    error while doing so (an unpinned SQLAlchemy 2.1 made it fail every minute)."""
+    daily = next(d for d in _api(server, "POST", "/deployments/filter", json={}).json() if d["name"] == "daily")
+    query = {"deployments": {"id": {"any_": [daily["id"]]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    deadline = time.monotonic() + 150
+    runs: list = []
+    while time.monotonic() < deadline:
+        runs = _api(server, "POST", "/flow_runs/filter", json=query).json()
+        if len(runs) >= 3:
+            break
+        time.sleep(3)
+    log = (server["home"] / "server.log").read_text()
+    errors = [line for line in log.splitlines() if "ERROR" in line or "bulk DML" in line]
+    assert errors == [], "server log:\n" + "\n".join(errors[:20])
+    assert len(runs) >= 3, f"the scheduler made {len(runs)} scheduled run(s) of run-monitor/daily"
+    times = sorted(r["next_scheduled_start_time"] or r["expected_start_time"] for r in runs)
+    assert all(t.endswith("06:00:00Z") or "T06:00:00" in t for t in times), times
