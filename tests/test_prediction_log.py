@@ -66,10 +66,19 @@ def test_compaction_skips_while_another_process_holds_the_lock(tmp_path):
     root = tmp_path / "predictions"
     for i in range(3):
         append_predictions(root, rows(2, "api", start=10 * i), f"api-1-seg{i}")
-    import os
-    import socket
-    (root / ".compact.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
-    assert compact_predictions(root) is None and len(list(root.glob("api-*.parquet"))) == 3
+    import subprocess
+    import sys
+
+    code = (f"from tasks.core.locks import PidLock; l = PidLock({str(root / '.compact.lock')!r}); l.acquire(); "
+            "print('held', flush=True); import time; time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert compact_predictions(root) is None and len(list(root.glob("api-*.parquet"))) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert compact_predictions(root) is not None  # the holder is gone: its lock with it
 
 
 def test_log_buffer_compacts_every_n_segments_and_at_shutdown(tmp_path):
