@@ -108,3 +108,49 @@ def test_killed_cli_run_leaves_no_temporary_server(tmp_path):
             os.killpg(cli.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _marked_by(var: str, value: str) -> list[int]:
+    """Live processes whose environment carries ``var=value``."""
+    entry = f"{var}={value}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if entry in (proc / "environ").read_bytes().split(b"\0") and _reaper.start_time(int(proc.name)):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.2, 0.25, 0.5])
+def test_run_killed_while_its_server_starts_leaves_no_server(tmp_path, delay):
+    """SIGKILL to the run alone, right after it announces the temporary server: the server that
+    was still starting is ended all the same (the watcher finds it by the run's token)."""
+    mark = f"{os.getpid()}-{time.time_ns()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.pop("UPLIFT_NO_REAPER", None)
+    env["UPLIFT_TEST_MARK"] = mark
+    log = tmp_path / "out.log"
+    cmd = [sys.executable, "-m", "flows.generate", "data.n_clients=2000", "data.name=w",
+           f"paths.artifacts={tmp_path / 'artifacts'}"]
+    with open(log, "w") as out:
+        cli = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "Starting temporary server" not in log.read_text() and time.monotonic() < deadline:
+            assert cli.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.01)
+        time.sleep(delay)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        deadline = time.monotonic() + 30
+        left = _marked_by("UPLIFT_TEST_MARK", mark)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = _marked_by("UPLIFT_TEST_MARK", mark)
+        assert left == [], f"processes of the killed run still alive: {left}"
+    finally:
+        for pid in _marked_by("UPLIFT_TEST_MARK", mark):
+            _kill(pid)
