@@ -55,7 +55,7 @@ class RandomRankingModel:
 def world_factors(n: int, seed: int, shift: float, root: Path, names: list[str]) -> pd.DataFrame:
     """Factors of every client of a freshly generated world, as of its as-of date."""
     from factors import compute_factors
-    from tasks.data.synthetic import generate_world, write_world
+    from tasks.data.synthetic.world import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=n, seed=seed, shift=shift)
     out = root / f"w{seed}_{shift}"

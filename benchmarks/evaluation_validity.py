@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.evaluation import readout as ev  # noqa: E402
 from tasks.core.config import SyntheticDataConfig  # noqa: E402
-from tasks.data.synthetic import draw_responses, simulate_traits, simulate_truth  # noqa: E402
+from tasks.data.synthetic.traits import simulate_traits  # noqa: E402
+from tasks.data.synthetic.truth import draw_responses, simulate_truth  # noqa: E402
 
 GROUP_SHARES = {"targeted": 0.8, "random_target": 0.1, "control": 0.1}
 TOP_FRACTION = 0.3

@@ -305,14 +305,18 @@ def main() -> None:
         worker(args.worker, Path(args.data_dir), args.as_of, Path(args.out))
         return
 
-    data_dir = (ROOT / args.artifacts / "data" / args.name) if not Path(args.artifacts).is_absolute() \
-        else Path(args.artifacts) / "data" / args.name
-    if not (data_dir / "manifest.json").exists():
+    # imported here, not at the top: the measured worker processes load only what they need
+    from tasks.core.layout import Layout
+    from tasks.data.tables import read_manifest
+
+    layout = Layout(ROOT / args.artifacts)  # an absolute --artifacts wins
+    data_dir = layout.dataset(args.name)
+    if not layout.dataset_manifest(args.name).exists():
         print(f"generating the world {args.name} ({args.n_clients:,} clients) ...", flush=True)
         subprocess.run([sys.executable, "-m", "flows.generate", f"data.n_clients={args.n_clients}",
-                        f"data.name={args.name}", f"paths.artifacts={data_dir.parent.parent}"],
+                        f"data.name={args.name}", f"paths.artifacts={layout.root}"],
                        check=True, cwd=str(ROOT))
-    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest = read_manifest(data_dir)
     as_of = str(manifest["as_of"])
     rows = manifest.get("row_counts", {})
     print(f"world {data_dir}: {manifest.get('n_clients')} clients, row counts {rows}, as of {as_of}")

@@ -21,6 +21,11 @@ from pathlib import Path
 import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from tasks.core.layout import Layout  # noqa: E402
+from tasks.data.tables import read_manifest  # noqa: E402
+
 TARGET_SECONDS = 90.0
 TARGET_GIB = 6.0
 
@@ -59,8 +64,8 @@ def run(n_clients: int, name: str, artifacts: str, interval: float = 0.1) -> dic
     if child.returncode != 0:
         print("".join(output[-40:]), file=sys.stderr)
         raise SystemExit(f"generate failed with exit code {child.returncode}")
-    data_dir = (PROJECT_ROOT / artifacts / "data" / name) if not Path(artifacts).is_absolute() else Path(artifacts) / "data" / name
-    manifest = json.loads((data_dir / "manifest.json").read_text())
+    data_dir = Layout(PROJECT_ROOT / artifacts).dataset(name)  # an absolute ``artifacts`` wins
+    manifest = read_manifest(data_dir)
     sizes = {p.stem: p.stat().st_size for p in sorted(data_dir.glob("*.parquet"))}
     return {"seconds": seconds, "peak_rss_bytes": peak, "row_counts": manifest["row_counts"],
             "file_bytes": sizes, "data_dir": str(data_dir)}

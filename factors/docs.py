@@ -68,9 +68,9 @@ table = compute_factors("artifacts/data/synthetic", "2026-01-01", factor_set("de
 - Speed and memory: `python benchmarks/factors.py` computes the `default` set for a
   1M-client world and the same factors with a hand-written DuckDB query, checks that they
   agree and prints wall time, CPU time and peak memory of each.
-- As a Prefect task: `tasks.campaign.factor_table.compute_factor_table(data_dir, as_of, factor_names,
+- To a file: `tasks.campaign.factor_table.build_factor_table(data_dir, as_of, factor_names,
   out_path, client_ids_path=None)` writes the table atomically and returns
-  `{rows, columns, seconds, path, as_of}`.
+  `{rows, columns, seconds, path, as_of}`; `compute_factor_table` is its Prefect task.
 - Wide tables (Hillstrom, iFood): `factors.passthrough.prepare_wide(df, categorical=[...],
   drop=[...])` keeps numeric columns, turns booleans into 0/1 and one-hot encodes
   categoricals; `sanitize_name` makes every name plain `[A-Za-z0-9_]` (LightGBM-safe).

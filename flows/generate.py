@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,9 +20,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.config import SyntheticDataConfig, to_dataclass
-from tasks.data.tables import dataset_dir
-from tasks.core.io import atomic_write_json
-from tasks.data.synthetic import TABLES, build_manifest, generate_group, publish_dir, staging_dir, validate_config
+from tasks.core.layout import Layout
+from tasks.data.synthetic.traits import validate_config
+from tasks.data.synthetic.world import TABLES, generate_group, publish_staged_world, staging_dir
 
 
 @task(cache_policy=NO_CACHE)
@@ -41,10 +40,7 @@ def simulate_contacts(cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
 @task(cache_policy=NO_CACHE)
 def publish_world(cfg: SyntheticDataConfig, stage: str, out_dir: str, counts: dict[str, int]) -> dict[str, Any]:
     """Write manifest.json and swap the staging folder in as the dataset folder."""
-    manifest = build_manifest(cfg, counts, stage)
-    atomic_write_json(manifest, Path(stage) / "manifest.json")
-    publish_dir(stage, out_dir)
-    return manifest
+    return publish_staged_world(cfg, stage, out_dir, counts)
 
 
 def summary_markdown(manifest: dict[str, Any], out_dir: str, seconds: float) -> str:
@@ -71,7 +67,7 @@ def generate(data: dict[str, Any] | None = None, artifacts: str = "artifacts") -
     conf/data/synthetic.yaml) under ``<artifacts>/data/<name>/``; return its manifest."""
     cfg = to_dataclass(data or {}, SyntheticDataConfig, "data")
     validate_config(cfg)
-    out_dir = dataset_dir(artifacts, cfg.name)
+    out_dir = Layout(artifacts).dataset(cfg.name)
     started = time.perf_counter()
     stage = staging_dir(out_dir)
     try:
@@ -94,8 +90,8 @@ def _body(cfg: DictConfig) -> None:
     # validate before Prefect starts so bad values fail fast with one message
     validate_config(to_dataclass(data, SyntheticDataConfig, "data"))
     manifest = generate(data=data, artifacts=str(cfg.paths.artifacts))
-    out_dir = dataset_dir(cfg.paths.artifacts, manifest["name"])
-    print(f"synthetic world '{manifest['name']}' written to {Path(out_dir).resolve()}")
+    out_dir = Layout(cfg.paths.artifacts).dataset(manifest["name"])
+    print(f"synthetic world '{manifest['name']}' written to {out_dir.resolve()}")
     for table, rows in manifest["row_counts"].items():
         print(f"  {table:<17} {rows:>12,} rows")
 

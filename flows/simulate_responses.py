@@ -22,46 +22,43 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
 from tasks.campaign.run import derive_seed
-from tasks.campaign.checkpoints import campaign_dir
 from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.io import atomic_write_parquet, read_json
+from tasks.core.layout import Layout
+from tasks.data.synthetic.truth import draw_responses
+from tasks.data.tables import read_table, table_path
 
 
 def load_frozen_campaign(artifacts: str | Path, campaign_id: str) -> tuple[dict, pd.DataFrame]:
     """Manifest and table of a frozen campaign; NotFoundError telling how to calculate it."""
-    folder = campaign_dir(artifacts, campaign_id)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists() or not (folder / "campaign.parquet").exists():
+    paths = Layout(artifacts).campaign(campaign_id)
+    if not paths.is_frozen():
         raise NotFoundError(
-            f"campaign {campaign_id!r} is not frozen in {folder} (no manifest.json); calculate it first "
+            f"campaign {campaign_id!r} is not frozen in {paths.folder} (no manifest.json); calculate it first "
             f"with `python -m flows.campaign campaign=<name>`")
-    return read_json(manifest_path), pd.read_parquet(folder / "campaign.parquet", columns=["client_id", "offer"])
+    return read_json(paths.manifest), pd.read_parquet(paths.table, columns=["client_id", "offer"])
 
 
 def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Responses and revenue of the campaign's clients drawn from ``truth`` (offer -> p_treated)."""
-    from tasks.data.synthetic import draw_responses
-
     out = draw_responses(truth, campaign["client_id"].to_numpy(), campaign["offer"].to_numpy(dtype=bool), seed)
     return out[["client_id", "response", "revenue"]]
 
 
 def simulate_campaign_responses(artifacts: str | Path, campaign_id: str, seed: int | None = None) -> Path:
     """Draw and write responses.parquet for a frozen campaign; returns its path."""
-    from tasks.data.tables import dataset_dir, read_table
-
     manifest, table = load_frozen_campaign(artifacts, campaign_id)
     # By name under this artifacts root: the recorded dir may be relative to another cwd.
-    data_dir = dataset_dir(artifacts, manifest["data"]["name"])
-    if not (data_dir / "truth.parquet").exists():
+    data_dir = Layout(artifacts).dataset(manifest["data"]["name"])
+    if not table_path(data_dir, "truth").exists():
         raise NotFoundError(
             f"campaign {campaign_id!r}: dataset {manifest['data']['name']!r} has no truth table "
-            f"({data_dir / 'truth.parquet'}); responses can only be simulated on synthetic worlds")
+            f"({table_path(data_dir, 'truth')}); responses can only be simulated on synthetic worlds")
     truth = read_table(data_dir, "truth")
     if seed is None:
         seed = derive_seed(int(manifest["config"]["seed"]), "responses")
     responses = simulate_outcomes(table, truth, int(seed))
-    return atomic_write_parquet(responses, campaign_dir(artifacts, campaign_id) / "responses.parquet")
+    return atomic_write_parquet(responses, Layout(artifacts).campaign(campaign_id).responses)
 
 
 @task(name="draw_responses", cache_policy=NO_CACHE, persist_result=False)
@@ -69,7 +66,7 @@ def draw_responses_task(artifacts: str, campaign_id: str, seed: int | None) -> d
     """Draw the responses of a frozen campaign and publish a short summary."""
     path = simulate_campaign_responses(artifacts, campaign_id, seed)
     df = pd.read_parquet(path)
-    offers = pd.read_parquet(path.parent / "campaign.parquet", columns=["client_id", "group", "offer"])
+    offers = pd.read_parquet(Layout(artifacts).campaign(campaign_id).table, columns=["client_id", "group", "offer"])
     joined = offers.merge(df, on="client_id")
     rates = joined.groupby("group")[["response", "revenue"]].mean().round(5)
     md = f"### Simulated responses of {campaign_id}\n\n{len(df)} clients, {int(df['response'].sum())} responses.\n\n"

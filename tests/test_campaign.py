@@ -36,7 +36,7 @@ WORLD = "tiny"
 def build_world(root: Path, n_clients: int = 3000, seed: int = 7) -> None:
     """A small synthetic world under ``root/data/tiny`` and a champion uplift model in ``root/models``."""
     from tasks.core.config import SyntheticDataConfig
-    from tasks.data.synthetic import generate_world, write_world
+    from tasks.data.synthetic.world import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=n_clients, name=WORLD, seed=seed)
     tables = generate_world(cfg)

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.data.tables import dataset_dir, read_manifest, read_table
 from tasks.core.errors import ConfigError
-from tasks.data.synthetic import TABLES
+from tasks.data.synthetic.world import TABLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

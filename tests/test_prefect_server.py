@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig
-from tasks.data.synthetic import generate_world, write_world
+from tasks.data.synthetic.world import generate_world, write_world
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 POOL = "uplift-process"

@@ -25,7 +25,7 @@ def small_world(tmp_path_factory) -> tuple[Path, dict]:
     """A 300-client synthetic world written under a fresh artifacts root."""
     from dataclasses import asdict
 
-    from tasks.data.synthetic import generate_world, write_world
+    from tasks.data.synthetic.world import generate_world, write_world
 
     cfg = SyntheticDataConfig(n_clients=300, name="tiny", seed=5)
     root = tmp_path_factory.mktemp("profile") / "artifacts"

@@ -12,14 +12,9 @@ from tasks.core.config import SyntheticDataConfig, compose_config, to_dataclass
 from tasks.core.contracts import CONTRACTS, UPLIFT_TYPES, validate_table
 from tasks.data.tables import read_manifest, read_table
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.data.synthetic import (
-    TABLES,
-    draw_responses,
-    generate_group,
-    generate_world,
-    validate_config,
-    write_world,
-)
+from tasks.data.synthetic.traits import validate_config
+from tasks.data.synthetic.truth import draw_responses
+from tasks.data.synthetic.world import TABLES, generate_group, generate_world, write_world
 
 N = 4000
 
@@ -290,12 +285,12 @@ def test_yaml_defaults_equal_dataclass_and_overrides_compose():
 
 def test_contracts_doc_is_up_to_date():
     from tasks.core.config import PROJECT_ROOT
-    from tasks.data.synthetic import render_contracts_doc
+    from tasks.data.contracts_doc import render_contracts_doc
 
     doc = (PROJECT_ROOT / "docs" / "data_contracts.md").read_text(encoding="utf-8")
     assert render_contracts_doc(doc) == doc, (
         "docs/data_contracts.md is out of date: run "
-        "python -c \"from tasks.data.synthetic import update_contracts_doc; update_contracts_doc()\""
+        "python -c \"from tasks.data.contracts_doc import update_contracts_doc; update_contracts_doc()\""
     )
     for name in CONTRACTS:
         assert f"### {name}" in doc

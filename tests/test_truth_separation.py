@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig
-from tasks.data.synthetic import generate_world, write_world
+from tasks.data.synthetic.world import generate_world, write_world
 
 # Modules that build factors, train models or calculate campaigns.
 GUARDED = [

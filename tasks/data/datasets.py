@@ -3,12 +3,12 @@
 Each loader reads its source files as shipped, validates the columns it needs and returns a
 :class:`TabularDataset`: one row per client, a 0/1 target, a 0/1 treatment for uplift data,
 and the raw categorical columns. :func:`feature_frame` turns it into a numeric feature frame
-(optional dataset-specific engineered features, categoricals one-hot encoded, names
-sanitised for LightGBM).
+(optional dataset-specific engineered features, then
+:func:`factors.passthrough.prepare_wide`: categoricals one-hot encoded, names sanitised for
+LightGBM).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import MISSING
 
+from factors.passthrough import prepare_wide
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 
 KINDS = ("hillstrom", "ifood", "one_click")
@@ -294,24 +295,6 @@ def load_tabular_dataset(cfg: TabularDataConfig, shared_data: Path) -> TabularDa
     return _LOADERS[cfg.kind](cfg, Path(shared_data))
 
 
-def _sanitize(name: str) -> str:
-    try:
-        from factors.passthrough import sanitize_name  # the factor library's rule, when present
-        return sanitize_name(name)
-    except ImportError:
-        return re.sub(r"[^0-9A-Za-z_\u0400-\u04FF]+", "_", str(name)).strip("_") or "col"
-
-
-def _one_hot(df: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    try:
-        from factors.passthrough import prepare_wide
-        return prepare_wide(df, categorical=categorical)
-    except ImportError:
-        out = pd.get_dummies(df, columns=categorical, dtype=np.int8)
-        out.columns = [_sanitize(c) for c in out.columns]
-        return out
-
-
 def feature_frame(ds: TabularDataset, engineer: bool = True) -> pd.DataFrame:
     """Numeric feature frame of ``ds`` (same row order): no id, target, treatment or outcomes."""
     exclude = {ds.id_column, ds.target, *(ds.not_features or [])}
@@ -324,7 +307,5 @@ def feature_frame(ds: TabularDataset, engineer: bool = True) -> pd.DataFrame:
         base = pd.concat([base, ifood_features(ds.frame)], axis=1)
     if engineer and ds.kind == "one_click":
         base = pd.concat([base, one_click_features(ds.frame)], axis=1)
-    cats = [c for c in ds.categorical if c in base.columns]
-    X = _one_hot(base, cats)
-    X.columns = [_sanitize(c) for c in X.columns]
+    X = prepare_wide(base, categorical=[c for c in ds.categorical if c in base.columns])
     return X.reset_index(drop=True)

@@ -2,8 +2,9 @@
 
 A dataset generated or imported under the name NAME lives in ``<artifacts>/data/NAME/`` as
 one Parquet file per table (``clients.parquet``, ``purchases.parquet``, ...) and a
-``manifest.json``. Every read goes through :func:`read_table`, which validates the table
-against its contract (:mod:`tasks.core.contracts`).
+``manifest.json``; the folder is :meth:`tasks.core.layout.Layout.dataset`. Every read goes
+through :func:`read_table`, which validates the table against its contract
+(:mod:`tasks.core.contracts`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import pandas as pd
 from tasks.core.contracts import CONTRACTS, load_table
 from tasks.core.errors import NotFoundError
 from tasks.core.io import read_json
+from tasks.core.layout import DATASET_MANIFEST, Layout
 
 
 def dataset_dir(artifacts: str | Path, name: str) -> Path:
-    """Folder of dataset ``name`` under the artifacts root."""
-    return Path(artifacts) / "data" / name
+    """Folder of dataset ``name`` under the artifacts root (:meth:`tasks.core.layout.Layout.dataset`)."""
+    return Layout(artifacts).dataset(name)
 
 
 def table_path(data_dir: str | Path, table: str) -> Path:
@@ -28,7 +30,7 @@ def table_path(data_dir: str | Path, table: str) -> Path:
 
 def read_manifest(data_dir: str | Path) -> dict:
     """The dataset's manifest.json; a clear error when the dataset was never generated."""
-    path = Path(data_dir) / "manifest.json"
+    path = Path(data_dir) / DATASET_MANIFEST
     if not path.exists():
         raise NotFoundError(
             f"dataset at {data_dir} not found (no manifest.json); generate it with "
