@@ -62,8 +62,8 @@ HELP: dict[str, FlowHelp] = {
         "vs control, the model's value per offer, profit, checks of the experiment, Qini on the fresh\n"
         "experiment. Output: <artifacts>/evaluations/<id>/ (metrics.json, report.md, plots).",
         (("campaign_id=ID", "the frozen campaign to evaluate (required)"),
-         ("responses=FILE", "its outcomes (default <artifacts>/campaigns/<id>/responses.parquet)"),
-         ("evaluate.missing_responses=error|non_responder", "clients without an outcome record")),
+         ("responses=FILE", "its outcomes (default: responses.parquet in the campaign folder)"),
+         ("evaluate.missing_responses=M", "clients without an outcome: error or non_responder")),
         ("python -m flows.evaluate campaign_id=default_campaign",
          "python -m flows.evaluate campaign_id=default_campaign evaluate.missing_responses=non_responder"),
     ),

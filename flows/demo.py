@@ -61,11 +61,22 @@ def _headline(metrics: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     """Command-line entry: ``python -m flows.demo [overrides]``."""
-    from flows._cli import report_errors
+    from omegaconf import OmegaConf
 
-    overrides = sys.argv[1:]
-    with report_errors():
-        out = demo_flow(overrides)
+    from flows._cli import parse_args, report_errors
+    from flows._help import help_text
+    from tasks.core.config import compose_config
+
+    args = parse_args(sys.argv[1:])
+    if args.help:
+        print(help_text("python -m flows.demo"))
+        return
+    with report_errors(debug=args.debug, command="python -m flows.demo"):
+        cfg = compose_config(args.overrides)  # bad overrides fail here, before any run starts
+        if args.show_config:
+            print(OmegaConf.to_yaml(cfg), end="")
+            return
+        out = demo_flow(args.overrides)
     print("\ndemo finished")
     print(f"  synthetic world:  {out['data']}")
     print(f"  model:            {out['model']} -> {out['model_dir']}")
