@@ -1,11 +1,14 @@
 """Deciding a single client's offer under a named campaign's threshold policy.
 
-A campaign is named by its YAML file (``conf/campaign/<name>.yaml``) or by the id of a
-campaign already calculated under ``<artifacts>/campaigns/<id>/``. The score cutoff comes
-from the frozen manifest (``threshold.score_cutoff``) when the campaign is frozen; before
-that it follows from the policy itself only for ``score_cutoff`` (the configured cutoff) and
-``profit`` (offer when score x margin > contact cost). ``top_fraction`` and ``budget`` depend
-on the whole ranked base, so their cutoff is unknown until the campaign is frozen (409).
+A campaign is named by its YAML file (``<campaign conf dir>/<name>.yaml``, read and validated
+by :func:`tasks.campaign.config.load_campaign_config`) or by the id of a campaign already
+calculated under the artifacts root. The score cutoff comes from the frozen manifest
+(``threshold.score_cutoff``) when the campaign is frozen; before that it follows from the
+policy itself only for ``score_cutoff`` (the configured cutoff) and ``profit`` (offer when
+score x margin > contact cost), see :func:`tasks.campaign.policy.config_cutoff`.
+``top_fraction`` and ``budget`` depend on the whole ranked base, so their cutoff is unknown
+until the campaign is frozen (409). The decision itself is
+:func:`tasks.campaign.policy.offer_mask`.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import yaml
 
 from api.errors import ApiError
+from tasks.campaign.config import CampaignConfig, load_campaign_config
+from tasks.campaign.policy import config_cutoff, is_strict, offer_mask
+from tasks.core.errors import UpliftError
 from tasks.core.io import read_json
+from tasks.core.layout import Layout
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-KINDS = ("score_cutoff", "top_fraction", "budget", "profit")
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,7 @@ class CampaignPolicy:
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Offer decisions for ``scores``."""
-        if self.score_cutoff is None:
-            return np.zeros(len(scores), dtype=bool)
-        return scores > self.score_cutoff if self.strict else scores >= self.score_cutoff
+        return offer_mask(scores, self.score_cutoff, self.strict)
 
     def describe(self) -> dict:
         """JSON form for responses."""
@@ -53,10 +56,12 @@ class CampaignPolicy:
                 "frozen_at": self.frozen_at, "campaign_model_version": self.model_version}
 
 
-def _number(value: Any, key: str, campaign: str) -> float:
+def _manifest_cutoff(value: Any, campaign: str) -> float | None:
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         raise ApiError(409, "bad_campaign_config",
-                       f"campaign {campaign!r}: policy.{key} must be a number, got {value!r}", "campaign")
+                       f"campaign {campaign!r}: threshold.score_cutoff must be a number, got {value!r}", "campaign")
     return float(value)
 
 
@@ -64,13 +69,21 @@ def _from_manifest(name: str, manifest: dict, kind: str | None) -> CampaignPolic
     threshold = manifest.get("threshold") or {}
     policy = manifest.get("policy") or {}
     kind = kind or str(policy.get("kind") or "score_cutoff")
-    cutoff = threshold.get("score_cutoff")
-    cutoff = None if cutoff is None else _number(cutoff, "threshold.score_cutoff", name)
     return CampaignPolicy(
         campaign=name, campaign_id=str(manifest.get("campaign_id") or name), kind=kind,
-        score_cutoff=cutoff, strict=kind == "profit", source="manifest",
-        frozen_at=str(manifest["frozen_at"]),
+        score_cutoff=_manifest_cutoff(threshold.get("score_cutoff"), name), strict=is_strict(kind),
+        source="manifest", frozen_at=str(manifest["frozen_at"]),
         model_version=(manifest.get("model") or {}).get("version"))
+
+
+def _campaign_config(name: str, conf_file: Path) -> CampaignConfig | None:
+    """The validated campaign of ``conf_file`` (its id defaults to ``name``), None when absent."""
+    if not conf_file.is_file():
+        return None
+    try:
+        return load_campaign_config(conf_file, default_id=name, required=("policy",))
+    except UpliftError as exc:
+        raise ApiError(409, "bad_campaign_config", f"campaign {name!r}: {exc}", "campaign") from None
 
 
 def resolve_policy(name: str, conf_dir: Path, artifacts: Path) -> CampaignPolicy:
@@ -79,52 +92,29 @@ def resolve_policy(name: str, conf_dir: Path, artifacts: Path) -> CampaignPolicy
         raise ApiError(422, "invalid_campaign",
                        f"campaign: {name!r} is not a campaign name (letters, digits, '_', '-', '.')", "campaign")
     conf_file = Path(conf_dir) / f"{name}.yaml"
-    cfg: dict | None = None
-    if conf_file.is_file():
-        try:
-            cfg = yaml.safe_load(conf_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ApiError(409, "bad_campaign_config", f"campaign {name!r}: {conf_file} is not valid YAML: {exc}",
-                           "campaign") from None
-        if not isinstance(cfg, dict):
-            raise ApiError(409, "bad_campaign_config", f"campaign {name!r}: {conf_file} is not a mapping", "campaign")
-    campaign_id = str((cfg or {}).get("id") or name)
-    manifest_path = Path(artifacts) / "campaigns" / campaign_id / "manifest.json"
+    cfg = _campaign_config(name, conf_file)
+    campaign_id = cfg.id if cfg is not None else name
+    paths = Layout(artifacts).campaign(campaign_id)
     manifest: dict | None = None
-    if manifest_path.is_file():
+    if paths.manifest.is_file():
         try:
-            manifest = read_json(manifest_path)
+            manifest = read_json(paths.manifest)
         except (OSError, ValueError):
             manifest = None
     if cfg is None and manifest is None:
         raise ApiError(404, "unknown_campaign",
                        f"campaign {name!r} not found: no {conf_file} and no calculated campaign "
-                       f"{manifest_path.parent}", "campaign")
-    policy = (cfg or {}).get("policy")
-    if cfg is not None and not isinstance(policy, dict):
-        raise ApiError(409, "bad_campaign_config",
-                       f"campaign {name!r}: {conf_file} has no 'policy' section "
-                       f"(kind: one of {list(KINDS)})", "campaign")
-    kind = str(policy.get("kind")) if policy else None
-    if kind is not None and kind not in KINDS:
-        raise ApiError(409, "bad_campaign_config",
-                       f"campaign {name!r}: policy.kind {kind!r} is not one of {list(KINDS)}", "campaign")
+                       f"{paths.folder}", "campaign")
     if manifest is not None and manifest.get("frozen_at"):
-        return _from_manifest(name, manifest, kind)
-    if policy is None:
+        return _from_manifest(name, manifest, cfg.policy.kind if cfg is not None else None)
+    if cfg is None:
         raise ApiError(409, "threshold_unknown",
-                       f"campaign {name!r}: the calculated campaign {manifest_path.parent} is not frozen yet, "
+                       f"campaign {name!r}: the calculated campaign {paths.folder} is not frozen yet, "
                        "so its score cutoff is unknown", "campaign")
-    if kind == "score_cutoff":
-        cutoff = _number(policy.get("score_cutoff"), "score_cutoff", name)
-        return CampaignPolicy(name, campaign_id, kind, cutoff, strict=False, source="config")
-    if kind == "profit":
-        margin = _number(policy.get("margin"), "margin", name)
-        cost = _number(policy.get("contact_cost"), "contact_cost", name)
-        if margin <= 0:
-            raise ApiError(409, "bad_campaign_config",
-                           f"campaign {name!r}: policy.margin must be positive, got {margin}", "campaign")
-        return CampaignPolicy(name, campaign_id, kind, cost / margin, strict=True, source="config")
+    kind = cfg.policy.kind
+    cutoff = config_cutoff(cfg.policy)
+    if cutoff is not None:
+        return CampaignPolicy(name, campaign_id, kind, cutoff, strict=is_strict(kind), source="config")
     raise ApiError(409, "threshold_unknown",
                    f"campaign {name!r}: policy {kind} sets its score cutoff from the whole ranked client "
                    f"base, so the cutoff is unknown until the campaign is frozen; run "

@@ -24,7 +24,7 @@ from api.scoring import ChampionWatcher, ServedModel
 from api.snapshot import SnapshotWatcher
 from tasks.core.config import CONF_DIR
 from tasks.core.errors import ConfigError
-from tasks.monitoring.prediction_log import log_dir
+from tasks.core.layout import Layout
 from tasks.modelling.registry import ModelRegistry
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -77,12 +77,12 @@ class PredictionService:
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
-        self.registry = ModelRegistry(settings.artifacts / "models")
+        self.registry = ModelRegistry(Layout(settings.artifacts).models)
         self.watcher = ChampionWatcher(self.registry, settings.model_name, settings.reload_interval)
         self.snapshots = SnapshotWatcher(settings.artifacts, settings.factor_snapshot, settings.snapshot_interval)
         self.policies = PolicyCache(settings.campaign_conf_dir, settings.artifacts, settings.policy_ttl)
         self.log = PredictionLogBuffer(
-            settings.prediction_log_dir or log_dir(settings.artifacts),
+            settings.prediction_log_dir or Layout(settings.artifacts).predictions,
             settings.log_flush_rows, settings.log_flush_seconds) if settings.log_predictions else None
         self.started_at = time.time()
         self.requests = 0

@@ -1,9 +1,10 @@
 """The factor snapshot used when /predict is asked to score clients by id.
 
-By default the snapshot is the factor checkpoint (``stages/04_factors.parquet``) of the
-newest frozen campaign (largest ``frozen_at`` in its manifest.json); a configured Parquet
-file (client_id + factor columns) replaces that choice. The table is kept in memory sorted
-by client id, so a batch of ids is found with one vectorised search.
+By default the snapshot is the checkpoint of the ``factors`` stage
+(:func:`tasks.campaign.stages.stage_checkpoint`) of the newest frozen campaign (largest
+``frozen_at`` in its manifest.json); a configured Parquet file (client_id + factor columns)
+replaces that choice. The table is kept in memory sorted by client id, so a batch of ids is
+found with one vectorised search.
 """
 from __future__ import annotations
 
@@ -20,27 +21,32 @@ import pandas as pd
 
 from api.errors import ApiError
 from api.features import FeatureSchema
+from tasks.campaign.stages import stage_checkpoint
 from tasks.core.io import read_json
+from tasks.core.layout import Layout
 
 log = logging.getLogger("uplift.api")
-FACTOR_CHECKPOINT = Path("stages") / "04_factors.parquet"
+FACTOR_STAGE = "factors"
 
 
 def find_factor_snapshot(artifacts: str | Path) -> tuple[Path, str] | None:
     """(path, campaign id) of the newest frozen campaign's factor checkpoint, or None."""
-    root = Path(artifacts) / "campaigns"
+    layout = Layout(artifacts)
     best: tuple[str, Path, str] | None = None
-    if not root.is_dir():
+    if not layout.campaigns.is_dir():
         return None
-    for manifest in root.glob("*/manifest.json"):
+    for folder in sorted(layout.campaigns.iterdir()):
+        paths = layout.campaign(folder.name)
+        if not paths.manifest.is_file():
+            continue
         try:
-            meta = read_json(manifest)
+            meta = read_json(paths.manifest)
         except (OSError, ValueError):
             continue
         frozen = meta.get("frozen_at") if isinstance(meta, dict) else None
-        path = manifest.parent / FACTOR_CHECKPOINT
+        path = stage_checkpoint(paths, FACTOR_STAGE)
         if frozen and path.exists():
-            key = (str(frozen), path, str(meta.get("campaign_id") or manifest.parent.name))
+            key = (str(frozen), path, str(meta.get("campaign_id") or folder.name))
             if best is None or key[0] > best[0]:
                 best = key
     return (best[1], best[2]) if best else None
@@ -134,7 +140,7 @@ class SnapshotWatcher:
             found = self._locate()
             if found is None:
                 self.error = (f"factor snapshot {self.configured} not found" if self.configured else
-                              f"no frozen campaign with a factor checkpoint under {self.artifacts / 'campaigns'}")
+                              f"no frozen campaign with a factor checkpoint under {Layout(self.artifacts).campaigns}")
                 return
             path, cid = found
             snap = self.snapshot

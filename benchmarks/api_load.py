@@ -39,9 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from api.demo import demo_factors, train_demo_model, write_demo_snapshot  # noqa: E402
+from tests.fixtures.api_model import demo_factors, train_demo_model, write_demo_snapshot  # noqa: E402
 from api.logbuffer import PredictionLogBuffer  # noqa: E402
-from tasks.monitoring.prediction_log import log_dir, read_predictions  # noqa: E402
+from tasks.core.layout import Layout  # noqa: E402
+from tasks.monitoring.prediction_log import read_predictions  # noqa: E402
 from tasks.modelling.registry import ModelRegistry  # noqa: E402
 
 NAME = "bench_uplift"
@@ -200,7 +201,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="api_load_"))
     art = tmp / "artifacts"
-    reg = ModelRegistry(art / "models")
+    reg = ModelRegistry(Layout(art).models)
     t0 = time.perf_counter()
     train_demo_model(reg, NAME, n_clients=20_000, seed=0, approach="solo")
     v2 = train_demo_model(reg, NAME, n_clients=20_000, seed=1, approach="solo", promote=False)
@@ -264,8 +265,8 @@ def main() -> None:
             server.kill()
     expected_rows = sum(r["requests"] * (1000 if k.startswith("batch") else 1) for k, r in results.items()
                         if not k.startswith("in_process")) + 200
-    logged = len(read_predictions(log_dir(art), source="api"))
-    segments = len(list(log_dir(art).glob("api-*.parquet")))
+    logged = len(read_predictions(Layout(art).predictions, source="api"))
+    segments = len(list(Layout(art).predictions.glob("api-*.parquet")))
     print(f"prediction log after shutdown: {logged} rows in {segments} segments (expected {expected_rows})")
     costs = log_write_costs(tmp)
     print("log write cost per request: " + ", ".join(f"{k} {v}" for k, v in costs.items()))

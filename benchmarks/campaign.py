@@ -30,6 +30,9 @@ import psutil
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from tasks.core.layout import Layout  # noqa: E402
+from tasks.modelling.registry import CHAMPION_FILE  # noqa: E402
+
 WORLD = "bench1m"
 MODEL = "bench1m_uplift"
 CAMPAIGN_ID = "bench1m_campaign"
@@ -87,11 +90,12 @@ def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProces
 def ensure_world_and_model(artifacts: Path) -> None:
     """Generate bench1m and train a champion on it when missing (untimed preparation)."""
     py = sys.executable
-    if not (artifacts / "data" / WORLD / "manifest.json").exists():
+    layout = Layout(artifacts)
+    if not layout.dataset_manifest(WORLD).exists():
         print(f"generating {WORLD} (1,000,000 clients) ...", flush=True)
         subprocess.run([py, "-m", "flows.generate", "data.n_clients=1000000", f"data.name={WORLD}",
                         f"paths.artifacts={artifacts}"], cwd=PROJECT_ROOT, check=True)
-    if not (artifacts / "models" / MODEL / "champion").exists():
+    if not (layout.models / MODEL / CHAMPION_FILE).exists():
         print(f"training a champion {MODEL} on {WORLD} ...", flush=True)
         subprocess.run([py, "-m", "flows.train", f"data.name={WORLD}", f"model.name={MODEL}",
                         "model.max_rows=200000", "model.approaches=[two_models]", "model.n_boot=50",
@@ -108,10 +112,12 @@ def main() -> None:
     artifacts = Path(args.artifacts).resolve()
     ensure_world_and_model(artifacts)
 
-    folder = artifacts / "campaigns" / CAMPAIGN_ID
+    layout = Layout(artifacts)
+    paths = layout.campaign(CAMPAIGN_ID)
+    folder = paths.folder
     if folder.exists():
         shutil.rmtree(folder)  # the benchmark's own campaign from an earlier run
-    for seg in (artifacts / "predictions").glob(f"campaign-{CAMPAIGN_ID}*.parquet"):
+    for seg in layout.predictions.glob(f"campaign-{CAMPAIGN_ID}*.parquet"):
         seg.unlink()
     cmd = [sys.executable, "-m", "flows.campaign", f"campaign={args.campaign}", f"campaign.id={CAMPAIGN_ID}",
            f"campaign.data={WORLD}", f"campaign.model={MODEL}", f"paths.artifacts={artifacts}"]
@@ -120,12 +126,12 @@ def main() -> None:
     if res.returncode != 0:
         print(res.stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"campaign run failed with exit code {res.returncode}")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads(paths.manifest.read_text())
     print(f"end to end (CLI, Prefect ephemeral): {wall:.1f} s wall, peak RSS {peak / 2**30:.2f} GiB")
     print(f"clients {manifest['counts']['client_base']} -> after filters {manifest['counts']['after_filters']} "
           f"-> campaign {manifest['counts']['clients']}, offers {manifest['counts']['offers_total']}, "
           f"features {len(manifest['features'])}")
-    from tasks.campaign.run import STAGES
+    from tasks.campaign.stages import STAGES
 
     for stage in STAGES:
         info = manifest["stages"][stage]
@@ -136,11 +142,12 @@ def main() -> None:
     print(f"rerun of the frozen campaign (CLI, no-op): {noop_wall:.2f} s wall")
 
     # Unfreeze (drop the frozen outputs, keep the stage checkpoints): every stage is valid.
-    for name in ("manifest.json", "campaign.parquet", "summary.md"):
-        (folder / name).unlink()
+    for path in (paths.manifest, paths.table, paths.summary):
+        path.unlink()
     from omegaconf import OmegaConf
 
-    from tasks.campaign.run import CampaignConfig, run_campaign
+    from tasks.campaign.config import CampaignConfig
+    from tasks.campaign.run import run_campaign
     from tasks.core.config import compose_config, to_dataclass
 
     node = compose_config([f"campaign={args.campaign}", f"campaign.id={CAMPAIGN_ID}", f"campaign.data={WORLD}",
@@ -152,7 +159,7 @@ def main() -> None:
     reused = [s for s, o in result.outcomes.items() if o.status == "reused"]
     print(f"rerun with every stage checkpoint valid (plain pipeline, freeze redone): {valid_wall:.2f} s; "
           f"reused {len(reused)} stages, computed {result.computed}")
-    same = json.loads((folder / "manifest.json").read_text())["campaign_sha256"] == manifest["campaign_sha256"]
+    same = json.loads(paths.manifest.read_text())["campaign_sha256"] == manifest["campaign_sha256"]
     print(f"campaign.parquet identical after the rerun: {same}")
 
     print(json.dumps({

@@ -28,6 +28,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from benchmarks.campaign import MODEL, WORLD, ensure_world_and_model, run_measured  # noqa: E402
+from tasks.core.layout import Layout  # noqa: E402
 
 RUNS = {
     "local": ["runner=local"],
@@ -38,10 +39,11 @@ RUNS = {
 
 def fresh_campaign(artifacts: Path, campaign_id: str) -> None:
     """Remove an earlier run's folder and prediction log segment of ``campaign_id``."""
-    folder = artifacts / "campaigns" / campaign_id
+    layout = Layout(artifacts)
+    folder = layout.campaign(campaign_id).folder
     if folder.exists():
         shutil.rmtree(folder)
-    for seg in (artifacts / "predictions").glob(f"campaign-{campaign_id}*.parquet"):
+    for seg in layout.predictions.glob(f"campaign-{campaign_id}*.parquet"):
         seg.unlink()
 
 
@@ -56,7 +58,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from tasks.campaign.run import STAGES
+    from tasks.campaign.stages import STAGES
 
     results: dict[str, dict] = {}
     tables: dict[str, pd.DataFrame] = {}
@@ -73,10 +75,10 @@ def main() -> None:
         if res.returncode != 0:
             print(res.stderr[-4000:], file=sys.stderr)
             raise SystemExit(f"{name}: campaign run failed with exit code {res.returncode}")
-        folder = artifacts / "campaigns" / cid
-        manifest = json.loads((folder / "manifest.json").read_text())
+        paths = Layout(artifacts).campaign(cid)
+        manifest = json.loads(paths.manifest.read_text())
         manifests[name] = manifest
-        tables[name] = pd.read_parquet(folder / "campaign.parquet").drop(columns="campaign_id")
+        tables[name] = pd.read_parquet(paths.table).drop(columns="campaign_id")
         stages = manifest["stages"]
         results[name] = {
             "wall_s": round(wall, 2),

@@ -1,8 +1,8 @@
 """Calculate a campaign: ``python -m flows.campaign campaign=<name> [campaign.<key>=<value> ...]``.
 
-Runs the nine stages of :mod:`tasks.campaign.run` as Prefect tasks (one per stage, each
-publishing its summary as a Markdown artifact), resuming from the first stage whose
-checkpoint is no longer valid. Examples::
+Runs the stages of :data:`tasks.campaign.stages.STAGE_TABLE` as Prefect tasks (one per
+stage, named by the table, each publishing its summary as a Markdown artifact), resuming
+from the first stage whose checkpoint is no longer valid. Examples::
 
     python -m flows.campaign campaign=spring_sale
     python -m flows.campaign campaign=spring_sale campaign.sample_fraction=0.2
@@ -34,26 +34,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
-from tasks.campaign.run import STAGES, CampaignConfig, CampaignRun, Mapper, StageOutcome, stage_summary, validate_campaign_config
-from tasks.campaign.checkpoints import campaign_dir
-from tasks.core.config import CONF_DIR, RunnerConfig, to_dataclass
-from tasks.core.errors import ConfigError, NotFoundError
+from tasks.campaign.config import CampaignConfig, available_campaigns, resolve_campaign_config
 from tasks.campaign.partitions import (
     check_scheduler_reachable, make_partition_dir, output_paths, read_partition_results, remove_partition_dirs,
     run_partition, spill_args,
 )
-
-TASK_NAMES = {
-    "client_base": "build_client_base",
-    "filters": "apply_base_filters",
-    "subset": "draw_random_subset",
-    "factors": "compute_factors",
-    "score": "score_clients",
-    "sort": "sort_clients",
-    "split": "split_groups",
-    "offer": "assign_offers",
-    "freeze": "freeze_campaign",
-}
+from tasks.campaign.run import CampaignRun
+from tasks.campaign.stages import STAGE_TABLE, STAGES, Mapper, StageOutcome
+from tasks.campaign.summary import stage_summary
+from tasks.core.config import CONF_DIR, RunnerConfig, to_dataclass
+from tasks.core.errors import ConfigError
+from tasks.core.layout import Layout
 
 
 def artifact_key(campaign_id: str, stage: str) -> str:
@@ -70,7 +61,7 @@ def _run_stage(run: CampaignRun, stage: str) -> dict:
 
 
 # Checkpoints on disk decide what is reused, not Prefect's result cache.
-STAGE_TASKS = {s: task(name=TASK_NAMES[s], cache_policy=NO_CACHE, persist_result=False)(_run_stage) for s in STAGES}
+STAGE_TASKS = {s.name: task(name=s.task, cache_policy=NO_CACHE, persist_result=False)(_run_stage) for s in STAGE_TABLE}
 
 
 PARTITION_TASK_NAMES = {"factor_partition": "compute_factor_partition", "score_partition": "score_partition"}
@@ -169,7 +160,7 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     if runner_cfg.kind == "dask" and runner_cfg.address:
         # Workers of a remote cluster have their own working directory: give them absolute paths.
         artifacts = str(Path(artifacts).resolve())
-    stage_dir = campaign_dir(artifacts, cfg.id) / "stages"
+    stage_dir = Layout(artifacts).campaign(cfg.id).stage_dir
     with partition_mapper(runner_cfg, stage_dir) as mapper:
         run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions, mapper=mapper)
         with run.lock:
@@ -200,7 +191,7 @@ def split_argv(argv: list[str], conf_dir: Path = CONF_DIR) -> tuple[str | None, 
     for arg in argv:
         if arg.startswith("conf="):
             conf_path = arg.split("=", 1)[1]
-        elif arg.startswith("campaign=") and not (conf_dir / "campaign" / f"{arg.split('=', 1)[1]}.yaml").exists():
+        elif arg.startswith("campaign=") and arg.split("=", 1)[1] not in available_campaigns(conf_dir):
             unknown = arg.split("=", 1)[1]
         else:
             rest.append(arg)
@@ -213,46 +204,11 @@ def split_argv(argv: list[str], conf_dir: Path = CONF_DIR) -> tuple[str | None, 
     return conf_path, held, rest, unknown
 
 
-def load_campaign_file(path: str | Path, overrides: list[str]) -> DictConfig:
-    """A campaign node from a YAML file with ``campaign.<key>=<value>`` overrides applied."""
-    p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"campaign file {p} does not exist (conf={path})")
-    try:
-        node = OmegaConf.load(p)
-    except Exception as exc:  # the YAML parser's own error types vary
-        raise ConfigError(f"campaign file {p}: not valid YAML: {exc}") from None
-    if not isinstance(node, DictConfig):
-        raise ConfigError(f"campaign file {p}: expected a mapping of campaign settings")
-    if "campaign" in node and "id" not in node:
-        node = node.campaign
-    dots = [a.lstrip("+~").split(".", 1)[1] for a in overrides]
-    if dots:
-        try:
-            node = OmegaConf.merge(node, OmegaConf.from_dotlist(dots))
-        except Exception as exc:
-            raise ConfigError(f"campaign overrides {overrides}: {exc}") from None
-    return node
-
-
-def available_campaigns(conf_dir: Path = CONF_DIR) -> list[str]:
-    """Names of the campaigns in conf/campaign/."""
-    return sorted(p.stem for p in (conf_dir / "campaign").glob("*.yaml"))
-
-
 def resolve_campaign(cfg: DictConfig, conf_path: str | None, overrides: list[str],
                      unknown: str | None) -> tuple[dict[str, Any], CampaignConfig]:
-    """The campaign to run, from conf/ or a ``conf=`` file (see :func:`split_argv`), as a plain
-    dict and as its validated dataclass; a clear error for an unknown campaign or bad settings."""
-    if unknown is not None:
-        raise NotFoundError(
-            f"unknown campaign {unknown!r}: no conf/campaign/{unknown}.yaml; available: "
-            f"{available_campaigns()}; a campaign file elsewhere runs with conf=path/to/it.yaml")
-    node = load_campaign_file(conf_path, overrides) if conf_path else cfg.campaign
-    campaign = OmegaConf.to_container(node, resolve=True)
-    cc = to_dataclass(campaign, CampaignConfig, "campaign")
-    validate_campaign_config(cc)
-    return campaign, cc
+    """The campaign to run from the composed config or a ``conf=`` file (see :func:`split_argv`):
+    :func:`tasks.campaign.config.resolve_campaign_config` of ``cfg.campaign``."""
+    return resolve_campaign_config(None if conf_path else cfg.campaign, conf_path, overrides, unknown)
 
 
 def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown: str | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
-from api.demo import demo_factors, train_demo_model
+from tests.fixtures.api_model import demo_factors, train_demo_model
 from api.schemas import PredictResponse
 from api.service import ApiSettings
 from tasks.core.io import atomic_write_parquet

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.demo import demo_factors, train_demo_model
+from tests.fixtures.api_model import demo_factors, train_demo_model
 from api.errors import ApiError
 from api.features import FeatureSchema, dtype_kind, rows_to_values, schema_from_metadata
 from api.logbuffer import PredictionLogBuffer

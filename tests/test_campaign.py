@@ -17,15 +17,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.campaign.run import (
-    CAMPAIGN_COLUMNS, GROUPS, STAGES, CampaignConfig, FilterSpec, PolicyConfig, apply_filters,
-    assign_groups, assign_offers, balance_check, draw_subset, group_counts, rank_scores, run_campaign,
-    validate_campaign_config,
+from tasks.campaign.balance import balance_check
+from tasks.campaign.config import GROUPS, CampaignConfig, FilterSpec, validate_campaign_config
+from tasks.campaign.policy import PolicyConfig, assign_offers
+from tasks.campaign.run import run_campaign
+from tasks.campaign.stages import STAGES
+from tasks.campaign.transforms import (
+    CAMPAIGN_COLUMNS, apply_filters, assign_groups, draw_subset, group_counts, rank_scores,
 )
-from tasks.campaign.checkpoints import campaign_dir
 from tasks.core.config import to_dataclass
 from tasks.core.errors import ConfigError, NotFoundError, StateError
 from tasks.core.io import sha256_file
+from tasks.core.layout import Layout
 
 FEATURES = ["age", "tenure_days", "days_since_last_purchase", "purchase_count_90d",
             "purchase_amount_365d", "open_rate"]
@@ -101,7 +104,7 @@ def root(world, tmp_path) -> Path:
 
 
 def stage_files(root: Path, cid: str) -> dict[str, tuple[int, str]]:
-    d = campaign_dir(root, cid) / "stages"
+    d = Layout(root).campaign(cid).folder / "stages"
     return {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in sorted(d.glob("*.parquet"))}
 
 
@@ -225,7 +228,7 @@ def test_ties_at_the_boundary_keep_offer_equal_to_score_above_cutoff():
 def test_campaign_end_to_end_outputs(root):
     res = run_campaign(campaign(), root)
     assert res.computed == STAGES and not res.noop
-    folder = campaign_dir(root, "c1")
+    folder = Layout(root).campaign("c1").folder
     table = pd.read_parquet(folder / "campaign.parquet")
     assert list(table.columns) == CAMPAIGN_COLUMNS
     assert str(table["client_id"].dtype) == "int64" and str(table["rank"].dtype) == "int64"
@@ -257,7 +260,7 @@ def test_campaign_end_to_end_outputs(root):
 
 def test_identical_rerun_is_noop_and_frozen_campaign_is_immutable(root):
     run_campaign(campaign(), root)
-    folder = campaign_dir(root, "c1")
+    folder = Layout(root).campaign("c1").folder
     before = {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in folder.rglob("*") if p.is_file()}
     res = run_campaign(campaign(), root)
     assert res.noop and res.computed == []
@@ -270,7 +273,7 @@ def test_identical_rerun_is_noop_and_frozen_campaign_is_immutable(root):
 def test_changing_a_stage_setting_recomputes_that_stage_and_later_only(root):
     base = campaign()
     first = run_campaign(base, root, until="offer")
-    assert first.computed == STAGES[:-1] and not (campaign_dir(root, "c1") / "manifest.json").exists()
+    assert first.computed == STAGES[:-1] and not (Layout(root).campaign("c1").folder / "manifest.json").exists()
     files = stage_files(root, "c1")
 
     cases = [
@@ -328,7 +331,7 @@ def test_filters_leaving_nobody_fail_cleanly(root):
     cfg = campaign(filters=[{"name": "centenarians", "column": "age", "op": ">=", "value": 150}])
     with pytest.raises(ConfigError, match="filter 'centenarians' .* left no clients"):
         run_campaign(cfg, root)
-    folder = campaign_dir(root, "c1")
+    folder = Layout(root).campaign("c1").folder
     assert [p.name for p in (folder / "stages").glob("*.parquet")] == ["01_client_base.parquet"]
     assert not (folder / "campaign.parquet").exists() and not (folder / ".lock").exists()
     with pytest.raises(ConfigError, match="neither clients columns .* nor known factors"):
@@ -348,7 +351,7 @@ def test_model_features_the_factors_cannot_supply(root, world):
     version = reg.save(MODEL, fitted, {"kind": "uplift", "features": FEATURES + ["crystal_ball_score"]})
     with pytest.raises(ConfigError, match=r"needs feature\(s\) \['crystal_ball_score'\] that the factor library cannot supply"):
         run_campaign(campaign(model_version=version), root)
-    assert not (campaign_dir(root, "c1") / "stages" / "04_factors.parquet").exists()
+    assert not (Layout(root).campaign("c1").folder / "stages" / "04_factors.parquet").exists()
 
 
 def test_no_champion_says_how_to_train(tmp_path, world):
@@ -362,7 +365,7 @@ def test_no_champion_says_how_to_train(tmp_path, world):
 
 
 def test_second_run_refused_while_lock_held_and_stale_lock_recovered(root):
-    lock = campaign_dir(root, "c1") / ".lock"
+    lock = Layout(root).campaign("c1").folder / ".lock"
     code = ("import time; from tasks.core.locks import PidLock\n"
             f"PidLock({str(lock)!r}).acquire(); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -370,7 +373,7 @@ def test_second_run_refused_while_lock_held_and_stale_lock_recovered(root):
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(StateError, match="locked by process"):
             run_campaign(campaign(), root)
-        assert not (campaign_dir(root, "c1") / "stages").exists()
+        assert not (Layout(root).campaign("c1").folder / "stages").exists()
     finally:
         proc.kill()
         proc.wait()
@@ -400,7 +403,7 @@ def test_prefect_flow_runs_and_resumes(root, prefect_env):
     freeze = [a for a in found if a.key == artifact_key("pf", "freeze")][0]
     assert "Balance check" in freeze.data
     reference = run_campaign(campaign(cid="pf"), link_root(root, root.parent / "ref"))
-    pd.testing.assert_frame_equal(pd.read_parquet(campaign_dir(root, "pf") / "campaign.parquet"),
+    pd.testing.assert_frame_equal(pd.read_parquet(Layout(root).campaign("pf").folder / "campaign.parquet"),
                                   pd.read_parquet(reference.folder / "campaign.parquet"))
 
 

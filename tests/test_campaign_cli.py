@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.campaign import load_campaign_file, split_argv
-from tasks.campaign.run import CampaignConfig, run_campaign
-from tasks.campaign.checkpoints import FAULT_ENV, campaign_dir
+from flows.campaign import split_argv
+from tasks.campaign.checkpoints import FAULT_ENV
+from tasks.campaign.config import CampaignConfig, load_campaign_file, validate_campaign_config
+from tasks.campaign.run import run_campaign
 from tasks.core.config import compose_config, to_dataclass
 from tasks.core.errors import ConfigError, NotFoundError
+from tasks.core.layout import Layout
 from tests.test_campaign import build_world, campaign, link_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +73,6 @@ def test_load_campaign_file_applies_overrides(tmp_path):
 
 
 def test_shipped_campaigns_compose_and_validate():
-    from tasks.campaign.run import validate_campaign_config
-
     for name in ("default", "spring_sale"):
         cfg = compose_config([f"campaign={name}"])
         validate_campaign_config(to_dataclass(cfg.campaign, CampaignConfig, "campaign"))
@@ -100,7 +100,7 @@ def test_cli_run_killed_in_a_stage_resumes_through_prefect(tmp_path_factory):
 
     killed = _cli(args, {FAULT_ENV: "split"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    folder = campaign_dir(root, "cli")
+    folder = Layout(root).campaign("cli").folder
     assert sorted(p.name for p in (folder / "stages").glob("*.parquet"))[-1] == "06_sort.parquet"
 
     done = _cli(args)

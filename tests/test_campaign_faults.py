@@ -20,16 +20,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.campaign.run import STAGES, run_campaign
-from tasks.campaign.checkpoints import FAULT_ENV, campaign_dir
+from tasks.campaign.checkpoints import FAULT_ENV
+from tasks.campaign.run import run_campaign
+from tasks.campaign.stages import STAGES
 from tasks.core.io import sha256_file
+from tasks.core.layout import Layout
 from tests.test_campaign import build_world, campaign, link_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 RUNNER = """
 import json, sys
-from tasks.campaign.run import CampaignConfig, run_campaign
+from tasks.campaign.config import CampaignConfig
+from tasks.campaign.run import run_campaign
 from tasks.core.config import to_dataclass
 cfg = to_dataclass(json.loads(sys.argv[1]), CampaignConfig, "campaign")
 run_campaign(cfg, sys.argv[2], partitions=2)
@@ -62,7 +65,7 @@ def test_killed_run_resumes_at_that_stage_with_identical_result(stage, world, re
     proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(asdict(cfg)), str(root)],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    folder = campaign_dir(root, "fault")
+    folder = Layout(root).campaign("fault").folder
     k = STAGES.index(stage)
     before = _files(folder)
     assert len(before) == k, before  # stages before the killed one are committed, it is not

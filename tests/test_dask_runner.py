@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.campaign.run import STAGES, factor_partition, run_campaign
-from tasks.campaign.checkpoints import campaign_dir
+from tasks.campaign.run import run_campaign
+from tasks.campaign.stages import STAGES
+from tasks.campaign.transforms import factor_partition
 from tasks.core.errors import ConfigError
 from tasks.core.io import read_json
+from tasks.core.layout import Layout
 from tasks.campaign.partitions import (
     PARTITION_DIR_PREFIX, ParquetArg, check_scheduler_reachable, load_arg, make_partition_dir, output_paths,
     read_partition_results, remove_partition_dirs, run_partition, scheduler_host_port, spill_args,
@@ -107,14 +109,14 @@ def test_dask_runner_in_the_prefect_flow_gives_the_local_campaign(world, tmp_pat
     assert not out["noop"] and [v["status"] for v in out["stages"].values()] == ["computed"] * len(STAGES)
 
     a = pd.read_parquet(local.folder / "campaign.parquet")
-    b = pd.read_parquet(campaign_dir(dask_root, "scale") / "campaign.parquet")
+    b = pd.read_parquet(Layout(dask_root).campaign("scale").folder / "campaign.parquet")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     # Every checkpoint has the same key and the same rows: validity does not depend on the runner.
-    ma, mb = (read_json(campaign_dir(r, "scale") / "manifest.json") for r in (local_root, dask_root))
+    ma, mb = (read_json(Layout(r).campaign("scale").folder / "manifest.json") for r in (local_root, dask_root))
     for s in STAGES[:-1]:
         assert (ma["stages"][s]["key"], ma["stages"][s]["fingerprint"]) == \
                (mb["stages"][s]["key"], mb["stages"][s]["fingerprint"]), s
-    assert not list((campaign_dir(dask_root, "scale") / "stages").glob(f"{PARTITION_DIR_PREFIX}*"))
+    assert not list((Layout(dask_root).campaign("scale").folder / "stages").glob(f"{PARTITION_DIR_PREFIX}*"))
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(
@@ -144,7 +146,7 @@ def test_unreachable_scheduler_address_fails_fast_naming_it(world, tmp_path, pre
         campaign_flow(campaign=asdict(campaign(cid="nowhere")), artifacts=str(root),
                       runner={**DASK, "address": address})
     assert time.monotonic() - t0 < 60  # a hang guard, not a speed figure
-    assert not (campaign_dir(root, "nowhere") / "stages").exists()
+    assert not (Layout(root).campaign("nowhere").folder / "stages").exists()
 
 
 def test_runner_address_uses_an_existing_cluster(world, tmp_path, prefect_env):

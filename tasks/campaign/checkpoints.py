@@ -1,7 +1,7 @@
 """Stage checkpoints of a campaign.
 
-A campaign folder ``<artifacts>/campaigns/<id>/`` holds one Parquet checkpoint per stage
-(``stages/NN_<stage>.parquet``). Each checkpoint carries its own record in the Parquet file
+A campaign folder (:class:`tasks.core.layout.CampaignPaths`) holds one Parquet checkpoint per
+checkpointed stage (``stages/NN_<stage>.parquet``, :func:`tasks.core.layout.stage_file`). Each checkpoint carries its own record in the Parquet file
 metadata: the stage key (a hash of the stage name, its config slice, the upstream
 checkpoint's fingerprint and, where relevant, the model version and checksum and the data
 manifest), the fingerprint of its rows and a small ``info`` dict for the summary. Because the
@@ -23,16 +23,20 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.core.errors import StateError
-from tasks.core.io import atomic_write_parquet, frame_fingerprint, read_json, stable_hash
+from tasks.core.io import atomic_write_parquet, frame_fingerprint, stable_hash
+from tasks.core.layout import CampaignPaths, Layout
 
 ATTRS_KEY = "uplift_checkpoint"
 FAULT_ENV = "UPLIFT_FAULT_STAGE"
 
 
 def campaign_dir(artifacts: str | Path, campaign_id: str) -> Path:
-    """Folder of campaign ``campaign_id`` under the artifacts root."""
-    return Path(artifacts) / "campaigns" / campaign_id
+    """Folder of campaign ``campaign_id`` under the artifacts root.
+
+    Kept for callers outside the campaign package; new code asks
+    ``Layout(artifacts).campaign(campaign_id)`` for the folder and its files.
+    """
+    return Layout(artifacts).campaign(campaign_id).folder
 
 
 def stage_key(stage: str, config_slice: Any, upstream: str | None, extra: Any = None) -> str:
@@ -64,21 +68,26 @@ class Checkpoint:
 
 
 class CheckpointStore:
-    """Reads and writes the stage checkpoints of one campaign folder."""
+    """Reads and writes the stage checkpoints of one campaign folder.
 
-    def __init__(self, root: str | Path, stages: list[str]) -> None:
-        self.root = Path(root)
+    ``stages`` are the checkpointed stages in order; a stage's file is numbered by its
+    position (``stages/NN_<stage>.parquet``, NN from 01).
+    """
+
+    def __init__(self, folder: CampaignPaths | str | Path, stages: list[str]) -> None:
+        self.paths = folder if isinstance(folder, CampaignPaths) else CampaignPaths(Path(folder))
+        self.root = self.paths.folder
         self.stages = list(stages)
 
     @property
     def stage_dir(self) -> Path:
-        return self.root / "stages"
+        return self.paths.stage_dir
 
     def path(self, stage: str) -> Path:
-        """Checkpoint file of ``stage`` (``stages/NN_<stage>.parquet``, NN from 01)."""
+        """Checkpoint file of ``stage``."""
         if stage not in self.stages:
             raise KeyError(f"unknown stage {stage!r}; stages are {self.stages}")
-        return self.stage_dir / f"{self.stages.index(stage) + 1:02d}_{stage}.parquet"
+        return self.paths.stage(self.stages.index(stage), stage)
 
     def record(self, stage: str) -> Checkpoint | None:
         """The checkpoint record of ``stage`` read from file metadata, or None when absent/unreadable."""

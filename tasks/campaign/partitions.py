@@ -1,7 +1,7 @@
 """Partitioned Parquet for the factor and score stages when they run on a Dask cluster.
 
 The campaign's factor and score stages map a per-partition function over partitions of
-clients (:data:`tasks.campaign.run.Mapper`). On a cluster, big inputs and outputs do not travel
+clients (:data:`tasks.campaign.stages.Mapper`). On a cluster, big inputs and outputs do not travel
 through the orchestrator: before a partition is submitted, every DataFrame or array
 argument is written as its own Parquet file under a partition folder of the campaign
 (:func:`spill_args`); the worker reads its own partition, runs the function and writes its

@@ -1,0 +1,282 @@
+"""The campaign's stages, declared once: :data:`STAGE_TABLE`.
+
+Each entry names the stage, the Prefect task that runs it (built from this table in
+:mod:`flows.campaign`), the stages whose checkpoints it reads, the config slice (and extra
+identity) that keys its checkpoint, and its compute function. :class:`tasks.campaign.run.
+CampaignRun` runs the table in order; the stage's checkpoint is
+``stages/NN_<name>.parquet`` with NN its position (:func:`stage_checkpoint`). Adding a
+stage is one entry.
+
+A checkpoint's key is :func:`tasks.campaign.checkpoints.stage_key` of the stage name, its
+config slice, the fingerprint of its first input (the stage before it) and its extra
+identity (the model for ``score``, the factor checkpoint for ``split``).
+
+1. ``client_base``  every client registered before the campaign date;
+2. ``filters``      the campaign's base filters, in order, with removals per filter;
+3. ``subset``       an optional seeded random subset (a fraction or a count);
+4. ``factors``      the model's features as of the campaign date, computed per partition;
+5. ``score``        the model's score per partition;
+6. ``sort``         descending score with rank (1 = best) and percentile;
+7. ``split``        a seeded three-way random split independent of the score, with a
+                    balance check (standardised mean differences, sample-ratio test);
+8. ``offer``        the threshold policy decides who in the targeted group gets the offer;
+9. ``freeze``       campaign.parquet, manifest.json, summary.md and the prediction log
+                    (no checkpoint: the frozen files are the output).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import pandas as pd
+
+from tasks.campaign.checkpoints import CheckpointStore
+from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefault_balance
+from tasks.campaign.policy import assign_offers, policy_params
+from tasks.campaign.transforms import (
+    FactorFn, apply_filters, assign_groups, concat_partitions, derive_seed, draw_subset, factor_partition,
+    missing_model_features, partition_ids, rank_scores, score_partition, select_client_base,
+)
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.core.layout import CampaignPaths
+
+Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple]], list[pd.DataFrame]]
+
+
+class StageContext(Protocol):
+    """What a stage's key and compute functions use of the run (:class:`~tasks.campaign.run.CampaignRun`)."""
+
+    cfg: CampaignConfig
+    store: CheckpointStore
+    partitions: int
+    factor_fn: FactorFn
+    known_factors: Callable[[], set[str] | None]
+    mapper: Mapper
+
+    def data(self) -> dict: ...
+    def model(self) -> Any: ...
+    def model_identity(self) -> dict: ...
+    def factor_names(self) -> list[str]: ...
+    def balance_columns(self) -> list[str]: ...
+    def fingerprint(self, stage: str) -> str | None: ...
+    def freeze(self) -> StageOutcome: ...
+
+
+@dataclass
+class StageOutcome:
+    """What a stage did: reused its checkpoint or computed it; small, for logs and Prefect."""
+
+    stage: str
+    status: str
+    rows: int
+    seconds: float
+    key: str
+    info: dict = field(default_factory=dict)
+
+
+KeyFn = Callable[[StageContext], tuple[Any, Any]]
+ComputeFn = Callable[[StageContext], Any]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the campaign.
+
+    ``inputs``: the stages whose checkpoints it reads, the stage before it first (its
+    fingerprint keys this stage's checkpoint). ``key``: ``(config slice, extra)`` of the
+    checkpoint key; None for a stage without checkpoint. ``compute``: ``(frame, info)`` to
+    commit as the checkpoint (for a stage without checkpoint: its outcome).
+    """
+
+    name: str
+    task: str
+    inputs: tuple[str, ...]
+    key: KeyFn | None
+    compute: ComputeFn
+
+    @property
+    def checkpointed(self) -> bool:
+        return self.key is not None
+
+
+# --------------------------------------------------------------------------- keys
+def _data_slice(ctx: StageContext, **slice_: Any) -> dict:
+    d = ctx.data()
+    return {**slice_, "data_hash": d["hash"], "date": str(d["date"])}
+
+
+def _key_client_base(ctx: StageContext) -> tuple[Any, Any]:
+    d = ctx.data()
+    return {"data": d["name"], "data_hash": d["hash"], "date": str(d["date"])}, None
+
+
+def _key_filters(ctx: StageContext) -> tuple[Any, Any]:
+    return _data_slice(ctx, filters=[asdict(f) for f in ctx.cfg.filters]), None
+
+
+def _key_subset(ctx: StageContext) -> tuple[Any, Any]:
+    cfg = ctx.cfg
+    return {"fraction": cfg.sample_fraction, "size": cfg.sample_size, "seed": cfg.seed}, None
+
+
+def _key_factors(ctx: StageContext) -> tuple[Any, Any]:
+    return _data_slice(ctx, factors=ctx.factor_names()), None
+
+
+def _key_score(ctx: StageContext) -> tuple[Any, Any]:
+    return {}, ctx.model_identity()
+
+
+def _key_sort(ctx: StageContext) -> tuple[Any, Any]:
+    return {}, None
+
+
+def _key_split(ctx: StageContext) -> tuple[Any, Any]:
+    cfg = ctx.cfg
+    slice_: dict[str, Any] = {"groups": group_shares(cfg), "seed": cfg.seed, "balance_factors": ctx.balance_columns()}
+    balance = nondefault_balance(cfg)
+    if balance is not None:  # the default limits stay out, so checkpoints made before them stay valid
+        slice_["balance"] = balance
+    return slice_, {"factors": ctx.fingerprint("factors")}
+
+
+def _key_offer(ctx: StageContext) -> tuple[Any, Any]:
+    p = ctx.cfg.policy
+    return {"policy": {"kind": p.kind, **policy_params(p)}}, None
+
+
+# --------------------------------------------------------------------------- compute
+def _client_base(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    from tasks.data.tables import read_table
+
+    d = ctx.data()
+    clients = read_table(d["dir"], "clients")
+    base = select_client_base(clients, d["date"])
+    if len(base) == 0:
+        raise DataValidationError("clients", "registration_date",
+                                  f"no client registered before the campaign date {d['date'].date()}")
+    return base, {"registered_later": int(len(clients) - len(base))}
+
+
+def _filters(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    cfg = ctx.cfg
+    base = ctx.store.read("client_base")
+    needed = list(dict.fromkeys(f.column for f in cfg.filters if f.column not in base.columns))
+    frame = base
+    if needed:
+        known = ctx.known_factors()
+        unknown = [c for c in needed if known is not None and c not in known]
+        if unknown:
+            raise ConfigError(
+                f"campaign.filters: column(s) {unknown} are neither clients columns "
+                f"{list(base.columns)} nor known factors")
+        d = ctx.data()
+        extra = ctx.factor_fn(d["dir"], d["date"], needed, base["client_id"].to_numpy())
+        frame = base.merge(extra[["client_id", *needed]], on="client_id", how="left", validate="1:1")
+    kept, report = apply_filters(frame, cfg.filters)
+    cols = ["client_id", *dict.fromkeys(f.column for f in cfg.filters)]
+    return kept[cols], {"filters": report}
+
+
+def _subset(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    cfg = ctx.cfg
+    ids = ctx.store.read("filters", columns=["client_id"])["client_id"].to_numpy()
+    chosen = draw_subset(ids, cfg.sample_fraction, cfg.sample_size, derive_seed(cfg.seed, "subset"))
+    rule = ("none" if cfg.sample_fraction is None and cfg.sample_size is None else
+            f"fraction {cfg.sample_fraction}" if cfg.sample_fraction is not None else f"size {cfg.sample_size}")
+    return pd.DataFrame({"client_id": chosen}), {"before": int(len(ids)), "kept": int(len(chosen)), "rule": rule}
+
+
+def _factors(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    names = ctx.factor_names()
+    known = ctx.known_factors()
+    unknown = [f for f in names if known is not None and f not in known]
+    if unknown:
+        m = ctx.model()
+        raise ConfigError(
+            f"model {m.name} {m.version} needs feature(s) {unknown} that the factor library cannot "
+            f"supply; retrain the model on available factors or add the factors")
+    d = ctx.data()
+    ids = ctx.store.read("subset")["client_id"].to_numpy()
+    args = [(ctx.factor_fn, d["dir"], d["date"], names, part) for part in partition_ids(ids, ctx.partitions)]
+    table = concat_partitions(ctx.mapper(factor_partition, args))
+    return table, {"factors": names, "partitions": len(args)}
+
+
+def _score(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    m = ctx.model()
+    table = ctx.store.read("factors")
+    missing = missing_model_features(m.features, table.columns)
+    if missing:
+        raise ConfigError(
+            f"model {m.name} {m.version} needs feature(s) {missing} that the factor stage did not supply "
+            f"(it has {list(table.columns)[1:12]}...)")
+    bounds = np.cumsum([0] + [len(p) for p in partition_ids(table["client_id"].to_numpy(), ctx.partitions)])
+    args = [(m, table.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    scored = concat_partitions(ctx.mapper(score_partition, args))
+    return scored, {"model": ctx.model_identity(), "partitions": len(args)}
+
+
+def _sort(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    return rank_scores(ctx.store.read("score")), {}
+
+
+def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    # Imported here: the balance statistics load scipy.stats (a second), and the scoring API
+    # imports this table only to find the factor checkpoint.
+    from tasks.campaign.balance import balance_check
+
+    cfg = ctx.cfg
+    ranked = ctx.store.read("sort")
+    assigned = assign_groups(ranked["client_id"].to_numpy(), cfg.groups, derive_seed(cfg.seed, "split"))
+    split = ranked.merge(assigned, on="client_id", how="left", validate="1:1")
+    cols = [c for c in ctx.balance_columns() if c != "score"]
+    factors_ = ctx.store.read("factors", columns=["client_id", *cols])
+    frame = split[["client_id", "group", "score"]].merge(factors_, on="client_id", how="left")
+    balance = balance_check(frame, ["score", *cols], cfg.groups, cfg.balance)
+    counts = {g: int((split["group"] == g).sum()) for g in GROUPS}
+    return split, {"balance": balance, "groups": counts}
+
+
+def _offer(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    offers, threshold = assign_offers(ctx.store.read("split"), ctx.cfg.policy)
+    return offers, {"threshold": threshold}
+
+
+def _freeze(ctx: StageContext) -> StageOutcome:
+    return ctx.freeze()
+
+
+# --------------------------------------------------------------------------- the table
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("client_base", "build_client_base", (), _key_client_base, _client_base),
+    Stage("filters", "apply_base_filters", ("client_base",), _key_filters, _filters),
+    Stage("subset", "draw_random_subset", ("filters",), _key_subset, _subset),
+    Stage("factors", "compute_factors", ("subset",), _key_factors, _factors),
+    Stage("score", "score_clients", ("factors",), _key_score, _score),
+    Stage("sort", "sort_clients", ("score",), _key_sort, _sort),
+    Stage("split", "split_groups", ("sort", "factors"), _key_split, _split),
+    Stage("offer", "assign_offers", ("split",), _key_offer, _offer),
+    Stage("freeze", "freeze_campaign", ("offer",), None, _freeze),
+)
+STAGES = [s.name for s in STAGE_TABLE]
+CHECKPOINTED = [s.name for s in STAGE_TABLE if s.checkpointed]
+STAGE_BY_NAME = {s.name: s for s in STAGE_TABLE}
+
+
+def stage(name: str) -> Stage:
+    """The table entry of stage ``name``; :class:`ConfigError` naming the stages otherwise."""
+    try:
+        return STAGE_BY_NAME[name]
+    except KeyError:
+        raise ConfigError(f"unknown stage {name!r}; stages are {STAGES}") from None
+
+
+def stage_checkpoint(campaign: CampaignPaths | str | Path, name: str) -> Path:
+    """Checkpoint file of stage ``name`` in a campaign folder (e.g. the factor snapshot)."""
+    paths = campaign if isinstance(campaign, CampaignPaths) else CampaignPaths(Path(campaign))
+    if not stage(name).checkpointed:
+        raise ConfigError(f"stage {name!r} has no checkpoint; checkpointed stages are {CHECKPOINTED}")
+    return paths.stage(CHECKPOINTED.index(name), name)
