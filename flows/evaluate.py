@@ -18,24 +18,21 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks.evaluation import readout as ev
 from tasks.core.config import to_dataclass
 from tasks.core.errors import ConfigError
 from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-
-
-def evaluation_dir(artifacts: str | Path, campaign_id: str) -> Path:
-    """``<artifacts>/evaluations/<campaign_id>``."""
-    return Path(artifacts) / "evaluations" / campaign_id
+from tasks.core.layout import Layout
+from tasks.evaluation import readout as ev
+from tasks.evaluation.report import make_plots, render_report
 
 
 @task(cache_policy=NONE, persist_result=False)
 def join_campaign_responses(artifacts: str, campaign_id: str, responses: str | None,
                             missing_responses: str) -> tuple[pd.DataFrame, dict, str]:
     """Read the frozen campaign and its responses and join them (errors name the bad rows)."""
-    folder = ev.campaign_folder(artifacts, campaign_id)
-    campaign, manifest = ev.load_frozen_campaign(folder)
-    path = Path(responses) if responses else folder / "responses.parquet"
+    paths = Layout(artifacts).campaign(campaign_id)
+    campaign, manifest = ev.load_frozen_campaign(paths.folder)
+    path = Path(responses) if responses else paths.responses
     joined = ev.join_responses(campaign, ev.read_responses(path), missing_responses)
     return joined, manifest, str(path)
 
@@ -50,10 +47,10 @@ def estimate_effects(joined: pd.DataFrame, manifest: dict, cfg: ev.EvaluateConfi
 def write_evaluation(out_dir: str, joined: pd.DataFrame, result: dict, deciles: pd.DataFrame) -> str:
     """Write plots, report.md and metrics.json; publish the report as a Prefect artifact."""
     out = Path(out_dir)
-    plots = ev.make_plots(joined, result, deciles)
+    plots = make_plots(joined, result, deciles)
     for name, data in plots.items():
         atomic_write_bytes(data, out / name)
-    report = ev.render_report(result, deciles, sorted(plots))
+    report = render_report(result, deciles, sorted(plots))
     atomic_write_text(report, out / "report.md")
     payload = dict(result, deciles=deciles.to_dict(orient="records"))
     atomic_write_json(payload, out / "metrics.json")
@@ -75,7 +72,7 @@ def evaluate_campaign_flow(campaign_id: str, artifacts: str = "artifacts", respo
         responses_path=str(Path(resp_path).resolve()), evaluated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(),
         settings=asdict(cfg),
     )
-    write_evaluation(str(evaluation_dir(artifacts, campaign_id)), joined, result, deciles)
+    write_evaluation(str(Layout(artifacts).evaluation(campaign_id)), joined, result, deciles)
     return result
 
 
@@ -87,7 +84,7 @@ def run(cfg: DictConfig) -> dict:
     settings = OmegaConf.to_container(cfg.evaluate, resolve=True)
     # fail fast, before Prefect starts, on a bad config or an unknown / unfrozen campaign
     to_dataclass(settings, ev.EvaluateConfig, "evaluate")
-    ev.check_frozen(ev.campaign_folder(cfg.paths.artifacts, str(campaign_id)))
+    ev.check_frozen(Layout(cfg.paths.artifacts).campaign(str(campaign_id)).folder)
     return evaluate_campaign_flow(str(campaign_id), str(cfg.paths.artifacts), cfg.get("responses"), settings)
 
 

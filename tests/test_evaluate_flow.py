@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from flows.evaluate import evaluate_campaign_flow, evaluation_dir
+from flows.evaluate import evaluate_campaign_flow
 from tasks.core.errors import DataValidationError, StateError
 from tasks.core.io import atomic_write_parquet, read_json
+from tasks.core.layout import Layout
 from tests.conftest import PROJECT_ROOT
 from tests.test_evaluation import responses_frame, write_campaign
 
@@ -17,7 +18,7 @@ from tests.test_evaluation import responses_frame, write_campaign
 def test_flow_writes_metrics_report_and_plots(prefect_env, artifacts):
     write_campaign(artifacts)
     result = evaluate_campaign_flow("c1", str(artifacts), settings={"n_boot": 10})
-    out = evaluation_dir(artifacts, "c1")
+    out = Layout(artifacts).evaluation("c1")
     stored = read_json(out / "metrics.json")
     assert stored["targeted_vs_control"]["response"]["estimate"] == pytest.approx(0.5)
     assert stored["targeted_vs_control"]["response"] == pytest.approx(result["targeted_vs_control"]["response"])
@@ -40,7 +41,7 @@ def test_flow_bad_responses_write_nothing(prefect_env, artifacts):
     atomic_write_parquet(responses_frame().iloc[:5], folder / "responses.parquet")
     with pytest.raises(DataValidationError, match="7 of 12 campaign client"):
         evaluate_campaign_flow("c1", str(artifacts), settings={"n_boot": 0})
-    assert not evaluation_dir(artifacts, "c1").exists()
+    assert not Layout(artifacts).evaluation("c1").exists()
 
 
 def test_flow_not_frozen(prefect_env, artifacts):

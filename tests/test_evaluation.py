@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from tasks.evaluation import readout as ev
+from tasks.evaluation.report import make_plots, render_report
 from tasks.analytics import metrics
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
 from tasks.core.io import atomic_write_json, atomic_write_parquet
@@ -206,13 +207,25 @@ def test_decile_table_hand_computed(joined):
     assert bottom["offered_share_targeted"] == pytest.approx(0.0)
 
 
+
+def test_decile_intervals_are_the_difference_of_proportions(joined):
+    from tasks.analytics.stats import diff_in_proportions
+
+    top = ev.decile_table(joined, bins=2, alpha=0.1).iloc[0]
+    e = diff_in_proportions(top["rate_random_target"], 2, top["rate_control"], 2, alpha=0.1)
+    assert (top["se"], top["ci_low"], top["ci_high"]) == (e.se, e.ci_low, e.ci_high)
+    # fewer than two clients of an arm in a bin: a rate and an uplift, but no interval
+    one = ev.decile_table(joined, bins=6).iloc[0]
+    assert (one["n_random_target"], one["n_control"]) == (0, 1)
+    assert math.isnan(one["se"]) and math.isnan(one["ci_low"]) and math.isnan(one["ci_high"])
+
 def test_report_and_plots(joined):
     res = ev.evaluate_campaign(joined, manifest(), CFG)
     deciles = ev.decile_table(joined, bins=2)
-    plots = ev.make_plots(joined, res, deciles)
+    plots = make_plots(joined, res, deciles)
     assert set(plots) == {"uplift_by_decile.png", "qini_curve.png", "group_comparison.png"}
     assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.values())
-    md = ev.render_report(res, deciles, sorted(plots))
+    md = render_report(res, deciles, sorted(plots))
     assert "targeted >= cutoff vs control >= cutoff (response)" in md
     assert "![qini_curve.png](qini_curve.png)" in md
 

@@ -348,6 +348,31 @@ def test_response_metrics_match_sklearn(seed, decimals):
         assert res["recall"] == pytest.approx(recall_score(y, pred, zero_division=0), abs=TOL)
 
 
+
+def test_roc_auc_by_hand_with_ties_and_against_sklearn():
+    assert m.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    # the positive at 1 ties the negative (1/2), the positive at 2 beats it (1): (0.5 + 1) / 2
+    assert m.roc_auc([0, 1, 1], [1, 1, 2]) == 0.75
+    assert m.roc_auc([0, 1], [2.0, 1.0]) == 0.0
+    for seed, decimals in ((2, 6), (3, 1)):
+        rng = np.random.default_rng(seed)
+        y = (rng.random(400) < 0.3).astype(int)
+        p = np.round(np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1), decimals)
+        assert m.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=TOL)
+        # one implementation: response_metrics reports the same number
+        assert m.roc_auc(y, p) == m.response_metrics(y, p)["roc_auc"]
+
+
+def test_roc_auc_bad_input():
+    with pytest.raises(DataValidationError, match="both classes"):
+        m.roc_auc([1, 1], [0.1, 0.2])
+    with pytest.raises(DataValidationError, match="column 'score'"):
+        m.roc_auc([0, 1], [0.1, np.inf])
+    with pytest.raises(DataValidationError, match="different lengths"):
+        m.roc_auc([0, 1], [0.5])
+    with pytest.raises(DataValidationError, match="column 'y'"):
+        m.roc_auc([0, 2], [0.1, 0.2])
+
 def test_tune_threshold_f1_beats_every_candidate():
     rng = np.random.default_rng(3)
     y = (rng.random(300) < 0.2).astype(int)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.profile import data_profile_flow, profile_dir
-from tasks.profile import report as P
+from flows.profile import data_profile_flow
 from tasks.core.config import SyntheticDataConfig
 from tasks.core.errors import ConfigError, NotFoundError
+from tasks.core.layout import Layout
+from tasks.profile.config import ProfileConfig
+from tasks.profile.profiles import profile_table
+from tasks.profile.report import build_report, render_markdown
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FAST = {"max_plot_columns": 4, "max_heatmap_columns": 8}
@@ -55,7 +58,7 @@ def test_flow_on_a_small_synthetic_world(prefect_env, small_world):
         data, artifacts=str(root), factors={"name": "default", "factors": names},
         settings=dict(FAST, max_rows=2000),
     )
-    out = profile_dir(root, "tiny", "2026-01-01")
+    out = Layout(root).profile("tiny", "2026-01-01")
     assert findings["report"] == str(out / "report.md")
     md = (out / "report.md").read_text()
     page = (out / "report.html").read_text()
@@ -86,7 +89,7 @@ def test_flow_at_an_earlier_date_sees_only_earlier_campaigns(prefect_env, small_
                                  settings=dict(FAST, as_of="2025-07-01"))
     history = pd.read_parquet(root / "data" / "tiny" / "campaign_history.parquet")
     assert findings["row_counts"]["campaign_history"] == int((history["campaign_date"] < "2025-07-01").sum())
-    md = (profile_dir(root, "tiny", "2025-07-01") / "report.md").read_text()
+    md = (Layout(root).profile("tiny", "2025-07-01") / "report.md").read_text()
     assert "no factor set chosen" in md
 
 
@@ -119,7 +122,7 @@ def test_hillstrom_arms_are_balanced(shared_data):
 
     ds = load_tabular_dataset(TabularDataConfig(kind="hillstrom", name="hillstrom", target="visit"), shared_data)
     (raw,) = ds.raw_tables.values()
-    table = P.profile_table(raw, "hillstrom", P.ProfileConfig(max_plot_columns=2), outcome="visit")
+    table = profile_table(raw, "hillstrom", ProfileConfig(max_plot_columns=2), outcome="visit")
     (arm,) = table.arms
     assert arm.column == "segment"
     counts = dict(zip(arm.counts["value"], arm.counts["count"]))
@@ -133,7 +136,7 @@ def test_flow_on_ifood(prefect_env, shared_data, tmp_path):
     data = {"kind": "ifood", "name": "ifood", "target": "Response", "drop": IFOOD_DROP}
     findings = data_profile_flow(data, artifacts=str(tmp_path), shared_data=str(shared_data),
                                  settings=dict(FAST, as_of="2026-02-01"))
-    out = profile_dir(tmp_path, "ifood", "2026-02-01")
+    out = Layout(tmp_path).profile("ifood", "2026-02-01")
     md = (out / "report.md").read_text()
     raw = pd.read_csv(shared_data / "ifood" / "ifood_df.csv")
     assert findings["row_counts"] == {"ifood": len(raw)}
@@ -152,7 +155,7 @@ def test_one_click_long_tables_are_keyed_by_client_and_period(shared_data):
     from flows.profile import profile_tabular
     from tasks.core.config import compose_config, to_dataclass
 
-    cfg = to_dataclass(compose_config(["profile.max_plot_columns=2"]).profile, P.ProfileConfig, "profile")
+    cfg = to_dataclass(compose_config(["profile.max_plot_columns=2"]).profile, ProfileConfig, "profile")
     data = {"kind": "one_click", "name": "one_click"}
     tables, analysis = profile_tabular.fn(data, str(shared_data), cfg)
     by_name = {t.name: t for t in tables}
@@ -161,7 +164,7 @@ def test_one_click_long_tables_are_keyed_by_client_and_period(shared_data):
     assert by_name["market_money"].duplicates["key_rows"] == int(raw.duplicated(["id", "Период"], keep=False).sum())
     assert by_name["market_file"].key == ["id"]
     assert analysis.target == "activity_declined" and analysis.treatment is None
-    bad = P.ProfileConfig(table_keys={"market_money": ["client"]})
+    bad = ProfileConfig(table_keys={"market_money": ["client"]})
     with pytest.raises(ConfigError, match="table_keys.market_money"):
         profile_tabular.fn(data, str(shared_data), bad)
 
@@ -171,12 +174,12 @@ def test_large_history_is_sampled_before_factors_are_computed(small_world):
 
     root, _ = small_world
     history = pd.read_parquet(root / "data" / "tiny" / "campaign_history.parquet")
-    cfg = P.ProfileConfig(max_rows=50, max_plot_columns=2, max_heatmap_columns=4)
+    cfg = ProfileConfig(max_rows=50, max_plot_columns=2, max_heatmap_columns=4)
     a = profile_world_factors.fn(str(root / "data" / "tiny"), "2026-01-01", "2026-01-01",
                                  ["age", "tenure_days"], "two", cfg)
     assert a.sampled and a.n_rows == len(history) and a.profiled_rows == 50
     assert a.by_group["n"].sum() == 50
-    md = P.render_markdown(P.build_report("tiny", "2026-01-01", [], a, cfg))
+    md = render_markdown(build_report("tiny", "2026-01-01", [], a, cfg))
     assert "seeded random sample of 50 rows" in md and "sampled (above profile.max_rows=50): factor table" in md
 
 
@@ -193,5 +196,5 @@ def test_cli_body_profiles_hillstrom_from_its_data_config(prefect_env, shared_da
     kept = raw[raw["segment"].isin(["Womens E-Mail", "No E-Mail"])]
     rate = kept.groupby("segment")["visit"].mean()
     assert findings["naive_uplift"] == pytest.approx(rate["Womens E-Mail"] - rate["No E-Mail"])
-    md = (profile_dir(tmp_path, "hillstrom", "2026-03-01") / "report.md").read_text()
+    md = (Layout(tmp_path).profile("hillstrom", "2026-03-01") / "report.md").read_text()
     assert "treatment 1 = Womens E-Mail, 0 = No E-Mail" in md

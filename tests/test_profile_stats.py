@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tasks.profile import report as P
 from tasks.core.errors import ConfigError, DataValidationError
+from tasks.profile import stats as P
+from tasks.profile.config import ProfileConfig
 
 
 def test_missing_values_counts_and_shares():
@@ -123,22 +124,22 @@ def test_balance_counts_and_shares():
     assert out["share"].tolist() == [0.75, 0.25]
 
 
-def test_arm_size_test_by_hand():
-    chi2, p = P.arm_size_test({"a": 100, "b": 100, "c": 100})
+def test_arm_size_chi2_by_hand():
+    chi2, p = P.arm_size_chi2({"a": 100, "b": 100, "c": 100})
     assert chi2 == 0.0 and p == pytest.approx(1.0)
     # (60 - 50)^2 / 50 + (40 - 50)^2 / 50 = 4; with one degree of freedom p = erfc(sqrt(4 / 2))
-    chi2, p = P.arm_size_test({"a": 60, "b": 40})
+    chi2, p = P.arm_size_chi2({"a": 60, "b": 40})
     assert chi2 == pytest.approx(4.0)
     assert p == pytest.approx(math.erfc(math.sqrt(2.0)))
-    chi2, p = P.arm_size_test({"a": 60, "b": 40}, {"a": 0.6, "b": 0.4})
+    chi2, p = P.arm_size_chi2({"a": 60, "b": 40}, {"a": 0.6, "b": 0.4})
     assert chi2 == pytest.approx(0.0)
 
 
-def test_arm_size_test_failures():
+def test_arm_size_chi2_failures():
     with pytest.raises(DataValidationError, match="two arms"):
-        P.arm_size_test({"a": 10})
+        P.arm_size_chi2({"a": 10})
     with pytest.raises(ConfigError, match="expected_arm_shares"):
-        P.arm_size_test({"a": 10, "b": 12}, {"a": 1.0})
+        P.arm_size_chi2({"a": 10, "b": 12}, {"a": 1.0})
 
 
 def test_rate_by_arm_and_naive_uplift_by_hand():
@@ -186,16 +187,37 @@ def test_vif_duplicates_and_perfect_collinearity_are_inf():
     assert P.vif(combo).set_index("column").loc["s", "note"] == "perfectly collinear with z, x"
 
 
-def test_roc_auc_by_hand_with_ties_and_against_sklearn():
-    assert P.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+def test_factor_auc_by_hand_with_ties_and_against_sklearn():
+    assert P.factor_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
     # positive at 1 ties the negative (1/2), positive at 2 beats it (1): (0.5 + 1) / 2
-    assert P.roc_auc([1, 1, 2], [0, 1, 1]) == 0.75
-    assert math.isnan(P.roc_auc([1, 2], [1, 1]))
+    assert P.factor_auc([1, 1, 2], [0, 1, 1]) == 0.75
+    assert math.isnan(P.factor_auc([1, 2], [1, 1]))
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 300)
     x = rng.integers(0, 5, 300) + y
-    assert P.roc_auc(x, y) == pytest.approx(roc_auc_score(y, x))
+    assert P.factor_auc(x, y) == pytest.approx(roc_auc_score(y, x))
 
+
+
+def test_factor_auc_skips_missing_and_infinite_factor_values():
+    from tasks.analytics.metrics import roc_auc
+
+    x = [0.1, np.nan, 0.4, np.inf, 0.35, 0.8]
+    y = [0, 1, 0, 0, 1, 1]
+    assert P.factor_auc(x, y) == roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert math.isnan(P.factor_auc([np.nan, 1.0, 2.0], [0, 1, 1]))
+
+
+def test_arm_test_is_the_sample_ratio_test_with_planned_shares():
+    from tasks.analytics.stats import srm_test
+
+    counts = {"A": 310, "B": 290, "C": 330}
+    assert P.planned_arm_shares(list(counts)) == pytest.approx({"A": 1 / 3, "B": 1 / 3, "C": 1 / 3})
+    assert P.arm_size_chi2(counts) == srm_test(counts, {a: 1 / 3 for a in counts})
+    # configured shares of these arms are rescaled to sum to 1; other arms' shares are ignored
+    shares = P.planned_arm_shares(["A", "B"], {"A": 3.0, "B": 1.0, "Z": 5.0})
+    assert shares == {"A": 0.75, "B": 0.25}
+    assert P.arm_size_chi2({"A": 75, "B": 25}, {"A": 3.0, "B": 1.0, "Z": 5.0}) == (0.0, 1.0)
 
 def test_half_split_uplift_by_hand():
     x = np.arange(1, 9)
@@ -245,9 +267,9 @@ def test_correlation_pairs_above_limit():
 
 def test_config_rejects_bad_limits():
     with pytest.raises(ConfigError, match="leak_auc"):
-        P.ProfileConfig(leak_auc_high=0.4)
+        ProfileConfig(leak_auc_high=0.4)
     with pytest.raises(ConfigError, match="max_rows"):
-        P.ProfileConfig(max_rows=0)
+        ProfileConfig(max_rows=0)
 
 
 def test_statistics_do_not_mutate_inputs():

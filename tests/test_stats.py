@@ -148,6 +148,67 @@ def test_standardized_mean_difference_by_hand():
         s.standardized_mean_difference([1, 2], [np.nan, 1])
 
 
+
+def test_standardized_mean_difference_signs_nan_and_infinite_values():
+    # constant groups: a signed infinity with the sign of mean_a - mean_b
+    assert s.standardized_mean_difference([1, 1], [2, 2]) == -math.inf
+    assert s.standardized_mean_difference([2, 2, np.nan], [1, 1]) == math.inf
+    # NaN cells are dropped from either group before the means and variances
+    assert s.standardized_mean_difference([1, np.nan, 2, 3], [2, 3, 4, np.nan]) == pytest.approx(-1.0)
+    assert s.standardized_mean_difference([np.nan, 1, 1], [1, 1, np.nan]) == 0.0
+    assert s.standardized_mean_difference(pd.Series([1.0, 2.0, None]), pd.Series([1.0, 2.0])) == 0.0
+    # an infinite value is an error naming its group, as is a group with one value left
+    with pytest.raises(DataValidationError, match="column 'a'.*missing or infinite"):
+        s.standardized_mean_difference([1, np.inf, 2], [1, 2])
+    with pytest.raises(DataValidationError, match="column 'a'.*at least 2"):
+        s.standardized_mean_difference([np.nan, 1], [1, 2])
+    assert isinstance(s.standardized_mean_difference(np.array([1, 2, 3]), np.array([2, 3, 4])), float)
+
+
+def test_diff_in_proportions_by_hand():
+    # 0.75 of 4 against 0.2 of 5: the unpooled SE and a normal interval
+    eff = s.diff_in_proportions(0.75, 4, 0.2, 5)
+    se = math.sqrt(0.75 * 0.25 / 4 + 0.2 * 0.8 / 5)
+    assert eff.estimate == pytest.approx(0.55) and eff.se == pytest.approx(se)
+    assert (eff.ci_low, eff.ci_high) == pytest.approx((0.55 - Z975 * se, 0.55 + Z975 * se))
+    assert eff.p_value == pytest.approx(2 * sps.norm.sf(0.55 / se))
+    assert (eff.n_t, eff.n_c, eff.mean_t, eff.mean_c, eff.alpha) == (4, 5, 0.75, 0.2, 0.05)
+    # one client per group is enough
+    assert s.diff_in_proportions(1.0, 1, 0.0, 1).estimate == 1.0
+    # rates of 0 or 1 in both groups: no variance, a point interval
+    eff = s.diff_in_proportions(0.0, 3, 0.0, 2)
+    assert (eff.estimate, eff.se, eff.ci_low, eff.ci_high, eff.p_value) == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert s.diff_in_proportions(1.0, 3, 0.0, 2).p_value == 0.0
+
+
+def test_diff_in_proportions_is_what_diff_in_means_gives_for_0_1_outcomes():
+    rng = np.random.default_rng(4)
+    y_t, y_c = (rng.random(300) < 0.3).astype(int), (rng.random(200) < 0.2).astype(int)
+    by_rates = s.diff_in_proportions(float(y_t.mean()), y_t.size, float(y_c.mean()), y_c.size, alpha=0.1)
+    assert s.diff_in_means(y_t, y_c, alpha=0.1) == by_rates
+
+
+def test_diff_in_proportions_bad_input():
+    with pytest.raises(DataValidationError, match="column 'n_c'"):
+        s.diff_in_proportions(0.5, 4, 0.5, 0)
+    with pytest.raises(DataValidationError, match="column 'n_t'"):
+        s.diff_in_proportions(0.5, 2.5, 0.5, 3)
+    with pytest.raises(DataValidationError, match="column 'p_t'.*\\[0, 1\\]"):
+        s.diff_in_proportions(1.5, 4, 0.5, 4)
+    with pytest.raises(DataValidationError, match="column 'p_c'"):
+        s.diff_in_proportions(0.5, 4, float("nan"), 4)
+    with pytest.raises(ConfigError, match="alpha"):
+        s.diff_in_proportions(0.5, 4, 0.5, 4, alpha=1.0)
+
+
+def test_normal_effect_by_hand():
+    eff = s.normal_effect(0.3, 0.1, 0.05, 10, 20, 0.5, 0.2, "m")
+    assert (eff.ci_low, eff.ci_high) == pytest.approx((0.3 - Z975 * 0.1, 0.3 + Z975 * 0.1))
+    assert eff.p_value == pytest.approx(2 * sps.norm.sf(3.0))
+    assert (eff.n_t, eff.n_c, eff.mean_t, eff.mean_c, eff.method) == (10, 20, 0.5, 0.2, "m")
+    point = s.normal_effect(0.0, 0.0, 0.05, 1, 1, 0.0, 0.0, "m")
+    assert (point.ci_low, point.ci_high, point.p_value) == (0.0, 0.0, 1.0)
+
 def test_benjamini_hochberg_by_hand_and_against_scipy():
     p = [0.01, 0.04, 0.03, 0.2]
     # sorted 0.01, 0.03, 0.04, 0.2 against 0.05 * i / 4 = 0.0125, 0.025, 0.0375, 0.05:

@@ -146,12 +146,8 @@ def _level_counts(
     resp_t = np.bincount(ids, weights=y * treatment, minlength=n_levels)[::-1]
     resp_c = np.bincount(ids, weights=y * (1.0 - treatment), minlength=n_levels)[::-1]
     keep = counts > 0
-    return (
-        np.cumsum(counts[keep]).astype("float64"),
-        np.cumsum(n_t[keep]),
-        np.cumsum(resp_t[keep]),
-        np.cumsum(resp_c[keep]),
-    )
+    return (np.cumsum(counts[keep]).astype("float64"), np.cumsum(n_t[keep]),
+            np.cumsum(resp_t[keep]), np.cumsum(resp_c[keep]))
 
 
 def _qini_from_counts(
@@ -430,7 +426,7 @@ def uplift_by_percentile(
     lift = rate_t - rate_c
     se = np.sqrt(se_t**2 + se_c**2)
     z = sps.norm.ppf(1.0 - alpha / 2.0)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "n_treatment": n_t.astype("int64"),
             "n_control": n_c.astype("int64"),
@@ -445,7 +441,6 @@ def uplift_by_percentile(
         },
         index=pd.Index(_bin_labels(bins) + ["total"], name="percentile"),
     )
-    return frame
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -514,15 +509,15 @@ def bootstrap_ci(
 # --------------------------------------------------------------------------- response models
 
 
-def _validate_response(y: ArrayLike, proba: ArrayLike, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _validate_response(y: ArrayLike, proba: ArrayLike, where: str, name: str = "proba") -> tuple[np.ndarray, np.ndarray]:
     yy = as_float_array(y, "y", where)
-    pp = as_float_array(proba, "proba", where)
+    pp = as_float_array(proba, name, where)
     if yy.size != pp.size:
-        raise DataValidationError(where, None, f"inputs have different lengths (y {yy.size}, proba {pp.size})")
+        raise DataValidationError(where, None, f"inputs have different lengths (y {yy.size}, {name} {pp.size})")
     if yy.size == 0:
         raise DataValidationError(where, None, "inputs are empty")
     _check_binary(yy, "y", where)
-    _check_finite(pp, "proba", where)
+    _check_finite(pp, name, where)
     n_pos = int(yy.sum())
     if n_pos == 0 or n_pos == yy.size:
         raise DataValidationError(where, "y", f"both classes (0 and 1) must be present; all rows are {1 if n_pos else 0}")
@@ -536,6 +531,19 @@ def _ranked_counts(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.nda
     cut = np.r_[np.flatnonzero(np.diff(ps)), ps.size - 1]
     tp = np.cumsum(ys)[cut]
     return tp, (cut + 1) - tp
+
+
+def _roc_area(tp: np.ndarray, fp: np.ndarray, n_pos: float, n_neg: float) -> float:
+    """Area under the ROC curve through (0, 0) and the ranked counts of :func:`_ranked_counts`."""
+    return _area(np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos])
+
+
+def roc_auc(y: ArrayLike, score: ArrayLike) -> float:
+    """ROC-AUC of ``score`` for the 0/1 label ``y`` (scikit-learn's ``roc_auc_score``): tied
+    scores count one half; both classes must be present and every score finite."""
+    yy, ss = _validate_response(y, score, "roc_auc input", "score")
+    n_pos = float(yy.sum())
+    return _roc_area(*_ranked_counts(yy.astype("float64"), ss), n_pos, yy.size - n_pos)
 
 
 def response_metrics(y: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
@@ -552,7 +560,6 @@ def response_metrics(y: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> 
     n_pos = float(yy.sum())
     n_neg = yy.size - n_pos
     tp, fp = _ranked_counts(yy.astype("float64"), pp)
-    tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
     recall_steps = np.diff(np.r_[0.0, tp / n_pos])
     pred = pp >= threshold
     hit = float((yy[pred] == 1).sum())
@@ -561,7 +568,7 @@ def response_metrics(y: ArrayLike, proba: ArrayLike, threshold: float = 0.5) -> 
     recall = hit / n_pos
     f1 = 2 * hit / (n_pred + n_pos) if (n_pred + n_pos) else 0.0
     return {
-        "roc_auc": _area(fpr, tpr),
+        "roc_auc": _roc_area(tp, fp, n_pos, n_neg),
         "pr_auc": float(np.sum(recall_steps * tp / (tp + fp))),
         "precision": precision,
         "recall": recall,
@@ -586,5 +593,5 @@ def tune_threshold_f1(y: ArrayLike, proba: ArrayLike) -> float:
 __all__: Sequence[str] = (
     "qini_curve", "perfect_qini_curve", "qini_auc", "uplift_curve", "perfect_uplift_curve",
     "uplift_auc", "uplift_at_k", "uplift_by_percentile", "bootstrap_ci", "response_metrics",
-    "tune_threshold_f1",
+    "roc_auc", "tune_threshold_f1",
 )

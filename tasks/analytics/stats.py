@@ -5,6 +5,9 @@ Welch for anything else), relative lift, the two-proportion z-test, the sample-r
 mismatch test, standardised mean differences for balance checks, and multiple-testing
 corrections. Inputs are array-likes; bad input raises :class:`~tasks.core.errors.DataValidationError`
 or :class:`~tasks.core.errors.ConfigError` (a bad parameter such as ``alpha``).
+
+Each statistic has its one implementation here: the campaign's balance check, the
+evaluation and the data profile call these rather than computing their own.
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 from scipy import stats as sps
 
 from tasks.core.errors import ConfigError, DataValidationError
@@ -92,6 +94,43 @@ def _normal_effect(
 # --------------------------------------------------------------------------- effects
 
 
+def normal_effect(
+    estimate: float, se: float, alpha: float, n_t: int, n_c: int, mean_t: float, mean_c: float, method: str
+) -> Effect:
+    """An :class:`Effect` from a point estimate and its standard error: the normal
+    ``1 - alpha`` interval ``estimate -/+ z * se`` and the two-sided p-value of "no effect".
+
+    A zero standard error gives a point interval and a p-value of 1 (estimate 0) or 0.
+    """
+    _check_alpha(alpha, "normal_effect")
+    lo, hi, p = _normal_effect(estimate, se, alpha)
+    return Effect(float(estimate), float(se), float(lo), float(hi), float(p), int(n_t), int(n_c),
+                  float(mean_t), float(mean_c), float(alpha), method)
+
+
+def diff_in_proportions(p_t: float, n_t: int, p_c: float, n_c: int, alpha: float = 0.05) -> Effect:
+    """Difference of two proportions, treated minus control, from the rates and group sizes.
+
+    Unpooled standard error sqrt(p_t(1-p_t)/n_t + p_c(1-p_c)/n_c), normal ``1 - alpha``
+    interval and two-sided p-value (the Wald interval); a zero standard error (both rates 0
+    or 1) gives a point interval. Rates lie in [0, 1]; each group holds at least one client.
+    This is the one confidence interval of a difference of response rates: the evaluation
+    (effects and uplift by score bin) and the data profile (naive uplift) use it.
+    """
+    where = "diff_in_proportions input"
+    _check_alpha(alpha, "diff_in_proportions")
+    for name, n in (("n_t", n_t), ("n_c", n_c)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise DataValidationError(where, name, f"group size must be a positive integer, got {n!r}")
+    for name, rate in (("p_t", p_t), ("p_c", p_c)):
+        if not 0.0 <= rate <= 1.0:  # also rejects NaN
+            raise DataValidationError(where, name, f"a proportion must lie in [0, 1], got {rate!r}")
+    mean_t, mean_c = float(p_t), float(p_c)
+    estimate = mean_t - mean_c
+    se = math.sqrt(mean_t * (1 - mean_t) / n_t + mean_c * (1 - mean_c) / n_c)
+    return normal_effect(estimate, se, alpha, n_t, n_c, mean_t, mean_c, "difference of proportions (unpooled normal)")
+
+
 def diff_in_means(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect:
     """Difference of means, treated minus control, with a ``1 - alpha`` interval and p-value.
 
@@ -105,27 +144,21 @@ def diff_in_means(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect
     t = _sample(y_t, "y_t", where)
     c = _sample(y_c, "y_c", where)
     mean_t, mean_c = float(t.mean()), float(c.mean())
-    estimate = mean_t - mean_c
     if _is_binary(t) and _is_binary(c):
-        var_t = mean_t * (1 - mean_t) / t.size
-        var_c = mean_c * (1 - mean_c) / c.size
-        se = math.sqrt(var_t + var_c)
+        return diff_in_proportions(mean_t, t.size, mean_c, c.size, alpha)
+    estimate = mean_t - mean_c
+    var_t = float(t.var(ddof=1)) / t.size
+    var_c = float(c.var(ddof=1)) / c.size
+    se = math.sqrt(var_t + var_c)
+    if se == 0:
         lo, hi, p = _normal_effect(estimate, se, alpha)
-        method = "difference of proportions (unpooled normal)"
     else:
-        var_t = float(t.var(ddof=1)) / t.size
-        var_c = float(c.var(ddof=1)) / c.size
-        se = math.sqrt(var_t + var_c)
-        method = "Welch t"
-        if se == 0:
-            lo, hi, p = _normal_effect(estimate, se, alpha)
-        else:
-            df = (var_t + var_c) ** 2 / (var_t**2 / (t.size - 1) + var_c**2 / (c.size - 1))
-            q = sps.t.ppf(1 - alpha / 2, df)
-            lo, hi = estimate - q * se, estimate + q * se
-            p = float(2 * sps.t.sf(abs(estimate) / se, df))
+        df = (var_t + var_c) ** 2 / (var_t**2 / (t.size - 1) + var_c**2 / (c.size - 1))
+        q = sps.t.ppf(1 - alpha / 2, df)
+        lo, hi = estimate - q * se, estimate + q * se
+        p = float(2 * sps.t.sf(abs(estimate) / se, df))
     return Effect(estimate, se, float(lo), float(hi), float(p), int(t.size), int(c.size),
-                  mean_t, mean_c, float(alpha), method)
+                  mean_t, mean_c, float(alpha), "Welch t")
 
 
 def relative_lift(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect:
@@ -214,10 +247,14 @@ def srm_test(observed: Mapping[str, int], expected_share: Mapping[str, float]) -
 
 
 def standardized_mean_difference(a: ArrayLike, b: ArrayLike) -> float:
-    """(mean_a - mean_b) / sqrt((var_a + var_b) / 2) with sample variances; NaNs are ignored.
+    """(mean_a - mean_b) / sqrt((var_a + var_b) / 2) with sample variances (ddof=1).
 
-    Balance checks usually call |SMD| < 0.1 balanced. When both groups are constant the
-    result is 0 for equal means and +/-inf otherwise.
+    Missing values (NaN) are dropped from each group before anything is computed; each
+    group needs at least two remaining values, and an infinite value is an error (both
+    :class:`DataValidationError`, naming ``a`` or ``b``). When the pooled standard deviation
+    is 0 (both groups constant) the result is 0 for equal means and a signed infinity
+    (the sign of ``mean_a - mean_b``) otherwise. Balance checks usually call |SMD| < 0.1
+    balanced. This is the one SMD of the project (campaign balance check included).
     """
     where = "standardized_mean_difference input"
     x = _sample(a, "a", where, drop_nan=True)

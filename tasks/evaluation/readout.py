@@ -24,25 +24,27 @@ so an honest out-of-sample measure) and an uplift-by-score-decile table.
 
 Clients of the campaign without a response row are an error by default (naming how many are
 missing); with ``missing_responses="non_responder"`` they count as response 0, revenue 0.
+
+The intervals and tests are those of :mod:`tasks.analytics.stats`; the campaign folder's
+files are found through :class:`tasks.core.layout.CampaignPaths`; the Markdown report and
+the plots are rendered by :mod:`tasks.evaluation.report`.
 """
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from tasks.analytics import metrics
-from tasks.analytics import stats
-from tasks.core.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
+from tasks.analytics import metrics, stats
 from tasks.analytics.stats import Effect
+from tasks.core.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
 from tasks.core.io import read_json
+from tasks.core.layout import CampaignPaths
 
 GROUPS = ("targeted", "random_target", "control")
 CAMPAIGN_COLUMNS = ("client_id", "group", "offer", "score")
@@ -80,22 +82,6 @@ class EvaluateConfig:
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def _z(alpha: float) -> float:
-    return float(sps.norm.ppf(1.0 - alpha / 2.0))
-
-
-def _from_estimate(estimate: float, se: float, alpha: float, n_t: int, n_c: int,
-                   mean_t: float, mean_c: float, method: str) -> Effect:
-    """An :class:`Effect` from a point estimate and its standard error (normal interval)."""
-    if se > 0:
-        p = float(2.0 * sps.norm.sf(abs(estimate) / se))
-    else:
-        p = 1.0 if estimate == 0 else 0.0
-    z = _z(alpha)
-    return Effect(float(estimate), float(se), float(estimate - z * se), float(estimate + z * se), p,
-                  int(n_t), int(n_c), float(mean_t), float(mean_c), float(alpha), method)
 
 
 def unit_variance(y: np.ndarray) -> float:
@@ -146,27 +132,23 @@ def srm_check(counts: dict[str, int], planned: dict[str, float], alpha: float) -
 # --------------------------------------------------------------------------- inputs
 
 
-def campaign_folder(artifacts: str | Path, campaign_id: str) -> Path:
-    """``<artifacts>/campaigns/<campaign_id>``."""
-    return Path(artifacts) / "campaigns" / campaign_id
-
-
 def check_frozen(folder: str | Path) -> None:
-    """Raise unless ``folder`` holds a frozen campaign (``campaign.parquet`` and ``manifest.json``).
+    """Raise unless the campaign folder ``folder`` (``Layout.campaign(id).folder``) holds a
+    frozen campaign: its table and its manifest.
 
     No folder: :class:`NotFoundError`; a folder without both files: :class:`StateError`.
     """
-    folder = Path(folder)
-    cid = folder.name
-    if not folder.is_dir():
+    paths = CampaignPaths(Path(folder))
+    cid = paths.folder.name
+    if not paths.folder.is_dir():
         raise NotFoundError(
-            f"campaign '{cid}': folder {folder} does not exist; calculate it with "
+            f"campaign '{cid}': folder {paths.folder} does not exist; calculate it with "
             f"`python -m flows.campaign campaign.id={cid}`"
         )
-    missing = [name for name in ("campaign.parquet", "manifest.json") if not (folder / name).exists()]
+    missing = [p.name for p in (paths.table, paths.manifest) if not p.exists()]
     if missing:
         raise StateError(
-            f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {folder}; "
+            f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {paths.folder}; "
             "responses can only be evaluated against a frozen campaign (finish "
             f"`python -m flows.campaign campaign.id={cid}` first)"
         )
@@ -177,10 +159,10 @@ def load_frozen_campaign(folder: str | Path) -> tuple[pd.DataFrame, dict]:
 
     Checks the table's columns, groups and unique client ids.
     """
-    folder = Path(folder)
     check_frozen(folder)
-    table, manifest_path = folder / "campaign.parquet", folder / "manifest.json"
-    manifest = read_json(manifest_path)
+    paths = CampaignPaths(Path(folder))
+    table = paths.table
+    manifest = read_json(paths.manifest)
     df = pd.read_parquet(table)
     lacking = [c for c in CAMPAIGN_COLUMNS if c not in df.columns]
     if lacking:
@@ -306,8 +288,8 @@ def model_value(
     a = diff_in_means(above_t, above_c, alpha, "model value (targeted)")
     b = diff_in_means(random_t, control, alpha, "model value (random)")
     var = a.se**2 + b.se**2 - 2.0 * unit_variance(above_c) / len(control)
-    return _from_estimate(a.estimate - b.estimate, math.sqrt(max(var, 0.0)), alpha,
-                          a.n_t, b.n_t, a.estimate, b.estimate, "difference of two effects sharing control (normal)")
+    return stats.normal_effect(a.estimate - b.estimate, math.sqrt(max(var, 0.0)), alpha, a.n_t, b.n_t,
+                               a.estimate, b.estimate, "difference of two effects sharing control (normal)")
 
 
 def scaled(effect: Effect, factor: float, shift: float = 0.0) -> dict[str, float]:
@@ -321,13 +303,14 @@ def decile_table(joined: pd.DataFrame, bins: int = 10, alpha: float = 0.05) -> p
     """Uplift of random_target over control in each score bin of the whole campaign.
 
     Bins are equal-count slices of the campaign ranked by descending score (bin 1 = best);
-    within each bin the random_target and control response rates are compared (Welch SE).
-    Also lists each bin's score range and the share of its targeted clients who got the offer.
+    within each bin the random_target and control response rates are compared
+    (:func:`tasks.analytics.stats.diff_in_proportions`: unpooled SE, normal interval; no
+    interval when an arm of the bin holds fewer than two clients). Also lists each bin's
+    score range and the share of its targeted clients who got the offer.
     """
     order = np.argsort(-joined["score"].to_numpy(), kind="stable")
     bin_of = np.empty(len(joined), dtype="int64")
     bin_of[order] = np.arange(len(joined)) * bins // len(joined)
-    z = _z(alpha)
     rows = []
     group = joined["group"].to_numpy()
     resp = joined["response"].to_numpy(dtype=float)
@@ -339,13 +322,15 @@ def decile_table(joined: pd.DataFrame, bins: int = 10, alpha: float = 0.05) -> p
         tg = in_bin & (group == "targeted")
         rt = yt.mean() if yt.size else np.nan
         rc = yc.mean() if yc.size else np.nan
-        se = math.sqrt((unit_variance(yt) / yt.size if yt.size > 1 else np.nan)
-                       + (unit_variance(yc) / yc.size if yc.size > 1 else np.nan))
+        se = lo = hi = np.nan
+        if yt.size > 1 and yc.size > 1:
+            e = stats.diff_in_proportions(rt, yt.size, rc, yc.size, alpha)
+            se, lo, hi = e.se, e.ci_low, e.ci_high
         rows.append({
             "bin": b + 1, "score_min": float(score[in_bin].min()), "score_max": float(score[in_bin].max()),
             "n_random_target": int(yt.size), "n_control": int(yc.size),
             "rate_random_target": rt, "rate_control": rc, "uplift": rt - rc, "se": se,
-            "ci_low": rt - rc - z * se, "ci_high": rt - rc + z * se,
+            "ci_low": lo, "ci_high": hi,
             "offered_share_targeted": float(offer[tg].mean()) if tg.any() else np.nan,
         })
     return pd.DataFrame(rows)
@@ -439,147 +424,3 @@ def evaluate_campaign(joined: pd.DataFrame, manifest: dict, cfg: EvaluateConfig)
         "srm": srm,
         "model_quality": model_quality(joined, cfg.k, cfg.n_boot, cfg.seed, alpha),
     }
-
-
-# --------------------------------------------------------------------------- report and plots
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
-
-
-def _effect_row(name: str, e: dict) -> str:
-    return (f"| {name} | {e['n_t']} | {e['n_c']} | {_fmt(e['mean_t'])} | {_fmt(e['mean_c'])} | "
-            f"{_fmt(e['estimate'])} | [{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}] | {_fmt(e['p_value'], 3)} |")
-
-
-def render_report(result: dict[str, Any], deciles: pd.DataFrame, plots: list[str]) -> str:
-    """The evaluation as Markdown (report.md and the Prefect artifact)."""
-    lvl = int(round((1 - result["alpha"]) * 100))
-    srm = result["srm"]
-    mq = result["model_quality"]
-    lines = [
-        f"# Evaluation of campaign {result['campaign_id']}",
-        "",
-        f"Clients: {result['n_clients']} ({', '.join(f'{g} {n}' for g, n in result['groups'].items())}); "
-        f"score cutoff {_fmt(result['score_cutoff'])}; offers to targeted clients: {result['offers']['targeted']}.",
-        "",
-        f"## Effects ({lvl}% confidence intervals)",
-        "",
-        "| comparison | n treated | n control | mean treated | mean control | effect | CI | p-value |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for key, label in (("targeted_vs_control", "targeted >= cutoff vs control >= cutoff"),
-                       ("random_target_vs_control", "random_target vs control"),
-                       ("targeted_group_vs_control", "whole targeted group vs control"),
-                       ("model_value_per_offer", "model vs random targeting, per offer")):
-        for col in ("response", "revenue"):
-            lines.append(_effect_row(f"{label} ({col})", result[key][col]))
-    a = result["targeted_vs_control"]
-    lines += [
-        "",
-        f"Incremental responses from the targeted offers: {_fmt(a['incremental_responses_total']['estimate'])} "
-        f"[{_fmt(a['incremental_responses_total']['ci_low'])}, {_fmt(a['incremental_responses_total']['ci_high'])}]; "
-        f"incremental revenue {_fmt(a['incremental_revenue_total']['estimate'])} "
-        f"[{_fmt(a['incremental_revenue_total']['ci_low'])}, {_fmt(a['incremental_revenue_total']['ci_high'])}].",
-        "",
-        "## Profit after contact costs",
-        "",
-        f"Margin per incremental response: {_fmt(result['profit']['margin'])}; contact cost per offer: "
-        f"{_fmt(result['profit']['contact_cost'])}.",
-        "",
-        "| arm | offers | measure | total | CI |",
-        "|---|---|---|---|---|",
-    ]
-    for arm in ("targeted", "random_target"):
-        p = result["profit"][arm]
-        for m in ("by_margin_total", "by_revenue_total"):
-            if m in p:
-                lines.append(f"| {arm} | {p['offers']} | {m.replace('_total', '').replace('_', ' ')} | "
-                             f"{_fmt(p[m]['estimate'])} | [{_fmt(p[m]['ci_low'])}, {_fmt(p[m]['ci_high'])}] |")
-    lines += ["", "## Sample-ratio check", ""]
-    if srm.get("p_value") is None:
-        lines.append(f"Not run: {srm.get('note')}.")
-    else:
-        verdict = "**MISMATCH**: group sizes do not match the configured proportions" if srm["mismatch"] \
-            else "group sizes match the configured proportions"
-        lines.append(f"Observed {srm['observed']} vs shares {srm['expected_share']}: chi2 {_fmt(srm['chi2'])}, "
-                     f"p {_fmt(srm['p_value'], 3)} (flag below {srm['alpha']}): {verdict}.")
-    lines += ["", "## Model quality on random_target + control", ""]
-    for name in ("qini_auc", "uplift_at_k"):
-        m = mq[name]
-        label = name if name == "qini_auc" else f"uplift@{mq['k']}"
-        if m.get("estimate") is None:
-            lines.append(f"- {label}: not available ({m.get('error')})")
-        else:
-            lines.append(f"- {label}: {_fmt(m['estimate'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]")
-    lines += ["", "## Uplift by score bin (random_target vs control)", "",
-              "| bin | score range | n random_target | n control | rate random_target | rate control | uplift | CI |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in deciles.itertuples():
-        lines.append(f"| {r.bin} | {_fmt(r.score_min, 3)} .. {_fmt(r.score_max, 3)} | {r.n_random_target} | "
-                     f"{r.n_control} | {_fmt(r.rate_random_target)} | {_fmt(r.rate_control)} | {_fmt(r.uplift)} | "
-                     f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] |")
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def make_plots(joined: pd.DataFrame, result: dict[str, Any], deciles: pd.DataFrame) -> dict[str, bytes]:
-    """PNG bytes of the uplift-by-decile bars, the Qini curve and the group comparison."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots: dict[str, bytes] = {}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    err = np.vstack([deciles["uplift"] - deciles["ci_low"], deciles["ci_high"] - deciles["uplift"]])
-    ax.bar(deciles["bin"], deciles["uplift"], yerr=np.nan_to_num(err), capsize=3, color="tab:blue")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel("score bin (1 = highest scores)")
-    ax.set_ylabel("response rate: random_target - control")
-    ax.set_title("Uplift by score decile")
-    plots["uplift_by_decile.png"] = _png(fig)
-
-    sub = joined[joined["group"].isin(["random_target", "control"])]
-    t = (sub["group"] == "random_target").to_numpy(dtype=float)
-    if 0 < t.sum() < len(t):
-        x, q = metrics.qini_curve(sub["response"].to_numpy(dtype=float), sub["score"].to_numpy(dtype=float), t)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(x, q, label="model")
-        ax.plot([0, x[-1]], [0, q[-1]], "--", color="grey", label="random")
-        ax.set_xlabel("clients targeted (random_target + control, by score)")
-        ax.set_ylabel("incremental responses")
-        ax.set_title("Qini curve")
-        ax.legend()
-        plots["qini_curve.png"] = _png(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    labels, est, lo, hi = [], [], [], []
-    for key, label in (("targeted_vs_control", "targeted>=cutoff\nvs control>=cutoff"),
-                       ("random_target_vs_control", "random_target\nvs control"),
-                       ("model_value_per_offer", "model minus\nrandom, per offer")):
-        e = result[key]["response"]
-        labels.append(label)
-        est.append(e["estimate"])
-        lo.append(e["estimate"] - e["ci_low"])
-        hi.append(e["ci_high"] - e["estimate"])
-    ax.bar(range(len(labels)), est, yerr=[lo, hi], capsize=5, color=["tab:green", "tab:orange", "tab:purple"])
-    ax.set_xticks(range(len(labels)), labels)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("incremental response rate")
-    ax.set_title(f"Group comparison ({int(round((1 - result['alpha']) * 100))}% CI)")
-    plots["group_comparison.png"] = _png(fig)
-    return plots
