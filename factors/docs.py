@@ -70,7 +70,7 @@ table = compute_factors("artifacts/data/synthetic", "2026-01-01", factor_set("de
   agree and prints wall time, CPU time and peak memory of each.
 - To a file: `tasks.campaign.factor_table.build_factor_table(data_dir, as_of, factor_names,
   out_path, client_ids_path=None)` writes the table atomically and returns
-  `{rows, columns, seconds, path, as_of}`; `compute_factor_table` is its Prefect task.
+  `{rows, columns, seconds, path, as_of}`; `flows.factor_table.compute_factor_table` is its Prefect task.
 - Wide tables (Hillstrom, iFood): `factors.passthrough.prepare_wide(df, categorical=[...],
   drop=[...])` keeps numeric columns, turns booleans into 0/1 and one-hot encodes
   categoricals; `sanitize_name` makes every name plain `[A-Za-z0-9_]` (LightGBM-safe).

@@ -109,6 +109,23 @@ def test_module_keeps_the_walls(path: Path):
     assert wall_breaches(path) == []
 
 
+LOGIC = [p for p in SOURCES if p.relative_to(PROJECT_ROOT).parts[0] in ("tasks", "factors")]
+
+
+@pytest.mark.parametrize("path", LOGIC, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_logic_never_imports_prefect_or_hydra(path: Path):
+    """Prefect and Hydra stay at the edges: the Prefect tasks and flows live in flows/. The one
+    bridge is tasks/core/config.py, whose compose_config lets tests and benchmarks compose conf/
+    as the command line does."""
+    if path == PROJECT_ROOT / "tasks" / "core" / "config.py":
+        pytest.skip("the bridge from Hydra's config tree")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level]
+    edge = sorted({m for m in names if m.split(".")[0] in ("prefect", "prefect_dask", "hydra")})
+    assert edge == [], f"{path.relative_to(PROJECT_ROOT)} imports {edge}; keep Prefect and Hydra in flows/"
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_no_import_error_fallbacks(path: Path):
     """An ``except ImportError`` around a project import hides a circle; there are none."""

@@ -8,7 +8,8 @@ import pytest
 from prefect import flow
 
 from tasks.core.errors import NotFoundError
-from tasks.campaign.factor_table import build_factor_table, compute_factor_table
+from flows.factor_table import compute_factor_table
+from tasks.campaign.factor_table import build_factor_table
 from tests.test_factors import make_world
 
 

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from factors import compute_factors
 from tasks.core.errors import DataValidationError, NotFoundError
@@ -53,15 +51,3 @@ def build_factor_table(
         "path": str(out_path),
         "as_of": str(pd.Timestamp(as_of)),
     }
-
-
-@task(name="compute-factor-table", cache_policy=NO_CACHE)
-def compute_factor_table(
-    data_dir: str,
-    as_of: str,
-    factor_names: list[str],
-    out_path: str,
-    client_ids_path: str | None = None,
-) -> dict:
-    """Prefect task: :func:`build_factor_table` (writes Parquet, returns a small summary)."""
-    return build_factor_table(data_dir, as_of, factor_names, out_path, client_ids_path)
