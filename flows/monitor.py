@@ -78,7 +78,9 @@ def check_model_decay(artifacts: str, name: str, version: str, metadata: dict, c
 def retrain_challenger(artifacts: str, name: str, cfg: mon.MonitorConfig, model_settings: dict) -> dict:
     """Train a challenger on history plus fresh experiments, compare on held-out clients, maybe promote."""
     from factors import factor_set
-    from tasks.modelling.training import ModelConfig, build_training_set, register, train_uplift
+    from tasks.modelling.config import ModelConfig
+    from tasks.modelling.training import register, train_uplift
+    from tasks.modelling.training_set import build_training_set
 
     log = get_run_logger()
     registry = ModelRegistry(Path(artifacts) / "models")
