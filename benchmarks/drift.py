@@ -1,7 +1,7 @@
 """Drift detection and retraining on the synthetic world.
 
 Part 1 (detector, pure functions): the reference is built the way training stores it
-(``tasks.modelling.training.reference_distributions``) from the factors of a reference world as of its
+(``tasks.modelling.reference.reference_distributions``) from the factors of a reference world as of its
 as-of date. Then worlds of other seeds, as of the same date, are compared with it: unshifted
 worlds must raise no more alarms than the configured false discovery rate allows
 (``fdr x seeds``), worlds generated with ``data.shift > 0`` must raise one.
@@ -65,7 +65,7 @@ def world_factors(n: int, seed: int, shift: float, root: Path, names: list[str])
 
 def detector_part(args: argparse.Namespace, dcfg: drift.DriftConfig, root: Path) -> dict:
     from factors import factor_set
-    from tasks.modelling.training import reference_distributions
+    from tasks.modelling.reference import reference_distributions
 
     names = factor_set("default")
     ref_frame = world_factors(args.clients, 1000, 0.0, root, names).drop(columns="client_id")
@@ -109,6 +109,7 @@ def pipeline_part(args: argparse.Namespace, root: Path) -> dict:
     from flows.monitor import monitor_flow
     from flows.simulate_responses import simulate_responses_flow
     from flows.train import train_model
+    from tasks.core.layout import Layout
     from tasks.modelling.registry import ModelRegistry
 
     art = str(root / "artifacts")
@@ -118,7 +119,7 @@ def pipeline_part(args: argparse.Namespace, root: Path) -> dict:
     c = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     model = c(cfg.model)
     name = model["name"]
-    reg = ModelRegistry(Path(art) / "models")
+    reg = ModelRegistry(Layout(art).models)
     out: dict = {}
     with prefect_test_harness(server_startup_timeout=180):
         t0 = time.perf_counter()

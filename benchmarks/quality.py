@@ -39,13 +39,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import RepeatedStratifiedKFold  # noqa: E402
 
+from tasks.analytics.metrics import response_metrics  # noqa: E402
 from tasks.core.config import compose_config, to_dataclass  # noqa: E402
 from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset  # noqa: E402
+from tasks.modelling.checks import screen_features  # noqa: E402
+from tasks.modelling.config import ModelConfig  # noqa: E402
 from tasks.modelling.models import ResponseModel, UpliftModel  # noqa: E402
-from tasks.modelling.training import ModelConfig, check_features, select_response, train_uplift  # noqa: E402
+from tasks.modelling.selection import select_response  # noqa: E402
+from tasks.modelling.training import train_uplift  # noqa: E402
 
 
 def model_cfg(name: str, *overrides: str) -> ModelConfig:
@@ -67,20 +70,22 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
     """One world: build the training set once, then per split seed train (CV choice inside the
     training part) and measure the chosen model on the held-out rows against the oracle."""
     from factors import factor_set
-    from tasks.data.tables import dataset_dir, read_table
     from tasks.analytics.oracle import expected_qini_ratio, oracle_measures, true_gain_ratio
-    from tasks.modelling.training import build_training_set
+    from tasks.core.io import sha256_file
+    from tasks.core.layout import Layout
+    from tasks.data.tables import read_table
+    from tasks.modelling.training_set import build_training_set
 
-    data_dir = dataset_dir(artifacts, name)
-    if not (data_dir / "manifest.json").exists():
+    layout = Layout(artifacts)
+    data_dir = layout.dataset(name)
+    manifest = layout.dataset_manifest(name)
+    if not manifest.exists():
         print(f"generating {name} ({n_clients} clients) ...", flush=True)
         subprocess.run([sys.executable, "-m", "flows.generate", f"data.n_clients={n_clients}",
                         f"data.name={name}", f"data.seed={seed}", f"paths.artifacts={artifacts}"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL,
                        env={**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600"})
-    from tasks.core.io import sha256_file
-
-    manifest_hash = sha256_file(data_dir / "manifest.json")
+    manifest_hash = sha256_file(manifest)
     truth = pd.read_parquet(data_dir / "truth.parquet").set_index("client_id")
     t0 = time.perf_counter()
     history = read_table(data_dir, "campaign_history")
@@ -96,7 +101,7 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
         res = train_uplift(X, t, y, cfg, seed=split)
         t_train = time.perf_counter() - t0
         rows = res.test_rows
-        if sha256_file(data_dir / "manifest.json") != manifest_hash:
+        if sha256_file(manifest) != manifest_hash:
             raise SystemExit(f"{data_dir} was regenerated during the benchmark; run it again")
         tu = p_treated[rows] - p_control[rows]
         score = res.test_scores
@@ -133,9 +138,9 @@ def hillstrom_baseline(X_plain, t: np.ndarray, y: np.ndarray, seed: int, test_si
     from sklift.models import SoloModel
 
     from tasks.analytics.metrics import uplift_at_k
-    from tasks.modelling.training import _strata, stratified_split
+    from tasks.modelling.selection import strata_of, stratified_split
 
-    tr, te = stratified_split(len(X_plain), _strata(t, y), test_size, seed)
+    tr, te = stratified_split(len(X_plain), strata_of(t, y), test_size, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = SoloModel(LGBMClassifier(verbose=-1, n_jobs=1))
@@ -182,11 +187,11 @@ def bench_ifood(shared: Path) -> dict:
     aucs, dropped = [], set()
     for i, (tr, te) in enumerate(RepeatedStratifiedKFold(n_splits=5, n_repeats=3, random_state=0).split(X, y)):
         Xtr, ytr = X.iloc[tr].reset_index(drop=True), y[tr]
-        Xtr, rep = check_features(Xtr, ytr, cfg.checks, seed=i)
+        Xtr, rep = screen_features(Xtr, ytr, cfg.checks, seed=i)
         dropped |= set(rep.dropped)
         _, params, _ = select_response(Xtr, ytr, cfg, seed=i)
         m = ResponseModel(params, i, cfg.class_weight).fit(Xtr, ytr)
-        aucs.append(roc_auc_score(y[te], m.predict(X.iloc[te])))
+        aucs.append(response_metrics(y[te], m.predict(X.iloc[te]))["roc_auc"])
     a = np.array(aucs)
     out = {"roc_auc_mean": float(a.mean()), "roc_auc_sd": float(a.std(ddof=1)), "folds": len(a),
            "dropped_by_checks": sorted(dropped)}

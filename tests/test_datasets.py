@@ -9,7 +9,7 @@ import pytest
 from tasks.core.config import compose_config, to_dataclass
 from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
-from tasks.modelling.training import ChecksConfig, check_features
+from tasks.modelling.checks import ChecksConfig, screen_features
 
 
 def cfg_for(name: str, *overrides: str) -> TabularDataConfig:
@@ -48,7 +48,7 @@ def test_ifood_checks_find_the_leaky_and_constant_columns(shared_data):
     assert ds.treatment is None and ds.frame["Response"].mean() == pytest.approx(0.151, abs=0.001)
     X = feature_frame(ds)
     assert {"spend_per_purchase", "wine_share"} <= set(X.columns)
-    _, rep = check_features(X, ds.frame["Response"].to_numpy(), ChecksConfig())
+    _, rep = screen_features(X, ds.frame["Response"].to_numpy(), ChecksConfig())
     assert set(rep.constant) == {"Z_CostContact", "Z_Revenue"}
     assert set(rep.sum_of_others) == {"MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
     assert set(rep.dropped) == {"Z_CostContact", "Z_Revenue", "MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
@@ -72,7 +72,7 @@ def test_one_click_joins_four_files(shared_data):
     assert 0.3 < f["activity_declined"].mean() < 0.45
     X = feature_frame(ds)
     assert "profit" not in X.columns and "activity_declined" not in X.columns
-    _, rep = check_features(X, f["activity_declined"].to_numpy(), ChecksConfig())
+    _, rep = screen_features(X, f["activity_declined"].to_numpy(), ChecksConfig())
     assert rep.dropped == []
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tasks.monitoring import drift
 from tasks.core.errors import ConfigError, DataValidationError
-from tasks.modelling.training import reference_distributions
+from tasks.modelling.reference import reference_distributions
 
 
 def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:

@@ -126,3 +126,13 @@ def test_ensemble_importance_puts_members_on_one_scale():
     spread = m.contributions(head).sum(axis=1).std()
     assert spread == pytest.approx(np.std(m.predict(head)), rel=0.25)
     assert shap_importance(m, X, max_rows=500)["feature"].iloc[0] == "x1"
+
+
+def test_dr_learner_cross_fitting_folds_are_a_setting_of_the_fit():
+    X, t, y = uplift_frame(1500)
+    default = UpliftModel("dr_learner", FAST, seed=1).fit(X, t, y)
+    three = UpliftModel("dr_learner", FAST, seed=1).fit(X, t, y, dr_folds=3)
+    five = UpliftModel("dr_learner", FAST, seed=1).fit(X, t, y, dr_folds=5)
+    np.testing.assert_array_equal(default.predict(X), three.predict(X))
+    assert not np.allclose(three.predict(X), five.predict(X))
+    assert "dr_folds" not in vars(five)  # the stored model is the same kind of object either way

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from flows.monitor import monitor_flow, monitoring_dir
+from flows.monitor import monitor_flow
 from tasks.core.config import compose_config
 from tasks.core.errors import NotFoundError
 from tasks.core.io import read_json
+from tasks.core.layout import Layout
 from tasks.modelling.registry import ModelRegistry
 
 SMALL_MODEL = ["model.approaches=[solo]", "model.cv_folds=2", "model.n_boot=10", "model.lgbm.n_estimators=40"]
@@ -41,7 +42,7 @@ def test_no_limit_crossed_no_retraining(world):
     assert record["champion_before"] == record["champion_after"] == "v0001"
     assert record["drift"]["n_factors"] == len(ModelRegistry(f"{art}/models").load(model["name"]).metadata["reference"])
     assert record["decay"]["observed_value"] is not None
-    files = sorted(p.suffix for p in monitoring_dir(art).iterdir())
+    files = sorted(p.suffix for p in Layout(art).monitoring.iterdir())
     assert files == [".json", ".md"]
 
 
@@ -59,16 +60,16 @@ def test_drift_alarm_retrains_and_decides_on_holdout(world):
     assert c["promote"] == (c["difference"] > 0)
     assert record["champion_after"] == ("v0002" if c["promote"] else "v0001")
     assert ModelRegistry(f"{art}/models").champion(model["name"]) == record["champion_after"]
-    stored = read_json(sorted(monitoring_dir(art).glob("*.json"))[-1])
+    stored = read_json(sorted(Layout(art).monitoring.glob("*.json"))[-1])
     assert stored["retrain"]["comparison"]["challenger"] == pytest.approx(c["challenger"])
-    md = sorted(monitoring_dir(art).glob("*.md"))[-1].read_text()
+    md = sorted(Layout(art).monitoring.glob("*.md"))[-1].read_text()
     assert "Retraining because data drift" in md and "Champion after this run" in md
 
 
 def test_without_champion_is_an_error(prefect_env, artifacts):
     with pytest.raises(NotFoundError, match="no champion"):
         monitor_flow(str(artifacts), {}, {"name": "synthetic_uplift"})
-    assert not monitoring_dir(artifacts).exists()
+    assert not Layout(artifacts).monitoring.exists()
 
 
 def test_cli_fails_fast_with_one_message(tmp_path):

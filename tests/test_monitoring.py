@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from tasks.monitoring import decay as mon
+from tasks.monitoring import retrain
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 from tasks.core.io import atomic_write_json, atomic_write_parquet
 
@@ -47,7 +48,7 @@ BAD = -GOOD                                               # top 4: clients 1 (c,
 
 
 def test_better_challenger_is_promoted():
-    out = mon.compare_on_holdout(BAD, GOOD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
+    out = retrain.compare_on_holdout(BAD, GOOD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
     # good top 4: treated rate 1/3, control rate 0/1 -> 1/3; bad top 4: treated 0/1, control 3/3 -> -1
     assert out["challenger"] == pytest.approx(1 / 3)
     assert out["champion"] == pytest.approx(-1.0)
@@ -56,15 +57,15 @@ def test_better_challenger_is_promoted():
 
 
 def test_worse_challenger_is_not_promoted():
-    out = mon.compare_on_holdout(GOOD, BAD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
+    out = retrain.compare_on_holdout(GOOD, BAD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
     assert out["difference"] == pytest.approx(-4 / 3) and out["promote"] is False
     assert "keep the champion" in out["reason"]
 
 
 def test_improvement_must_exceed_the_margin():
-    out = mon.compare_on_holdout(BAD, GOOD, Y, T, metric="uplift_at_k", k=0.5, min_improvement=1.5, n_boot=0)
+    out = retrain.compare_on_holdout(BAD, GOOD, Y, T, metric="uplift_at_k", k=0.5, min_improvement=1.5, n_boot=0)
     assert out["promote"] is False
-    same = mon.compare_on_holdout(GOOD, GOOD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
+    same = retrain.compare_on_holdout(GOOD, GOOD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
     assert same["difference"] == 0.0 and same["promote"] is False
 
 
@@ -74,7 +75,7 @@ def test_paired_bootstrap_interval_on_qini():
     t = rng.integers(0, 2, n)
     tau = rng.uniform(0, 0.3, n)
     y = (rng.random(n) < 0.1 + t * tau).astype(int)
-    out = mon.compare_on_holdout(rng.random(n), tau, y, t, metric="qini_auc", n_boot=50, seed=1)
+    out = retrain.compare_on_holdout(rng.random(n), tau, y, t, metric="qini_auc", n_boot=50, seed=1)
     assert out["difference_ci_low"] < out["difference"] < out["difference_ci_high"]
     assert out["promote"] is True
 
@@ -91,14 +92,14 @@ def test_needs_retraining_reasons():
 def test_experiment_rows_and_holdout_split():
     campaign = pd.DataFrame({"client_id": np.arange(1, 41), "group": ["targeted", "random_target", "control", "control"] * 10})
     responses = pd.DataFrame({"client_id": np.arange(1, 41), "response": np.arange(40) % 2, "revenue": 1.0})
-    rows = mon.experiment_rows(campaign, responses, "c9", "2026-01-01")
+    rows = retrain.experiment_rows(campaign, responses, "c9", "2026-01-01")
     assert len(rows) == 30 and rows["treatment"].sum() == 10
     assert set(rows.columns) == {"client_id", "campaign_id", "campaign_date", "treatment", "response", "revenue"}
-    train, hold = mon.holdout_split(rows, 0.3, seed=0)
+    train, hold = retrain.holdout_split(rows, 0.3, seed=0)
     assert len(train) + len(hold) == 30 and not set(train["client_id"]) & set(hold["client_id"])
     assert 0 < hold["treatment"].sum() < len(hold)
     with pytest.raises(DataValidationError, match="have no response row"):
-        mon.experiment_rows(campaign, responses.iloc[:20], "c9", "2026-01-01")
+        retrain.experiment_rows(campaign, responses.iloc[:20], "c9", "2026-01-01")
 
 
 def test_pick_campaign(tmp_path):

@@ -8,20 +8,24 @@ import pytest
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.io import read_json
 from tasks.modelling.registry import ModelRegistry
-from tasks.modelling.training import (
+from tasks.modelling.checks import (
     ChecksConfig,
-    ModelConfig,
-    check_features,
     find_constant_columns,
     find_single_predictors,
     find_sum_columns,
-    reference_distributions,
+    screen_features,
+)
+from tasks.modelling.config import ModelConfig, validate_model_config
+from tasks.modelling.reference import reference_distributions
+from tasks.modelling.training import (
+    heldout_metric,
     register,
     register_version,
+    train_on,
     train_response,
     train_uplift,
-    heldout_metric,
 )
+from tasks.modelling.training_set import TrainingSet
 from tests.test_models import FAST, uplift_frame
 
 
@@ -47,18 +51,18 @@ def test_checks_find_constant_sum_and_leaky_columns():
     assert set(sums) == {"total", "part_ab"}
     assert find_single_predictors(X.drop(columns=["const"]), y, 0.99) == {"leak": pytest.approx(1.0)}
     before = X.copy()
-    out, rep = check_features(X, y, ChecksConfig())
+    out, rep = screen_features(X, y, ChecksConfig())
     pd.testing.assert_frame_equal(X, before)
     assert set(rep.dropped) == {"const", "total", "part_ab", "leak"}
     assert list(out.columns) == ["a", "b", "c", "flag"]
-    out2, rep2 = check_features(X, y, ChecksConfig(constant="flag", sum_of_others="flag", single_predictor="off"))
+    out2, rep2 = screen_features(X, y, ChecksConfig(constant="flag", sum_of_others="flag", single_predictor="off"))
     assert rep2.flagged == ["const", "total", "part_ab"] and out2.shape[1] == X.shape[1]
 
 
 def test_checks_that_drop_everything_fail():
     X = pd.DataFrame({"k": [1] * 10})
     with pytest.raises(DataValidationError, match="every feature was dropped"):
-        check_features(X, np.array([0, 1] * 5), ChecksConfig())
+        screen_features(X, np.array([0, 1] * 5), ChecksConfig())
 
 
 def test_train_uplift_chooses_by_cv_and_reports_heldout_metrics():
@@ -164,3 +168,21 @@ def test_auto_promotion_scores_the_champion_on_the_challengers_hold_out(tmp_path
     new = second.heldout["qini_auc"]["value"]
     assert promoted == (new > champion_there)
     assert reg.champion("u") == (version if promoted else "v0001")
+
+
+def test_dr_folds_is_a_model_config_key():
+    from tasks.core.config import compose_config, to_dataclass
+
+    for name in ("uplift", "hillstrom", "ifood"):
+        assert to_dataclass(compose_config([f"model={name}"]).model, ModelConfig, "model").dr_folds == 3
+    with pytest.raises(ConfigError, match="dr_folds"):
+        validate_model_config(ModelConfig(dr_folds=1))
+
+
+def test_train_on_needs_a_treatment_for_uplift_and_none_for_response():
+    X, t, y = uplift_frame(1500)
+    with pytest.raises(ConfigError, match="needs a dataset with a treatment column"):
+        train_on(TrainingSet(X=X, y=y, treatment=None, dataset="toy"), small_cfg())
+    res = train_on(TrainingSet(X=X, y=y, treatment=None, dataset="toy"),
+                   small_cfg(kind="response", approaches=[], select_metric="roc_auc"))
+    assert res.kind == "response"

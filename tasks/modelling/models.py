@@ -74,13 +74,14 @@ def _proba(est: LGBMClassifier, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(est.predict_proba(X)[:, 1], dtype=float)
 
 
-DR_FOLDS = 3
-"""Cross-fitting folds of the DR-learner's outcome models."""
+DEFAULT_DR_FOLDS = 3
+"""Cross-fitting folds of the DR-learner's outcome models unless configured (``model.dr_folds``)."""
 
 
 # ---------------------------------------------------------------------------- validation
-def check_features(X: pd.DataFrame, table: str = "training set") -> None:
-    """Features must be numeric or boolean with no infinite values; names must suit LightGBM."""
+def validate_feature_frame(X: pd.DataFrame, table: str = "training set") -> None:
+    """Raise DataValidationError unless LightGBM can train on ``X``: numeric or boolean
+    columns, no infinite values, unique names without JSON special characters."""
     if X.shape[1] == 0:
         raise DataValidationError(table, None, "no feature columns left to train on")
     for col in X.columns:
@@ -222,9 +223,13 @@ class UpliftModel:
                              make_lgbm(self.lgbm_params, self.seed + 1), method="vanilla")
         return ClassTransformation(make_lgbm(self.lgbm_params, self.seed))
 
-    def fit(self, X: pd.DataFrame, treatment: np.ndarray | pd.Series, y: np.ndarray | pd.Series) -> "UpliftModel":
-        """Fit on features ``X``, 0/1 ``treatment`` and 0/1 outcome ``y`` (validated)."""
-        check_features(X)
+    def fit(self, X: pd.DataFrame, treatment: np.ndarray | pd.Series, y: np.ndarray | pd.Series,
+            dr_folds: int = DEFAULT_DR_FOLDS) -> "UpliftModel":
+        """Fit on features ``X``, 0/1 ``treatment`` and 0/1 outcome ``y`` (validated).
+
+        ``dr_folds`` (``model.dr_folds``) is a setting of the fit, not of the fitted model: the
+        DR-learner's cross-fitting folds (an ensemble passes it to its members)."""
+        validate_feature_frame(X)
         if _TREATMENT_COL in X.columns:
             raise DataValidationError("training set", _TREATMENT_COL,
                                       "the treatment flag must not be a feature column")
@@ -236,7 +241,7 @@ class UpliftModel:
         self.features = [str(c) for c in X.columns]
         Xf = X.reset_index(drop=True)
         if self.approach == ENSEMBLE:
-            self.members = [UpliftModel(a, self.lgbm_params, self.seed).fit(Xf, t_arr, y_arr)
+            self.members = [UpliftModel(a, self.lgbm_params, self.seed).fit(Xf, t_arr, y_arr, dr_folds)
                             for a in self.member_approaches]
             self._standardise(Xf)
             return self
@@ -244,7 +249,7 @@ class UpliftModel:
             self.estimator = self._fit_x(Xf, t_arr, y_arr)
             return self
         if self.approach == "dr_learner":
-            self.estimator = self._fit_dr(Xf, t_arr, y_arr)
+            self.estimator = self._fit_dr(Xf, t_arr, y_arr, dr_folds)
             return self
         est = self._build()
         with warnings.catch_warnings():
@@ -267,13 +272,13 @@ class UpliftModel:
         tau0 = make_lgbm_regressor(self.lgbm_params, self.seed + 3).fit(X[c], d0)
         return {"tau0": tau0, "tau1": tau1, "g": float(tr.mean())}
 
-    def _fit_dr(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """DR-learner: outcome models per arm fitted out of fold (``DR_FOLDS``), the doubly
+    def _fit_dr(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, dr_folds: int) -> dict[str, Any]:
+        """DR-learner: outcome models per arm fitted out of fold (``dr_folds``), the doubly
         robust pseudo-outcome ``m1 - m0 + t (y - m1) / e - (1 - t) (y - m0) / (1 - e)`` with
         ``e`` the treated share, regressed on x."""
         e = float(t.mean())
         m0, m1 = np.zeros(len(y)), np.zeros(len(y))
-        folds = StratifiedKFold(DR_FOLDS, shuffle=True, random_state=self.seed).split(X, 2 * t + y)
+        folds = StratifiedKFold(dr_folds, shuffle=True, random_state=self.seed).split(X, 2 * t + y)
         for fi, (a, b) in enumerate(folds):
             for arm, out in ((0, m0), (1, m1)):
                 rows = a[t[a] == arm]
@@ -366,7 +371,7 @@ class ResponseModel:
 
     def fit(self, X: pd.DataFrame, y: np.ndarray | pd.Series) -> "ResponseModel":
         """Fit on features ``X`` and 0/1 target ``y`` (validated)."""
-        check_features(X)
+        validate_feature_frame(X)
         y_arr = check_target(y)
         if len(X) != len(y_arr):
             raise DataValidationError("training set", None, f"lengths differ: X {len(X)}, y {len(y_arr)}")

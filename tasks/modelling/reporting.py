@@ -1,20 +1,19 @@
-"""Plots (PNG bytes) and the Markdown report of a trained model version."""
+"""Plots (PNG bytes) and the Markdown report of a trained model version, and the short
+summary of a training run."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tasks.analytics import metrics as M
+from tasks.core.report import fmt_ci, md_table, png_bytes
 
-def _fig_bytes(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+def four_decimals(v: Any) -> str:
+    """A table cell: floats with four decimals, anything else as ``str``."""
+    return f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def _plt():
@@ -28,8 +27,6 @@ def _plt():
 
 def qini_plot(y: np.ndarray, score: np.ndarray, t: np.ndarray) -> bytes:
     """Qini curve of the model against random targeting and the perfect ranking."""
-    from tasks.analytics import metrics as M
-
     plt = _plt()
     x, q = M.qini_curve(y, score, t)
     xp, qp = M.perfect_qini_curve(y, t)
@@ -41,7 +38,7 @@ def qini_plot(y: np.ndarray, score: np.ndarray, t: np.ndarray) -> bytes:
     ax.set_ylabel("incremental responses")
     ax.set_title("Qini curve")
     ax.legend()
-    return _fig_bytes(fig)
+    return png_bytes(fig)
 
 
 def decile_plot(table: pd.DataFrame) -> bytes:
@@ -59,7 +56,7 @@ def decile_plot(table: pd.DataFrame) -> bytes:
     ax.set_ylabel("treated - control response rate")
     ax.set_title("Uplift by decile (held-out)")
     ax.legend()
-    return _fig_bytes(fig)
+    return png_bytes(fig)
 
 
 def shap_plot(shap: pd.DataFrame, top: int = 15) -> bytes:
@@ -70,7 +67,7 @@ def shap_plot(shap: pd.DataFrame, top: int = 15) -> bytes:
     ax.barh(s["feature"], s["mean_abs_shap"])
     ax.set_xlabel("mean |SHAP| (log-odds)")
     ax.set_title("Feature importance (TreeSHAP)")
-    return _fig_bytes(fig)
+    return png_bytes(fig)
 
 
 def segmentation_table(proba: np.ndarray, profit: np.ndarray, p_cut: float, profit_cut: float) -> pd.DataFrame:
@@ -99,7 +96,7 @@ def segmentation_plot(proba: np.ndarray, profit: np.ndarray, p_cut: float, profi
     ax.set_xlabel("predicted probability of activity decline")
     ax.set_ylabel("profit (last 3 months)")
     ax.set_title("Segments: probability x profit")
-    return _fig_bytes(fig)
+    return png_bytes(fig)
 
 
 def render_plots(result: Any) -> dict[str, bytes]:
@@ -111,19 +108,6 @@ def render_plots(result: Any) -> dict[str, bytes]:
     return files
 
 
-def _fmt(m: dict) -> str:
-    return f"{m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
-
-
-def _md_table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = [floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list[str]) -> str:
     """report.md of a model version."""
     parts = [f"# Model {name}: {result.kind} ({result.approach})", "",
@@ -132,14 +116,14 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
              f"Promotion: {promotion}.", "", "## Held-out metrics (95% bootstrap CI)", ""]
     for k, v in result.heldout.items():
         if isinstance(v, dict):
-            parts.append(f"- {k}: {_fmt(v)}")
+            parts.append(f"- {k}: {fmt_ci(v['value'], v['ci_low'], v['ci_high'])}")
         else:
             parts.append(f"- {k}: {v}")
     parts += ["", "## Candidates (cross-validation on the training split)", ""]
     cv = result.cv.copy()
     cv["params"] = cv["params"].map(lambda p: ", ".join(f"{k}={v}" for k, v in sorted(p.items())
                                                          if k not in ("verbose", "n_jobs")))
-    parts.append(_md_table(cv))
+    parts.append(md_table(cv, four_decimals))
     parts += ["", "## Feature checks", ""]
     ch = result.checks
     parts.append(f"- constant: {ch.constant or 'none'}")
@@ -148,15 +132,28 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
     parts.append(f"- dropped: {ch.dropped or 'none'}; flagged: {ch.flagged or 'none'}")
     if result.by_decile is not None:
         parts += ["", "## Uplift by decile (held-out)", ""]
-        parts.append(_md_table(result.by_decile.reset_index()[
+        parts.append(md_table(result.by_decile.reset_index()[
             ["percentile", "n_treatment", "n_control", "response_rate_treatment", "response_rate_control",
-             "uplift", "ci_low", "ci_high"]]))
+             "uplift", "ci_low", "ci_high"]], four_decimals))
     parts += ["", "## Threshold suggestions", ""]
     for k, v in result.threshold_suggestions.items():
         parts.append(f"- {k}: {v}")
-    parts += ["", "## SHAP importance (mean |contribution|, log-odds)", "", _md_table(result.shap.head(20))]
+    parts += ["", "## SHAP importance (mean |contribution|, log-odds)", "", md_table(result.shap.head(20), four_decimals)]
     for key, text in result.extras.get("report_sections", {}).items():
         parts += ["", f"## {key}", "", text]
     if pngs:
         parts += ["", "## Plots", ""] + [f"![{p}]({p})" for p in pngs]
     return "\n".join(parts) + "\n"
+
+
+def render_summary(name: str, version: str, champion: str | None, reason: str, result: Any) -> str:
+    """Short Markdown summary of a training run (published as a Prefect artifact)."""
+    lines = [f"# Trained `{name}` {version}", "",
+             f"Approach {result.approach}; {result.n_train} training rows, {result.n_test} held-out rows.",
+             f"Champion: {champion} ({reason}).", ""]
+    for k, v in result.heldout.items():
+        if isinstance(v, dict):
+            lines.append(f"- held-out {k}: {fmt_ci(v['value'], v['ci_low'], v['ci_high'])}")
+    if result.checks.dropped:
+        lines.append(f"- dropped by checks: {result.checks.dropped}")
+    return "\n".join(lines) + "\n"

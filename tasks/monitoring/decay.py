@@ -1,36 +1,36 @@
-"""Model monitoring: data drift, score drift, model decay, retraining and promotion.
+"""Model monitoring: what a run reads and the checks it makes (data drift, score drift, decay).
 
-* Data drift: a campaign's factor checkpoint (``stages/04_factors.parquet``) against the
-  champion's reference distributions (:mod:`tasks.monitoring.drift`).
-* Score drift: the latest campaign's logged scores against the earliest logged campaign
+* Data drift: a campaign's factor checkpoint (its factors stage) against the champion's
+  reference distributions (:mod:`tasks.monitoring.drift`).
+* Score drift: the campaign's logged scores against the earliest other logged campaign
   scored by the same model version (the prediction log).
 * Decay: the champion's Qini AUC (or uplift@k) measured by evaluations of campaigns it
   scored, on random_target + control, against its held-out figure from training; decayed
   when the relative drop exceeds the configured limit.
-* Retraining (when drift or decay crosses its limit): campaign history plus the evaluated
-  campaigns' random_target (treatment 1) and control (treatment 0) outcomes. A stratified
-  share of the newest experiment is held out; the challenger is trained on everything else,
-  then challenger and champion are scored on the same held-out clients (the champion was
-  trained before those campaigns, so neither has seen them). The challenger is promoted only
-  when its held-out metric beats the champion's by more than ``min_improvement``.
+
+When drift or decay crosses its limit (:func:`needs_retraining`) a challenger is trained and
+compared with the champion (:mod:`tasks.monitoring.retrain`); the run is recorded by
+:mod:`tasks.monitoring.record`. Every path comes from :class:`tasks.core.layout.Layout`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tasks.analytics import metrics
-from tasks.monitoring.drift import DriftConfig
-from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.io import read_json
+from tasks.core.layout import Layout
+from tasks.monitoring import drift
+from tasks.monitoring.drift import DriftConfig
+from tasks.monitoring.prediction_log import read_predictions
 
 DECAY_METRICS = ("qini_auc", "uplift_at_k")
-FACTORS_CHECKPOINT = "stages/04_factors.parquet"
+FACTORS_STAGE = (3, "factors")  # the campaign stage whose checkpoint holds the clients' factors
+EVALUATION_METRICS = "metrics.json"  # the file an evaluation writes last, in its folder
 
 
 @dataclass
@@ -82,37 +82,36 @@ class MonitorConfig:
 
 def frozen_campaigns(artifacts: str | Path) -> list[dict]:
     """Manifests of every frozen campaign, oldest freeze first."""
-    root = Path(artifacts) / "campaigns"
     found = []
-    for folder in sorted(root.glob("*")) if root.is_dir() else []:
-        if (folder / "manifest.json").exists() and (folder / "campaign.parquet").exists():
-            m = read_json(folder / "manifest.json")
-            m.setdefault("campaign_id", folder.name)
-            found.append(m)
+    for campaign in Layout(artifacts).frozen_campaigns():
+        m = read_json(campaign.manifest)
+        m.setdefault("campaign_id", campaign.folder.name)
+        found.append(m)
     return sorted(found, key=lambda m: (str(m.get("frozen_at", "")), m["campaign_id"]))
 
 
 def pick_campaign(artifacts: str | Path, campaign_id: str | None) -> dict:
     """The named frozen campaign's manifest, or the most recently frozen one."""
     campaigns = frozen_campaigns(artifacts)
+    root = Layout(artifacts).campaigns
     if campaign_id is None:
         if not campaigns:
             raise NotFoundError(
-                f"no frozen campaign under {Path(artifacts) / 'campaigns'}; calculate one with `python -m flows.campaign`"
+                f"no frozen campaign under {root}; calculate one with `python -m flows.campaign`"
             )
         return campaigns[-1]
     for m in campaigns:
         if m["campaign_id"] == campaign_id:
             return m
     raise NotFoundError(
-        f"campaign {campaign_id!r} is not frozen under {Path(artifacts) / 'campaigns'}; "
+        f"campaign {campaign_id!r} is not frozen under {root}; "
         f"frozen campaigns: {[m['campaign_id'] for m in campaigns] or 'none'}"
     )
 
 
 def load_factor_checkpoint(artifacts: str | Path, campaign_id: str) -> pd.DataFrame:
-    """The factor table of a campaign's clients (its stage-4 checkpoint)."""
-    path = Path(artifacts) / "campaigns" / campaign_id / FACTORS_CHECKPOINT
+    """The factor table of a campaign's clients (the checkpoint of its factors stage)."""
+    path = Layout(artifacts).campaign(campaign_id).stage(*FACTORS_STAGE)
     if not path.exists():
         raise NotFoundError(f"campaign {campaign_id!r}: factor checkpoint {path} does not exist")
     return pd.read_parquet(path)
@@ -120,14 +119,42 @@ def load_factor_checkpoint(artifacts: str | Path, campaign_id: str) -> pd.DataFr
 
 def evaluations_of(artifacts: str | Path, model_name: str, version: str | None = None) -> list[dict]:
     """metrics.json of every evaluated campaign scored by ``model_name`` (and ``version``), oldest first."""
-    root = Path(artifacts) / "evaluations"
+    root = Layout(artifacts).evaluations
     out = []
-    for path in sorted(root.glob("*/metrics.json")) if root.is_dir() else []:
+    for path in sorted(root.glob(f"*/{EVALUATION_METRICS}")) if root.is_dir() else []:
         m = read_json(path)
         model = m.get("model") or {}
         if model.get("name") == model_name and (version is None or model.get("version") == version):
             out.append(m)
     return sorted(out, key=lambda m: (str(m.get("campaign_date", "")), str(m.get("evaluated_at", ""))))
+
+
+# --------------------------------------------------------------------------- the checks of one campaign
+
+
+def campaign_data_drift(artifacts: str | Path, campaign_id: str, reference: dict, cfg: DriftConfig) -> dict:
+    """Drift of the campaign's factor checkpoint against the champion's reference: the
+    summary of :func:`tasks.monitoring.drift.drift_summary` with every factor's row."""
+    factors = load_factor_checkpoint(artifacts, campaign_id)
+    table = drift.drift_table(reference, factors, cfg, where=f"factors of campaign {campaign_id}")
+    summary = drift.drift_summary(table, cfg)
+    summary["factors"] = table.to_dict(orient="records")
+    return summary
+
+
+def campaign_score_drift(artifacts: str | Path, campaign_id: str, model_version: str, bins: int) -> dict:
+    """Scores of the campaign against the earliest other campaign scored by the same model version."""
+    logged = read_predictions(Layout(artifacts).predictions, model_version=model_version)
+    logged = logged[logged["source"] == "campaign"] if len(logged) else logged
+    current = logged[logged["campaign_id"] == campaign_id] if len(logged) else logged
+    others = logged[logged["campaign_id"] != campaign_id] if len(logged) else logged
+    if len(current) < 2 or len(others) < 2:
+        return {"psi": None, "current": campaign_id,
+                "note": f"the prediction log holds no other campaign scored by {model_version} to compare with"}
+    first = others.sort_values("time").iloc[0]["campaign_id"]
+    base = others[others["campaign_id"] == first]
+    out = drift.score_drift(base["score"].to_numpy(), current["score"].to_numpy(), bins)
+    return dict(out, baseline=str(first), current=campaign_id)
 
 
 # --------------------------------------------------------------------------- decay
@@ -161,77 +188,12 @@ def decay_check(metadata: dict, evaluations: list[dict], cfg: DecayConfig) -> di
     return dict(out, observed_value=value, relative_drop=drop, decayed=bool(drop > cfg.max_relative_drop))
 
 
-# --------------------------------------------------------------------------- retraining data
+def champion_decay(artifacts: str | Path, name: str, version: str, metadata: dict, cfg: DecayConfig) -> dict[str, Any]:
+    """:func:`decay_check` of version ``version`` of model ``name`` on its evaluated campaigns."""
+    return decay_check(metadata, evaluations_of(artifacts, name, version), cfg)
 
 
-def experiment_rows(campaign: pd.DataFrame, responses: pd.DataFrame, campaign_id: str,
-                    campaign_date: str) -> pd.DataFrame:
-    """random_target (treatment 1) and control (treatment 0) clients with their outcomes,
-    in the campaign-history layout."""
-    sub = campaign.loc[campaign["group"].isin(["random_target", "control"]), ["client_id", "group"]]
-    joined = sub.merge(responses[["client_id", "response", "revenue"]], on="client_id", how="inner")
-    if len(joined) < len(sub):
-        raise DataValidationError(
-            "responses", "client_id",
-            f"campaign {campaign_id!r}: {len(sub) - len(joined)} random_target/control client(s) have no response row",
-        )
-    return pd.DataFrame({
-        "client_id": joined["client_id"].astype("int64"),
-        "campaign_id": campaign_id,
-        "campaign_date": pd.Timestamp(campaign_date),
-        "treatment": (joined["group"] == "random_target").astype("int64"),
-        "response": joined["response"].astype("int64"),
-        "revenue": joined["revenue"].astype("float64"),
-    })
-
-
-def holdout_split(rows: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(train, holdout)``: a share of the rows stratified by treatment x response."""
-    rng = np.random.default_rng(seed)
-    strata = (2 * rows["treatment"].to_numpy() + rows["response"].to_numpy())
-    hold = np.zeros(len(rows), dtype=bool)
-    for s in np.unique(strata):
-        idx = np.flatnonzero(strata == s)
-        take = int(round(fraction * len(idx)))
-        hold[rng.choice(idx, size=take, replace=False)] = True
-    return rows.loc[~hold].reset_index(drop=True), rows.loc[hold].reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- champion vs challenger
-
-
-def _metric_fn(metric: str, k: float) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
-    if metric == "qini_auc":
-        return lambda y, u, t: metrics.qini_auc(y, u, t)
-    return lambda y, u, t: metrics.uplift_at_k(y, u, t, k=k)
-
-
-def compare_on_holdout(champion_scores: np.ndarray, challenger_scores: np.ndarray, y: np.ndarray,
-                       treatment: np.ndarray, metric: str = "qini_auc", k: float = 0.3,
-                       min_improvement: float = 0.0, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Both models' ``metric`` on the same held-out clients and the promotion decision.
-
-    ``promote`` is True only when challenger - champion > ``min_improvement``. The paired
-    bootstrap interval of the difference (same resampled clients for both) is reported.
-    """
-    y = np.asarray(y, dtype=float)
-    t = np.asarray(treatment, dtype=float)
-    fn = _metric_fn(metric, k)
-    champ = fn(y, champion_scores, t)
-    chall = fn(y, challenger_scores, t)
-    diff = chall - champ
-    out: dict[str, Any] = {"metric": metric, "n_holdout": int(len(y)), "champion": champ, "challenger": chall,
-                           "difference": diff, "min_improvement": min_improvement}
-    if n_boot >= 2:
-        u = np.column_stack([champion_scores, challenger_scores])
-        _, lo, hi = metrics.bootstrap_ci(lambda yy, uu, tt: fn(yy, uu[:, 1], tt) - fn(yy, uu[:, 0], tt),
-                                         y, u, t, n_boot=n_boot, seed=seed, stratify=t)
-        out.update(difference_ci_low=lo, difference_ci_high=hi)
-    out["promote"] = bool(diff > min_improvement)
-    out["reason"] = (f"challenger {metric} {chall:.4f} vs champion {champ:.4f} on {len(y)} held-out clients: "
-                     + ("better, promote" if out["promote"] else "not better by more than "
-                        f"{min_improvement}, keep the champion"))
-    return out
+# --------------------------------------------------------------------------- the decision
 
 
 def needs_retraining(drift_summary: dict | None, decay: dict | None) -> tuple[bool, list[str]]:
@@ -249,53 +211,3 @@ def needs_retraining(drift_summary: dict | None, decay: dict | None) -> tuple[bo
 def with_model(cfg: MonitorConfig, model_name: str) -> MonitorConfig:
     """A copy of ``cfg`` naming the model to monitor."""
     return replace(cfg, model=model_name)
-
-
-def render_record(record: dict[str, Any]) -> str:
-    """A monitoring run as Markdown."""
-    lines = [f"# Monitoring {record['model']} (champion {record['champion_before']}) at {record['time']}", ""]
-    d = record.get("drift")
-    if d:
-        lines += [f"## Data drift: campaign {record['campaign_id']}", "",
-                  f"{d['n_drifted']} of {d['n_factors']} factors drifted ({d['drifted_share']:.1%}; limit "
-                  f"{d['limit']:.1%}; BH FDR {d['fdr']}, PSI limit {d['psi_limit']}); "
-                  f"alarm: **{'yes' if d['alarm'] else 'no'}**."
-                  + (f" Drifted but excluded from the share: {d['excluded_drifted']}." if d.get("excluded_drifted") else ""),
-                  "",
-                  "| factor | kind | p-value | q-value | PSI | drifted |", "|---|---|---|---|---|---|"]
-        for r in d["top"]:
-            lines.append(f"| {r['feature']} | {r['kind']} | {r['p_value']:.3g} | {r['q_value']:.3g} | "
-                         f"{r['psi']:.3f} | {'yes' if r['drifted'] else 'no'} |")
-        lines.append("")
-    s = record.get("score_drift")
-    lines += ["## Score drift", ""]
-    if s and s.get("psi") is not None:
-        lines.append(f"Scores of {s['current']} vs {s['baseline']}: KS {s['ks_statistic']:.3f} (p {s['p_value']:.3g}), "
-                     f"PSI {s['psi']:.3f}, mean {s['mean_baseline']:.4g} -> {s['mean_current']:.4g}.")
-    else:
-        lines.append(f"Not measured: {(s or {}).get('note', 'no logged scores')}.")
-    dec = record.get("decay") or {}
-    lines += ["", "## Decay", ""]
-    if dec.get("observed_value") is None:
-        lines.append(f"Not measured: {dec.get('note')}.")
-    else:
-        lines.append(f"{dec['metric']}: training {dec['training_value']:.4f}, evaluated campaigns "
-                     f"{dec['observed_value']:.4f} (relative drop {dec['relative_drop']:.1%}, limit {dec['limit']:.1%}); "
-                     f"decayed: **{'yes' if dec['decayed'] else 'no'}**.")
-    lines += ["", "## Decision", ""]
-    if not record["retrain_needed"]:
-        lines.append("No limit crossed: no retraining.")
-    else:
-        lines.append("Retraining because " + "; ".join(record["reasons"]) + ".")
-        r = record.get("retrain") or {}
-        if r.get("skipped"):
-            lines.append(f"Skipped: {r['skipped']}.")
-        elif r:
-            c = r["comparison"]
-            lines += ["", f"Training rows: {r['n_train_rows']} (history {r['n_history_rows']}, fresh experiment "
-                      f"{r['n_experiment_rows']}); held out: {c['n_holdout']}.",
-                      f"Challenger {r['challenger_version']}: {c['reason']}"
-                      + (f" (difference CI [{c['difference_ci_low']:.4f}, {c['difference_ci_high']:.4f}])"
-                         if "difference_ci_low" in c else "") + ".",
-                      f"Champion after this run: **{record['champion_after']}**."]
-    return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """Data drift of factor tables against a model's reference distributions.
 
 The reference is what training stores per feature in the registry metadata
-(``tasks.modelling.training.reference_distributions``): ``kind`` numeric or categorical, for numeric
+(``tasks.modelling.reference.reference_distributions``): ``kind`` numeric or categorical, for numeric
 features quantile bin ``edges`` and the training ``shares`` per bin, for categorical
 features value ``shares``, and a ``sample`` of up to 5,000 training values.
 

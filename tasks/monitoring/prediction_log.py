@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 
 from tasks.core.errors import StateError
 from tasks.core.io import atomic_write, atomic_write_parquet
+from tasks.core.layout import Layout
+from tasks.core.locks import PidLock
 
 COLUMNS = ["time", "source", "request_id", "campaign_id", "client_id", "score", "decision", "model_name", "model_version"]
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -32,8 +34,8 @@ _HOLDS = b"uplift.prediction_log.segments"
 
 
 def log_dir(artifacts: str | Path) -> Path:
-    """Folder of the prediction log under the artifacts root."""
-    return Path(artifacts) / "predictions"
+    """Folder of the prediction log under the artifacts root (:attr:`Layout.predictions`)."""
+    return Layout(artifacts).predictions
 
 
 def append_predictions(root: str | Path, df: pd.DataFrame, segment: str) -> Path:
@@ -88,12 +90,10 @@ def compact_predictions(root: str | Path, prefix: str = "api-", min_segments: in
     Does nothing (returns None) with fewer than ``min_segments`` such segments, or while
     another process compacts the same log. Returns the new file's path.
     """
-    from tasks.core.locks import PidLock  # a PID lock file; stale ones are taken over
-
     root = Path(root)
     if not root.is_dir():
         return None
-    lock = PidLock(root / ".compact.lock")
+    lock = PidLock(root / ".compact.lock")  # a PID lock file; stale ones are taken over
     try:
         lock.acquire()
     except StateError:

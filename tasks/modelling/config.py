@@ -1,0 +1,76 @@
+"""The model config (``conf/model/<name>.yaml``) and its consistency checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.core.errors import ConfigError
+from tasks.modelling.checks import ChecksConfig
+from tasks.modelling.models import (
+    BASE_APPROACHES,
+    DEFAULT_DR_FOLDS,
+    ENSEMBLE,
+    ENSEMBLE_MEMBERS,
+    UPLIFT_APPROACHES,
+)
+
+PROMOTE_MODES = ("auto", "always", "never")
+
+
+@dataclass
+class ModelConfig:
+    """conf/model/<name>.yaml."""
+
+    name: str = "synthetic_uplift"
+    kind: str = "uplift"                        # uplift | response
+    approaches: list[str] = field(default_factory=lambda: list(UPLIFT_APPROACHES))
+    lgbm: dict = field(default_factory=dict)     # base LightGBM parameters
+    grid: list[dict] = field(default_factory=lambda: [{}])  # variants merged over lgbm, chosen by CV
+    ensemble: list[str] = field(default_factory=lambda: list(ENSEMBLE_MEMBERS))  # ensemble member pool
+    ensemble_top: int | None = None             # members = the best N of the pool by CV (None: all)
+    cv_folds: int = 3
+    dr_folds: int = DEFAULT_DR_FOLDS            # cross-fitting folds of the DR-learner's outcome models
+    test_size: float = 0.3
+    k: float = 0.3                              # uplift@k fraction
+    select_metric: str = "qini_auc"             # qini_auc | uplift_at_k | roc_auc | f1
+    class_weight: str | None = "balanced"       # response models
+    seed: int = 42
+    n_boot: int = 200
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
+    promote: str = "auto"                       # auto | always | never
+    margin: float = 20.0                        # value of one incremental response
+    contact_cost: float = 0.5                   # cost of one offer
+    max_rows: int | None = None                 # cap on training rows (random subsample)
+    segment_quantile: float = 0.5               # one_click segmentation: probability split
+    version: str | None = None                  # +action=promote: the version to promote
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise ConfigError on an inconsistent model config."""
+    if cfg.kind not in ("uplift", "response"):
+        raise ConfigError(f"config 'model', key 'kind': {cfg.kind!r}; use uplift or response")
+    if cfg.kind == "uplift":
+        bad = [a for a in cfg.approaches if a not in UPLIFT_APPROACHES]
+        if bad or not cfg.approaches:
+            raise ConfigError(f"config 'model', key 'approaches': {bad or 'empty'}; use some of {list(UPLIFT_APPROACHES)}")
+        if ENSEMBLE in cfg.approaches:
+            bad = [a for a in cfg.ensemble if a not in BASE_APPROACHES]
+            if bad or not cfg.ensemble:
+                raise ConfigError(f"config 'model', key 'ensemble': {bad or 'empty'}; use some of {list(BASE_APPROACHES)}")
+        if cfg.select_metric not in ("qini_auc", "uplift_at_k"):
+            raise ConfigError(f"config 'model', key 'select_metric': {cfg.select_metric!r}; use qini_auc or uplift_at_k")
+    elif cfg.select_metric not in ("roc_auc", "f1"):
+        raise ConfigError(f"config 'model', key 'select_metric': {cfg.select_metric!r}; use roc_auc or f1")
+    if cfg.cv_folds < 2:
+        raise ConfigError(f"config 'model', key 'cv_folds': {cfg.cv_folds}; use at least 2")
+    if cfg.dr_folds < 2:
+        raise ConfigError(f"config 'model', key 'dr_folds': {cfg.dr_folds}; use at least 2")
+    if not 0 < cfg.test_size < 1:
+        raise ConfigError(f"config 'model', key 'test_size': {cfg.test_size}; use a fraction in (0, 1)")
+    if cfg.promote not in PROMOTE_MODES:
+        raise ConfigError(f"config 'model', key 'promote': {cfg.promote!r}; use one of {list(PROMOTE_MODES)}")
+    if not cfg.grid:
+        raise ConfigError("config 'model', key 'grid': give at least one entry ({} = the base parameters)")
+    for key in ("constant", "sum_of_others", "single_predictor"):
+        if getattr(cfg.checks, key) not in ("drop", "flag", "off"):
+            raise ConfigError(f"config 'model', key 'checks.{key}': use drop, flag or off")
+

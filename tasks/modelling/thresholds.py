@@ -1,0 +1,40 @@
+"""Score cutoffs suggested at training time, measured on the held-out clients."""
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.modelling.config import ModelConfig
+
+
+def suggest_uplift_thresholds(y: np.ndarray, score: np.ndarray, t: np.ndarray, cfg: ModelConfig) -> dict:
+    """Score cutoffs: for the top ``k`` fraction, and profit-optimal given margin and contact cost.
+
+    Profit of offering the top fraction q (measured on held-out clients):
+    ``N*q * uplift_in_top_q * margin - N*q * contact_cost``; the best q on a 1%-grid is
+    reported with its score cutoff. The per-client rule ``uplift * margin > contact_cost``
+    gives ``cutoff = contact_cost / margin``.
+    """
+    order = np.argsort(-score, kind="stable")
+    ys, ts, ss = y[order], t[order], score[order]
+    n = len(y)
+    best = {"fraction": 0.0, "profit": 0.0, "score_cutoff": float(ss[0]) + 1e-12}
+    ct = np.cumsum(ts)
+    cc = np.cumsum(1 - ts)
+    yt = np.cumsum(ys * ts)
+    yc = np.cumsum(ys * (1 - ts))
+    for q in np.arange(0.01, 1.0001, 0.01):
+        m = max(1, int(round(q * n)))
+        if ct[m - 1] == 0 or cc[m - 1] == 0:
+            continue
+        lift = yt[m - 1] / ct[m - 1] - yc[m - 1] / cc[m - 1]
+        profit = m * (lift * cfg.margin - cfg.contact_cost)
+        if profit > best["profit"]:
+            best = {"fraction": float(round(q, 2)), "profit": float(profit), "score_cutoff": float(ss[m - 1])}
+    top = max(1, int(round(cfg.k * n)))
+    return {
+        "top_fraction": {"fraction": cfg.k, "score_cutoff": float(ss[top - 1])},
+        "profit_optimal": {**best, "margin": cfg.margin, "contact_cost": cfg.contact_cost,
+                           "per_held_out_clients": int(n)},
+        "per_client_rule": {"score_cutoff": cfg.contact_cost / cfg.margin,
+                            "rule": "offer when predicted uplift x margin > contact cost"},
+    }

@@ -1,0 +1,84 @@
+"""The rows a model is trained on: features, outcome, treatment, and where they came from.
+
+* The synthetic world: its campaign history joined with point-in-time factors as of each
+  campaign's date (:func:`tasks.data.point_in_time.factors_as_of_rows`), never the truth table.
+* A wide table (Hillstrom, iFood, one_click): its feature frame, target and treatment columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from factors import factor_set
+from tasks.core.config import to_dataclass
+from tasks.core.errors import ConfigError, DataValidationError
+from tasks.core.layout import Layout
+from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.data.point_in_time import factors_as_of_rows
+from tasks.data.tables import read_manifest, read_table
+
+
+@dataclass
+class TrainingSet:
+    """Features ``X`` (one row per training row), 0/1 outcome ``y``, 0/1 ``treatment`` (None
+    without one), and for one_click the ``profit`` per row that segmentation needs."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    treatment: np.ndarray | None
+    dataset: str | None
+    factor_set: str | None = None
+    profit: np.ndarray | None = None
+
+
+def build_training_set(
+    data_dir: str | Path,
+    history: pd.DataFrame,
+    factor_names: Sequence[str],
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Features as of each row's campaign_date joined to the campaign history.
+
+    ``history`` needs client_id, campaign_date, treatment, response. Returns ``(X, treatment,
+    y)`` in the order of ``history``; X holds the factors only. Never reads the truth table.
+    """
+    need = ["client_id", "campaign_date", "treatment", "response"]
+    missing = [c for c in need if c not in history.columns]
+    if missing:
+        raise DataValidationError("campaign_history", missing[0], f"missing column(s) {missing}")
+    if len(history) == 0:
+        raise DataValidationError("campaign_history", None, "the table is empty; nothing to train on")
+    if not factor_names:
+        raise ConfigError("config 'factors': the factor set is empty; name the factors to train on")
+    X = factors_as_of_rows(data_dir, history, factor_names)
+    t = history["treatment"].to_numpy()
+    y = history["response"].to_numpy()
+    return X, t, y
+
+
+def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layout: Layout,
+                      shared_data: str | Path) -> TrainingSet:
+    """The training set of the configured dataset (``data``: conf/data, ``factors``: conf/factors).
+
+    ``kind: synthetic`` (the default) reads the world under ``layout``; the factors are the
+    ``factors.factors`` list, or else the set ``factors.name``. Other kinds load the wide
+    table from ``shared_data``.
+    """
+    if data.get("kind", "synthetic") == "synthetic":
+        data_dir = layout.dataset(data.get("name", "synthetic"))
+        read_manifest(data_dir)
+        history = read_table(data_dir, "campaign_history")
+        set_name = factors.get("name", "default")
+        names = list(factors.get("factors") or []) or factor_set(set_name)
+        X, t, y = build_training_set(data_dir, history, names)
+        return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name)
+    cfg = to_dataclass(dict(data), TabularDataConfig, "data")
+    ds = load_tabular_dataset(cfg, Path(shared_data))
+    X = feature_frame(ds, engineer=cfg.feature_engineering)
+    t = ds.frame[ds.treatment].to_numpy() if ds.treatment else None
+    profit = (ds.frame[cfg.profit_column].to_numpy(dtype=float)
+              if ds.kind == "one_click" and cfg.profit_column else None)
+    return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit)

@@ -1,0 +1,174 @@
+"""Retraining: a challenger trained on history plus fresh experiments, compared with the
+champion on held-out clients, promoted only when better.
+
+The training rows are the campaign history plus the evaluated campaigns' random_target
+(treatment 1) and control (treatment 0) outcomes. A stratified share of the newest experiment
+is held out; the challenger is trained on everything else, then challenger and champion are
+scored on the same held-out clients (the champion was trained before those campaigns, so
+neither has seen them). The challenger is promoted only when its held-out metric beats the
+champion's by more than ``min_improvement``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from factors import factor_set
+from tasks.analytics import metrics
+from tasks.core.errors import DataValidationError
+from tasks.core.layout import Layout
+from tasks.data.tables import read_table
+from tasks.modelling.config import ModelConfig
+from tasks.modelling.registry import ModelRegistry
+from tasks.modelling.training import register, train_uplift
+from tasks.modelling.training_set import build_training_set
+from tasks.monitoring.decay import RetrainConfig, evaluations_of
+
+HISTORY_COLUMNS = ["client_id", "campaign_id", "campaign_date", "treatment", "response", "revenue"]
+
+
+# --------------------------------------------------------------------------- retraining data
+
+
+def experiment_rows(campaign: pd.DataFrame, responses: pd.DataFrame, campaign_id: str,
+                    campaign_date: str) -> pd.DataFrame:
+    """random_target (treatment 1) and control (treatment 0) clients with their outcomes,
+    in the campaign-history layout."""
+    sub = campaign.loc[campaign["group"].isin(["random_target", "control"]), ["client_id", "group"]]
+    joined = sub.merge(responses[["client_id", "response", "revenue"]], on="client_id", how="inner")
+    if len(joined) < len(sub):
+        raise DataValidationError(
+            "responses", "client_id",
+            f"campaign {campaign_id!r}: {len(sub) - len(joined)} random_target/control client(s) have no response row",
+        )
+    return pd.DataFrame({
+        "client_id": joined["client_id"].astype("int64"),
+        "campaign_id": campaign_id,
+        "campaign_date": pd.Timestamp(campaign_date),
+        "treatment": (joined["group"] == "random_target").astype("int64"),
+        "response": joined["response"].astype("int64"),
+        "revenue": joined["revenue"].astype("float64"),
+    })
+
+
+def holdout_split(rows: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, holdout)``: a share of the rows stratified by treatment x response."""
+    rng = np.random.default_rng(seed)
+    strata = (2 * rows["treatment"].to_numpy() + rows["response"].to_numpy())
+    hold = np.zeros(len(rows), dtype=bool)
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        take = int(round(fraction * len(idx)))
+        hold[rng.choice(idx, size=take, replace=False)] = True
+    return rows.loc[~hold].reset_index(drop=True), rows.loc[hold].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- champion against challenger
+
+
+def _metric_fn(metric: str, k: float) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
+    if metric == "qini_auc":
+        return lambda y, u, t: metrics.qini_auc(y, u, t)
+    return lambda y, u, t: metrics.uplift_at_k(y, u, t, k=k)
+
+
+def compare_on_holdout(champion_scores: np.ndarray, challenger_scores: np.ndarray, y: np.ndarray,
+                       treatment: np.ndarray, metric: str = "qini_auc", k: float = 0.3,
+                       min_improvement: float = 0.0, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Both models' ``metric`` on the same held-out clients and the promotion decision.
+
+    ``promote`` is True only when challenger - champion > ``min_improvement``. The paired
+    bootstrap interval of the difference (same resampled clients for both) is reported.
+    """
+    y = np.asarray(y, dtype=float)
+    t = np.asarray(treatment, dtype=float)
+    fn = _metric_fn(metric, k)
+    champ = fn(y, champion_scores, t)
+    chall = fn(y, challenger_scores, t)
+    diff = chall - champ
+    out: dict[str, Any] = {"metric": metric, "n_holdout": int(len(y)), "champion": champ, "challenger": chall,
+                           "difference": diff, "min_improvement": min_improvement}
+    if n_boot >= 2:
+        u = np.column_stack([champion_scores, challenger_scores])
+        _, lo, hi = metrics.bootstrap_ci(lambda yy, uu, tt: fn(yy, uu[:, 1], tt) - fn(yy, uu[:, 0], tt),
+                                         y, u, t, n_boot=n_boot, seed=seed, stratify=t)
+        out.update(difference_ci_low=lo, difference_ci_high=hi)
+    out["promote"] = bool(diff > min_improvement)
+    out["reason"] = (f"challenger {metric} {chall:.4f} vs champion {champ:.4f} on {len(y)} held-out clients: "
+                     + ("better, promote" if out["promote"] else "not better by more than "
+                        f"{min_improvement}, keep the champion"))
+    return out
+
+
+# --------------------------------------------------------------------------- the challenger
+
+
+def experiments_of(artifacts: str | Path, model_name: str) -> list[tuple[dict, pd.DataFrame]]:
+    """``(evaluation metrics, experiment rows)`` of every evaluated campaign of ``model_name``
+    whose campaign table and responses are still on disk, oldest first."""
+    layout = Layout(artifacts)
+    out = []
+    for ev in evaluations_of(artifacts, model_name):
+        campaign = layout.campaign(str(ev["campaign_id"]))
+        resp_path = Path(ev.get("responses_path") or campaign.responses)
+        if not campaign.table.exists() or not resp_path.exists():
+            continue
+        groups = pd.read_parquet(campaign.table, columns=["client_id", "group"])
+        out.append((ev, experiment_rows(groups, pd.read_parquet(resp_path), str(ev["campaign_id"]),
+                                        str(ev["campaign_date"]))))
+    return out
+
+
+def experiment_data_dir(artifacts: str | Path, evaluation: dict) -> Path:
+    """The dataset folder an evaluated campaign was calculated from (its recorded ``data.dir``
+    when that still exists, else ``data.name`` under the artifacts root)."""
+    data = evaluation.get("data") or {}
+    if data.get("dir") and Path(data["dir"]).is_dir():
+        return Path(data["dir"])
+    return Layout(artifacts).dataset(data.get("name", "synthetic"))
+
+
+def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, model_cfg: ModelConfig,
+                       log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train a challenger on history plus fresh experiments, compare on held-out clients, maybe promote.
+
+    The challenger is registered (never promoted by the registration rule) with the
+    comparison as ``monitoring_comparison.json``; it becomes champion only when
+    :func:`compare_on_holdout` says so. Returns what happened, or ``{"skipped": reason}``.
+    """
+    registry = ModelRegistry(Layout(artifacts).models)
+    champion = registry.load(name)
+    experiments = experiments_of(artifacts, name)
+    if not experiments:
+        return {"skipped": "no evaluated campaign with random_target/control outcomes to hold out; "
+                           "evaluate one with `python -m flows.evaluate campaign_id=<id>`"}
+    newest_ev, newest = experiments[-1]
+    fresh_train, holdout = holdout_split(newest, cfg.holdout_fraction, cfg.seed)
+    data_dir = experiment_data_dir(artifacts, newest_ev)
+    history = read_table(data_dir, "campaign_history")
+    cols = HISTORY_COLUMNS
+    train_rows = pd.concat([history[cols]] + [rows[cols] for _, rows in experiments[:-1]] + [fresh_train[cols]],
+                           ignore_index=True)
+    names = factor_set(champion.factor_set) if champion.factor_set else champion.features
+    X, t, y = build_training_set(data_dir, train_rows, names)
+    result = train_uplift(X, t, y, model_cfg, seed=cfg.seed)
+    X_h, t_h, y_h = build_training_set(data_dir, holdout, names)
+    comparison = compare_on_holdout(
+        champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.metric, k=model_cfg.k,
+        min_improvement=cfg.min_improvement, n_boot=cfg.n_boot, seed=cfg.seed)
+    version = register(result, registry, name, replace(model_cfg, promote="never"),
+                       dataset=str(data_dir.name), factor_set=champion.factor_set,
+                       extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
+    if comparison["promote"]:
+        registry.promote(name, version)
+    if log is not None:
+        log(f"challenger {version}: {comparison['reason']}")
+    return {"challenger_version": version, "champion_version": champion.version, "comparison": comparison,
+            "promoted": comparison["promote"], "holdout_campaign": str(newest_ev["campaign_id"]),
+            "n_history_rows": int(len(history)), "n_experiment_rows": int(sum(len(r) for _, r in experiments)),
+            "n_train_rows": int(len(train_rows)), "approach": result.approach}
