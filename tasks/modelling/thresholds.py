@@ -1,8 +1,13 @@
-"""Score cutoffs suggested at training time, measured on the held-out clients."""
+"""Score cutoffs suggested at training time, measured on the held-out clients.
+
+The cutoffs follow the campaign's offer policy (:mod:`tasks.campaign.policy`): the same count
+for a top fraction, the same tie rule, the same per-client profit cutoff.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from tasks.campaign.policy import profit_cutoff, top_fraction_count, top_k_cutoff
 from tasks.modelling.config import ModelConfig
 
 
@@ -23,18 +28,18 @@ def suggest_uplift_thresholds(y: np.ndarray, score: np.ndarray, t: np.ndarray, c
     yt = np.cumsum(ys * ts)
     yc = np.cumsum(ys * (1 - ts))
     for q in np.arange(0.01, 1.0001, 0.01):
-        m = max(1, int(round(q * n)))
+        m = max(1, top_fraction_count(q, n))
         if ct[m - 1] == 0 or cc[m - 1] == 0:
             continue
         lift = yt[m - 1] / ct[m - 1] - yc[m - 1] / cc[m - 1]
         profit = m * (lift * cfg.margin - cfg.contact_cost)
         if profit > best["profit"]:
             best = {"fraction": float(round(q, 2)), "profit": float(profit), "score_cutoff": float(ss[m - 1])}
-    top = max(1, int(round(cfg.k * n)))
+    top_cutoff, _ = top_k_cutoff(ss, max(1, top_fraction_count(cfg.k, n)))
     return {
-        "top_fraction": {"fraction": cfg.k, "score_cutoff": float(ss[top - 1])},
+        "top_fraction": {"fraction": cfg.k, "score_cutoff": top_cutoff},
         "profit_optimal": {**best, "margin": cfg.margin, "contact_cost": cfg.contact_cost,
                            "per_held_out_clients": int(n)},
-        "per_client_rule": {"score_cutoff": cfg.contact_cost / cfg.margin,
+        "per_client_rule": {"score_cutoff": profit_cutoff(cfg.margin, cfg.contact_cost),
                             "rule": "offer when predicted uplift x margin > contact cost"},
     }
