@@ -99,31 +99,32 @@ def _mount_tmpfs(where: Path, options: str) -> bool:
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    where = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
-    if not _mount_tmpfs(where, "size=192k"):
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+def tmpfs(tmp_path):
+    """Mounts a tmpfs with the given options (needs root; skips otherwise); unmounts after."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
+        if not _mount_tmpfs(where, options):
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-@pytest.fixture
-def read_only_dir(tmp_path):
-    where = tmp_path / f"ro-{uuid.uuid4().hex[:6]}"
-    if not _mount_tmpfs(where, "ro,size=64k"):
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def test_full_disk_is_one_line_and_nothing_half_written(small_disk):
+def test_full_disk_is_one_line_and_nothing_half_written(tmpfs):
+    small_disk = tmpfs("size=192k")
     res = _run(["flows.generate", "data.n_clients=3000", "data.name=full", f"paths.artifacts={small_disk}"])
     line = _one_line_error(res)
     assert "no space left" in line and "paths.artifacts=" in line
     assert not (small_disk / "data" / "full" / "manifest.json").exists()
 
 
-def test_read_only_artifacts_is_one_line(read_only_dir):
+def test_read_only_artifacts_is_one_line(tmpfs):
+    read_only_dir = tmpfs("ro,size=64k")
     line = _one_line_error(_run(["flows.generate", "data.n_clients=500", f"paths.artifacts={read_only_dir / 'a'}"]))
     assert "read-only" in line and "paths.artifacts=" in line
 

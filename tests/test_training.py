@@ -19,7 +19,6 @@ from tasks.modelling.config import ModelConfig, validate_model_config
 from tasks.modelling.reference import reference_distributions
 from tasks.modelling.training import (
     heldout_metric,
-    register,
     register_version,
     train_on,
     train_response,
@@ -124,7 +123,7 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     assert "its own hold-out (a different one)" in reason
     assert reg.champion("resp") == "v0001"
     cfg.promote = "always"
-    v3 = register(worse, reg, "resp", cfg, "toy")
+    v3, _, _ = register_version(worse, reg, "resp", cfg, "toy")
     assert v3 == "v0003" and reg.champion("resp") == v3
     loaded = reg.load("resp")
     assert loaded.kind == "response" and loaded.predict(X).shape == (n,)

@@ -33,35 +33,28 @@ def stage_file(index: int, stage: str) -> str:
     return f"{index + 1:02d}_{stage}.parquet"
 
 
+class _Under:
+    """A path below the base folder of the object it is read on: ``getattr(obj, base) / name``."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.base, self.name = base, name
+
+    def __get__(self, obj: object, owner: type) -> "Path | _Under":
+        return self if obj is None else getattr(obj, self.base) / self.name
+
+
 @dataclass(frozen=True)
 class CampaignPaths:
     """Files of one campaign folder ``<artifacts>/campaigns/<id>/``."""
 
     folder: Path
 
-    @property
-    def table(self) -> Path:
-        return self.folder / CAMPAIGN_TABLE
-
-    @property
-    def manifest(self) -> Path:
-        return self.folder / CAMPAIGN_MANIFEST
-
-    @property
-    def summary(self) -> Path:
-        return self.folder / CAMPAIGN_SUMMARY
-
-    @property
-    def lock(self) -> Path:
-        return self.folder / CAMPAIGN_LOCK
-
-    @property
-    def responses(self) -> Path:
-        return self.folder / RESPONSES
-
-    @property
-    def stage_dir(self) -> Path:
-        return self.folder / STAGE_DIR
+    table = _Under("folder", CAMPAIGN_TABLE)
+    manifest = _Under("folder", CAMPAIGN_MANIFEST)
+    summary = _Under("folder", CAMPAIGN_SUMMARY)
+    lock = _Under("folder", CAMPAIGN_LOCK)
+    responses = _Under("folder", RESPONSES)
+    stage_dir = _Under("folder", STAGE_DIR)
 
     def stage(self, index: int, stage: str) -> Path:
         """Checkpoint of the ``index``-th stage (from 0) named ``stage``."""
@@ -82,9 +75,7 @@ class Layout:
         object.__setattr__(self, "root", Path(root))
 
     # datasets
-    @property
-    def data_root(self) -> Path:
-        return self.root / "data"
+    data_root = _Under("root", "data")
 
     def dataset(self, name: str) -> Path:
         return self.data_root / name
@@ -93,15 +84,10 @@ class Layout:
         return self.dataset(name) / DATASET_MANIFEST
 
     # models
-    @property
-    def models(self) -> Path:
-        """Root of the model registry."""
-        return self.root / "models"
+    models = _Under("root", "models")
 
     # campaigns
-    @property
-    def campaigns(self) -> Path:
-        return self.root / "campaigns"
+    campaigns = _Under("root", "campaigns")
 
     def campaign(self, campaign_id: str) -> CampaignPaths:
         return CampaignPaths(self.campaigns / campaign_id)
@@ -115,19 +101,13 @@ class Layout:
 
     # evaluation, monitoring, predictions, profiles
     def evaluation(self, campaign_id: str) -> Path:
-        return self.root / "evaluations" / campaign_id
+        return self.evaluations / campaign_id
 
-    @property
-    def evaluations(self) -> Path:
-        return self.root / "evaluations"
+    evaluations = _Under("root", "evaluations")
 
-    @property
-    def monitoring(self) -> Path:
-        return self.root / "monitoring"
+    monitoring = _Under("root", "monitoring")
 
-    @property
-    def predictions(self) -> Path:
-        return self.root / "predictions"
+    predictions = _Under("root", "predictions")
 
     def profile(self, dataset: str, date: str) -> Path:
         return self.root / "profiles" / dataset / date

@@ -304,19 +304,6 @@ def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: s
     return False, f"held-out {key} {new:.4f} does not beat champion {champ} ({old:.4f} on {where})"
 
 
-def register(
-    result: TrainResult,
-    registry: ModelRegistry,
-    name: str,
-    model_cfg: ModelConfig,
-    dataset: str,
-    factor_set: str | None = None,
-    extra_files: dict[str, bytes | str] | None = None,
-) -> str:
-    """Save ``result`` as a new version (promoted per ``model_cfg.promote``); return the version."""
-    return register_version(result, registry, name, model_cfg, dataset, factor_set, extra_files)[0]
-
-
 def register_version(
     result: TrainResult,
     registry: ModelRegistry,

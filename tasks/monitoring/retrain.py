@@ -25,7 +25,7 @@ from tasks.core.layout import Layout
 from tasks.data.tables import read_table
 from tasks.modelling.config import ModelConfig
 from tasks.modelling.registry import ModelRegistry
-from tasks.modelling.training import register, train_uplift
+from tasks.modelling.training import register_version, train_uplift
 from tasks.modelling.training_set import build_training_set
 from tasks.monitoring.decay import RetrainConfig, evaluations_of
 
@@ -161,9 +161,10 @@ def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, mod
     comparison = compare_on_holdout(
         champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.metric, k=model_cfg.k,
         min_improvement=cfg.min_improvement, n_boot=cfg.n_boot, seed=cfg.seed)
-    version = register(result, registry, name, replace(model_cfg, promote="never"),
-                       dataset=str(data_dir.name), factor_set=champion.factor_set,
-                       extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
+    version, _, _ = register_version(
+        result, registry, name, replace(model_cfg, promote="never"), dataset=str(data_dir.name),
+        factor_set=champion.factor_set,
+        extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
     if comparison["promote"]:
         registry.promote(name, version)
     if log is not None:
