@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from factors import factor_set
-from tasks.core.config import SyntheticDataConfig
+from tasks.core.config import SyntheticDataConfig, from_conf
 from tasks.core.errors import NotFoundError
 from tasks.core.layout import Layout
 from tasks.data.point_in_time import factors_as_of_rows
@@ -17,7 +17,7 @@ from tasks.modelling.training_set import TrainingSet, load_training_set
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Layout:
     layout = Layout(tmp_path_factory.mktemp("training_set"))
-    cfg = SyntheticDataConfig(n_clients=800, seed=3)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=800, seed=3)
     write_world(generate_world(cfg), layout.dataset("tiny"), cfg)
     return layout
 

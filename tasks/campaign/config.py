@@ -10,12 +10,12 @@ checks live with the policy in :mod:`tasks.campaign.policy`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tasks.campaign.policy import PolicyConfig, validate_policy
@@ -41,10 +41,10 @@ FILTER_OPS: dict[str, Callable[[pd.Series, Any], pd.Series]] = {
 class FilterSpec:
     """One base filter: keep clients whose ``column`` ``op`` ``value`` holds."""
 
-    name: str = MISSING
-    column: str = MISSING
-    op: str = MISSING
-    value: Any = None
+    name: str
+    column: str
+    op: str                         # one of FILTER_OPS
+    value: Any = None               # a list item's optional field: None is reported as missing
 
 
 @dataclass
@@ -56,30 +56,36 @@ class BalanceConfig:
     the sample-ratio test when its p-value is below ``srm_alpha``.
     """
 
-    smd_limit: float = 0.1
-    smd_z: float = 3.5
-    srm_alpha: float = 0.001
+    smd_limit: float
+    smd_z: float
+    srm_alpha: float
 
 
 @dataclass
 class CampaignConfig:
-    """A campaign as described in ``conf/campaign/<name>.yaml``."""
+    """A campaign as described in ``conf/campaign/<name>.yaml`` (which explains each key)."""
 
-    id: str = MISSING
-    date: str | None = None
-    data: str = "synthetic"
-    model: str = "synthetic_uplift"
-    model_version: str = "champion"
-    filters: list[FilterSpec] = field(default_factory=list)
-    sample_fraction: float | None = None
-    sample_size: int | None = None
-    groups: dict[str, float] = field(
-        default_factory=lambda: {"targeted": 0.8, "random_target": 0.1, "control": 0.1})
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    balance_factors: list[str] | None = None
-    balance: BalanceConfig = field(default_factory=BalanceConfig)
-    seed: int = 2026
-    description: str = ""
+    id: str                         # names the folder under <artifacts>/campaigns/
+    date: str | None                # as-of date of the factors; None = the dataset's
+    data: str                       # dataset name under <artifacts>/data/
+    model: str                      # registry model name
+    model_version: str              # champion or an explicit version
+    filters: list[FilterSpec]       # base filters, applied in order
+    sample_fraction: float | None
+    sample_size: int | None
+    groups: dict[str, float]        # share of each group
+    policy: PolicyConfig
+    balance_factors: list[str] | None
+    balance: BalanceConfig
+    seed: int
+    description: str
+
+
+# The limits every campaign used before they became settings. Not a default (those are in
+# conf/campaign/*.yaml) but a fixed point of the campaign's identity: a campaign with these
+# limits keeps them out of its config hash and its split checkpoint's key, so campaigns frozen
+# before the limits existed stay frozen, and a manifest without limits was checked with them.
+LEGACY_BALANCE = BalanceConfig(smd_limit=0.1, smd_z=3.5, srm_alpha=0.001)
 
 
 def validate_campaign_config(cfg: CampaignConfig) -> None:
@@ -134,13 +140,13 @@ def group_shares(cfg: CampaignConfig) -> dict[str, float]:
 
 
 def nondefault_balance(cfg: CampaignConfig) -> dict | None:
-    """``campaign.balance`` as a dict when it differs from the defaults, else None.
+    """``campaign.balance`` as a dict when it differs from :data:`LEGACY_BALANCE`, else None.
 
     The balance limits joined the config after campaigns had been frozen and checkpointed;
-    leaving the default limits out of the config hash and of the split stage's key keeps
+    leaving the limits of that time out of the config hash and of the split stage's key keeps
     those campaigns frozen and their checkpoints valid.
     """
-    return None if cfg.balance == BalanceConfig() else asdict(cfg.balance)
+    return None if cfg.balance == LEGACY_BALANCE else asdict(cfg.balance)
 
 
 def campaign_config_hash(cfg: CampaignConfig) -> str:

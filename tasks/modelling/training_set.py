@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 
 from factors import factor_set
-from tasks.core.config import to_dataclass
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.layout import Layout
-from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.data.datasets import feature_frame, load_tabular_dataset, tabular_config
 from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import read_manifest, read_table
 
@@ -75,7 +74,7 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
         names = list(factors.get("factors") or []) or factor_set(set_name)
         X, t, y = build_training_set(data_dir, history, names)
         return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name)
-    cfg = to_dataclass(dict(data), TabularDataConfig, "data")
+    cfg = tabular_config(data)
     ds = load_tabular_dataset(cfg, Path(shared_data))
     X = feature_frame(ds, engineer=cfg.feature_engineering)
     t = ds.frame[ds.treatment].to_numpy() if ds.treatment else None
