@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tasks.campaign.policy import PolicyConfig, validate_policy
-from tasks.core.config import CONF_DIR, to_dataclass
+from tasks.core.config import CONF_DIR, load_conf, to_dataclass
 from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.io import stable_hash
 
 GROUPS = ("targeted", "random_target", "control")
+OWN_KEYS = ("id", "description")  # what a campaign file never takes from conf/campaign/default.yaml
 
 FILTER_OPS: dict[str, Callable[[pd.Series, Any], pd.Series]] = {
     "<": lambda s, v: s < v,
@@ -163,13 +164,8 @@ def available_campaigns(conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(p.stem for p in (Path(conf_dir) / "campaign").glob("*.yaml"))
 
 
-def load_campaign_file(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """A campaign node from a YAML file with ``campaign.<key>=<value>`` overrides applied.
-
-    The file holds the campaign's keys at the top (as conf/campaign/*.yaml) or under
-    ``campaign:``. Raises :class:`NotFoundError` for a missing file and :class:`ConfigError`
-    for one that is not a YAML mapping or overrides that do not apply.
-    """
+def _read_campaign_file(path: str | Path) -> DictConfig:
+    """The keys a campaign file sets itself (at the top, or under ``campaign:``)."""
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"campaign file {p} does not exist (conf={path})")
@@ -183,6 +179,31 @@ def load_campaign_file(path: str | Path, overrides: Sequence[str] = ()) -> DictC
         node = node.campaign
         if not isinstance(node, DictConfig):
             raise ConfigError(f"campaign file {p}: expected a mapping of campaign settings under 'campaign'")
+    return node
+
+
+def _over_the_default_campaign(own: DictConfig) -> DictConfig:
+    """A campaign file's keys over conf/campaign/default.yaml's, except its :data:`OWN_KEYS`."""
+    base = load_conf("campaign/default")
+    for key in OWN_KEYS:
+        base.pop(key, None)
+    node = OmegaConf.merge(base, own)
+    if "description" not in node:
+        node.description = ""
+    return node
+
+
+def load_campaign_file(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """A campaign node from a YAML file with ``campaign.<key>=<value>`` overrides applied.
+
+    The file holds the campaign's keys at the top (as conf/campaign/*.yaml) or under
+    ``campaign:``; a key it leaves out takes the value of conf/campaign/default.yaml
+    (``policy``, ``balance`` and ``groups`` key by key, ``filters`` whole), except the
+    campaign's own ``id`` (required) and ``description`` (empty when left out). Raises
+    :class:`NotFoundError` for a missing file and :class:`ConfigError` for one that is not a
+    YAML mapping or overrides that do not apply.
+    """
+    node = _over_the_default_campaign(_read_campaign_file(path))
     dots = [a.lstrip("+~").split(".", 1)[1] for a in overrides]
     if dots:
         try:
@@ -208,16 +229,17 @@ def load_campaign_config(path: str | Path, default_id: str | None = None,
     """The validated campaign of a YAML file.
 
     ``default_id`` stands in for a missing ``id``; each key of ``required`` must be set in
-    the file itself (not left to the defaults). Errors as :func:`load_campaign_file`, and
-    :class:`ConfigError` for settings that do not validate.
+    the file itself (not left to conf/campaign/default.yaml, see :func:`load_campaign_file`).
+    Errors as :func:`load_campaign_file`, and :class:`ConfigError` for settings that do not
+    validate.
     """
-    node = load_campaign_file(path)
+    node = _read_campaign_file(path)
     for key in required:
         if not isinstance(node.get(key), DictConfig):
             raise ConfigError(f"campaign file {path} has no {key!r} section")
     if default_id is not None and node.get("id") in (None, ""):
         node.id = default_id
-    return campaign_from_node(node)[1]
+    return campaign_from_node(_over_the_default_campaign(node))[1]
 
 
 def resolve_campaign_config(composed: Any, conf_path: str | Path | None, overrides: Sequence[str] = (),
