@@ -34,7 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.monitoring import drift  # noqa: E402
-from tasks.core.config import SyntheticDataConfig, compose_config, to_dataclass  # noqa: E402
+from tasks.core.config import SyntheticDataConfig, compose_config, from_conf, to_dataclass  # noqa: E402
 from tasks.monitoring.decay import MonitorConfig  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def world_factors(n: int, seed: int, shift: float, root: Path, names: list[str])
     from factors import compute_factors
     from tasks.data.synthetic.world import generate_world, write_world
 
-    cfg = SyntheticDataConfig(n_clients=n, seed=seed, shift=shift)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n, seed=seed, shift=shift)
     out = root / f"w{seed}_{shift}"
     write_world(generate_world(cfg), out, cfg)
     return compute_factors(out, cfg.end_date, names)

@@ -32,7 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.evaluation import readout as ev  # noqa: E402
-from tasks.core.config import SyntheticDataConfig  # noqa: E402
+from tasks.core.config import SyntheticDataConfig, from_conf  # noqa: E402
 from tasks.data.synthetic.traits import simulate_traits  # noqa: E402
 from tasks.data.synthetic.truth import draw_responses, simulate_truth  # noqa: E402
 
@@ -42,7 +42,7 @@ TOP_FRACTION = 0.3
 
 def build_world(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Truth table, a noisy model score (true uplift + noise of the same spread) and the cutoff."""
-    cfg = SyntheticDataConfig(n_clients=n, seed=seed)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n, seed=seed)
     truth = simulate_truth(cfg, simulate_traits(cfg))
     tau = (truth["p_treated"] - truth["p_control"]).to_numpy()
     rng = np.random.default_rng(seed + 1)

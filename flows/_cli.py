@@ -109,7 +109,10 @@ def closest_key(key: str, known: list[str]) -> str | None:
     parent, _, leaf = key.rpartition(".")
     siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent]
     match = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
-    return f"{parent}.{match[0]}" if match and parent else None
+    if match and parent:
+        return f"{parent}.{match[0]}"
+    # a top-level key written inside a group (monitor.campaign_id -> campaign_id)
+    return leaf if parent and leaf in known else None
 
 
 def hydra_error_message(exc: BaseException, command: str, config_name: str = "config") -> str:

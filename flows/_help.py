@@ -71,7 +71,7 @@ HELP: dict[str, FlowHelp] = {
         "Check the champion model's health: data drift of its factors, score drift and decay against\n"
         "the latest evaluations; retrain and promote a better challenger when a limit is crossed.\n"
         "Output: <artifacts>/monitoring/.",
-        (("monitor.campaign_id=ID", "the campaign whose factors are checked (default: the latest frozen)"),
+        (("campaign_id=ID", "the campaign whose factors are checked (default: the latest frozen)"),
          ("monitor.drift.max_drifted_share=X", "share of drifted factors that raises the alarm")),
         ("python -m flows.monitor", "python -m flows.monitor monitor.drift.max_drifted_share=0.3"),
     ),

@@ -42,7 +42,7 @@ from tasks.campaign.partitions import (
 from tasks.campaign.run import CampaignRun
 from tasks.campaign.stages import STAGE_TABLE, STAGES, Mapper, StageOutcome
 from tasks.campaign.summary import stage_summary
-from tasks.core.config import CONF_DIR, RunnerConfig, to_dataclass
+from tasks.core.config import CONF_DIR, RunnerConfig, from_conf, to_dataclass
 from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
 
@@ -155,7 +155,7 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     same config), and each stage's status (reused | computed), rows and seconds.
     """
     cfg = to_dataclass(campaign, CampaignConfig, "campaign")
-    runner_cfg = to_dataclass(runner or {}, RunnerConfig, "runner")
+    runner_cfg = from_conf(RunnerConfig, "runner/local", **(runner or {}))
     log = get_run_logger()
     if runner_cfg.kind == "dask" and runner_cfg.address:
         # Workers of a remote cluster have their own working directory: give them absolute paths.

@@ -60,13 +60,11 @@ def run_campaign(overrides: list[str] | None = None) -> dict:
 @flow(name="run-simulate-responses")
 def run_simulate_responses(overrides: list[str] | None = None) -> dict:
     """Draw synthetic responses for a frozen campaign (``campaign_id=<id>``)."""
-    from flows.simulate_responses import simulate_responses_flow
+    from flows.simulate_responses import simulate_responses_flow, simulation_target
 
     cfg = _compose(overrides)
-    cid = str(cfg.get("campaign_id") or cfg.campaign.id)
-    seed = cfg.get("seed")
-    return simulate_responses_flow(campaign_id=cid, artifacts=str(cfg.paths.artifacts),
-                                   seed=None if seed is None else int(seed))
+    cid, seed = simulation_target(cfg)
+    return simulate_responses_flow(campaign_id=cid, artifacts=str(cfg.paths.artifacts), seed=seed)
 
 
 @flow(name="run-evaluate")

@@ -19,7 +19,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.config import SyntheticDataConfig, to_dataclass
+from tasks.core.config import SyntheticDataConfig, from_conf, to_dataclass
 from tasks.core.layout import Layout
 from tasks.data.synthetic.traits import validate_config
 from tasks.data.synthetic.world import TABLES, generate_group, publish_staged_world, staging_dir
@@ -63,9 +63,9 @@ def summary_markdown(manifest: dict[str, Any], out_dir: str, seconds: float) -> 
 
 @flow(name="generate")
 def generate(data: dict[str, Any] | None = None, artifacts: str = "artifacts") -> dict[str, Any]:
-    """Generate a synthetic world from the ``data`` config values (defaults from
-    conf/data/synthetic.yaml) under ``<artifacts>/data/<name>/``; return its manifest."""
-    cfg = to_dataclass(data or {}, SyntheticDataConfig, "data")
+    """Generate a synthetic world from the ``data`` config values (overriding
+    conf/data/synthetic.yaml's) under ``<artifacts>/data/<name>/``; return its manifest."""
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", **(data or {}))
     validate_config(cfg)
     out_dir = Layout(artifacts).dataset(cfg.name)
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Monitor the champion: data drift, score drift, decay; retrain and promote when a limit is crossed.
 
-    python -m flows.monitor [monitor.campaign_id=<id>] [monitor.drift.max_drifted_share=0.3] ...
+    python -m flows.monitor [campaign_id=<id>] [monitor.drift.max_drifted_share=0.3] ...
 
 Every run writes ``<artifacts>/monitoring/<timestamp>.json`` and ``.md`` with each decision
 and its numbers, and publishes the Markdown as a Prefect artifact. The checks, retraining and
@@ -10,7 +10,7 @@ and holds the CLI.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks.core.config import to_dataclass
+from tasks.core.config import from_conf, to_dataclass
 from tasks.core.layout import Layout
 from tasks.modelling.config import ModelConfig
 from tasks.modelling.registry import ModelRegistry
@@ -50,9 +50,8 @@ def check_model_decay(artifacts: str, name: str, version: str, metadata: dict, c
 
 
 @task(cache_policy=NONE, persist_result=False)
-def retrain_challenger(artifacts: str, name: str, cfg: mon.MonitorConfig, model_settings: dict) -> dict:
+def retrain_challenger(artifacts: str, name: str, cfg: mon.MonitorConfig, model_cfg: ModelConfig) -> dict:
     """Train a challenger on history plus fresh experiments, compare on held-out clients, maybe promote."""
-    model_cfg = to_dataclass(model_settings, ModelConfig, "model")
     return retrain(artifacts, name, cfg.retrain, model_cfg, log=get_run_logger().info)
 
 
@@ -67,14 +66,19 @@ def write_monitoring_record(artifacts: str, record: dict) -> str:
 
 @flow(name="monitor-models")
 def monitor_flow(artifacts: str = "artifacts", settings: dict[str, Any] | None = None,
-                 model_settings: dict[str, Any] | None = None) -> dict:
-    """One monitoring run; returns the record written to ``<artifacts>/monitoring``."""
-    cfg = to_dataclass(settings or {}, mon.MonitorConfig, "monitor")
-    model_settings = dict(model_settings or {})
-    name = cfg.model or model_settings.get("name") or "synthetic_uplift"
+                 model_settings: dict[str, Any] | None = None, campaign_id: str | None = None) -> dict:
+    """One monitoring run; returns the record written to ``<artifacts>/monitoring``.
+
+    ``settings`` override conf/monitor/default.yaml key by key, ``model_settings`` the model
+    conf/model/uplift.yaml (the CLI passes the composed ``monitor`` and ``model``);
+    ``campaign_id`` is the campaign whose factors are checked (None: the latest frozen one).
+    """
+    cfg = from_conf(mon.MonitorConfig, "monitor/default", **(settings or {}))
+    model_cfg = from_conf(ModelConfig, "model/uplift", **(model_settings or {}))
+    name = cfg.model or model_cfg.name
     registry = ModelRegistry(Layout(artifacts).models)
     champion = registry.load(name)
-    manifest = mon.pick_campaign(artifacts, cfg.campaign_id)
+    manifest = mon.pick_campaign(artifacts, campaign_id)
     cid = str(manifest["campaign_id"])
     now = _dt.datetime.now(_dt.timezone.utc)
     record: dict[str, Any] = {"time": now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000", "model": name,
@@ -88,7 +92,7 @@ def monitor_flow(artifacts: str = "artifacts", settings: dict[str, Any] | None =
     record.update(retrain_needed=needed, reasons=reasons)
     if needed:
         if cfg.retrain.enabled:
-            record["retrain"] = retrain_challenger(artifacts, name, cfg, dict(model_settings, name=name))
+            record["retrain"] = retrain_challenger(artifacts, name, cfg, replace(model_cfg, name=name))
         else:
             record["retrain"] = {"skipped": "monitor.retrain.enabled is false"}
     record["champion_after"] = registry.champion(name)
@@ -102,9 +106,10 @@ def run(cfg: DictConfig) -> dict:
     model_settings = OmegaConf.to_container(cfg.model, resolve=True)
     # fail fast, before Prefect starts, on a bad config, a missing champion or no campaign
     mcfg = to_dataclass(settings, mon.MonitorConfig, "monitor")
-    ModelRegistry(Layout(cfg.paths.artifacts).models).metadata(mcfg.model or model_settings.get("name"))
-    mon.pick_campaign(cfg.paths.artifacts, mcfg.campaign_id)
-    return monitor_flow(str(cfg.paths.artifacts), settings, model_settings)
+    to_dataclass(model_settings, ModelConfig, "model")
+    ModelRegistry(Layout(cfg.paths.artifacts).models).metadata(mcfg.model or model_settings["name"])
+    mon.pick_campaign(cfg.paths.artifacts, cfg.campaign_id)
+    return monitor_flow(str(cfg.paths.artifacts), settings, model_settings, cfg.campaign_id)
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from factors.sets import validate_names
-from tasks.core.config import SyntheticDataConfig, to_dataclass
+from tasks.core.config import SyntheticDataConfig, from_conf
 from tasks.core.errors import ConfigError
 from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tasks.core.layout import Layout
-from tasks.data.datasets import TabularDataConfig
+from tasks.data.datasets import tabular_config
 from tasks.data.tables import read_manifest
 from tasks.profile import datasets
 from tasks.profile.config import ProfileConfig
@@ -60,8 +60,9 @@ def profile_world_factors(
 
 @task(cache_policy=NONE, persist_result=False)
 def profile_tabular(data_settings: dict, shared_data: str, cfg: ProfileConfig) -> tuple[list[TableProfile], AnalysisProfile]:
-    """Profile a real dataset: its source files as read and its wide factor table."""
-    return datasets.profile_tabular(to_dataclass(data_settings, TabularDataConfig, "data"), Path(shared_data), cfg)
+    """Profile a real dataset (``data_settings`` over conf/data/<kind>.yaml): its source files
+    as read and its wide factor table."""
+    return datasets.profile_tabular(tabular_config(data_settings), Path(shared_data), cfg)
 
 
 @task(cache_policy=NONE, persist_result=False)
@@ -91,13 +92,16 @@ def data_profile_flow(
     factors: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict:
-    """Profile dataset ``data`` (a data config) and write the report; returns its findings."""
-    cfg = to_dataclass(settings or {}, ProfileConfig, "profile")
+    """Profile dataset ``data`` (a data config) and write the report; returns its findings.
+
+    ``settings`` override conf/profile/default.yaml key by key (the CLI passes the composed
+    ``profile``)."""
+    cfg = from_conf(ProfileConfig, "profile/default", **(settings or {}))
     kind = str(data.get("kind", ""))
     name = str(data.get("name") or kind)
     notes: list[str] = []
     if kind == "synthetic":
-        world = to_dataclass(data, SyntheticDataConfig, "data")
+        world = from_conf(SyntheticDataConfig, "data/synthetic", **data)
         data_dir = Layout(artifacts).dataset(world.name)
         world_as_of = _check_date(str(read_manifest(data_dir).get("as_of", world.end_date)), "as_of")
         as_of = _check_date(cfg.as_of, "as_of") if cfg.as_of else world_as_of

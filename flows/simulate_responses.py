@@ -5,13 +5,12 @@ gave them the offer and ``p_control`` otherwise (revenue drawn for responders), 
 Writes ``<artifacts>/campaigns/<id>/responses.parquet`` (client_id, response, revenue).
 
 ``campaign_id=<id>`` (default: the id of the selected campaign config) and ``seed=<int>``
-(default: derived from the campaign's seed) are read before Hydra sees the command line;
-other overrides (``paths.artifacts=...``) work as usual.
+(default: derived from the campaign's seed) are the top-level keys of conf/config.yaml, the
+same ``campaign_id`` every flow reads; other overrides (``paths.artifacts=...``) work as usual.
 """
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -83,28 +82,16 @@ def simulate_responses_flow(campaign_id: str, artifacts: str = "artifacts", seed
     return draw_responses_task(artifacts, campaign_id, seed)
 
 
-def split_argv(argv: list[str]) -> tuple[str | None, int | None, list[str]]:
-    """Take ``campaign_id=`` and ``seed=`` out of the command line; the rest goes to Hydra."""
-    campaign_id = None
-    seed = None
-    rest = []
-    for arg in argv:
-        if arg.startswith("campaign_id="):
-            campaign_id = arg.split("=", 1)[1]
-        elif arg.startswith("seed="):
-            seed = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    if seed is not None:
-        try:
-            seed = int(seed)
-        except ValueError:
-            raise ConfigError(f"seed={seed!r} is not an integer") from None
-    return campaign_id, seed, rest
+def simulation_target(cfg: DictConfig) -> tuple[str, int | None]:
+    """The campaign (``campaign_id``, else ``campaign.id``) and the seed (``seed``) of the draw."""
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"config key 'seed': {seed!r} is not an integer (e.g. seed=7)")
+    return str(cfg.get("campaign_id") or cfg.campaign.id), seed
 
 
-def _body(cfg: DictConfig, campaign_id: str | None, seed: int | None) -> None:
-    cid = campaign_id or str(cfg.campaign.id)
+def _body(cfg: DictConfig) -> None:
+    cid, seed = simulation_target(cfg)
     load_frozen_campaign(cfg.paths.artifacts, cid)  # fail fast, before an orchestrator run starts
     result = simulate_responses_flow(campaign_id=cid, artifacts=str(cfg.paths.artifacts), seed=seed)
     print(f"campaign {cid}: {result['responses']} responses among {result['rows']} clients -> {result['path']}")
@@ -112,15 +99,9 @@ def _body(cfg: DictConfig, campaign_id: str | None, seed: int | None) -> None:
 
 def main() -> None:
     """Command-line entry point (see the module docstring)."""
-    try:
-        campaign_id, seed, rest = split_argv(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.argv = [sys.argv[0], *rest]
     # Prefect's ephemeral server gets 20 s to start by default, too little on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    run_cli(lambda cfg: _body(cfg, campaign_id, seed))
+    run_cli(_body)
 
 
 if __name__ == "__main__":

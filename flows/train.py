@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.config import to_dataclass
+from tasks.core.config import from_conf, load_conf
 from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
 from tasks.modelling import segmentation
@@ -64,10 +64,19 @@ def register_model(result: TrainResult, model_cfg: ModelConfig, artifacts: str, 
 def train_model(data: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
                 factors: dict[str, Any] | None = None, artifacts: str = "artifacts",
                 shared_data: str = "../shared/data") -> dict[str, Any]:
-    """Train the configured model on the configured dataset and register it; return the version info."""
-    model_cfg = to_dataclass(model or {}, ModelConfig, "model")
+    """Train the configured model on the configured dataset and register it; return the version info.
+
+    ``model`` overrides conf/model/uplift.yaml key by key; ``data`` and ``factors`` are the
+    composed ``data`` and ``factors`` nodes (None: conf/data/synthetic.yaml and
+    conf/factors/default.yaml). The CLI passes all three as composed.
+    """
+    model_cfg = from_conf(ModelConfig, "model/uplift", **(model or {}))
     validate_model_config(model_cfg)
-    training_set = load_training_data(data or {}, factors or {}, artifacts, shared_data)
+    if data is None:
+        data = OmegaConf.to_container(load_conf("data/synthetic"), resolve=True)
+    if factors is None:
+        factors = OmegaConf.to_container(load_conf("factors/default"), resolve=True)
+    training_set = load_training_data(data, factors, artifacts, shared_data)
     result = fit_candidates(training_set, model_cfg)
     extra: dict[str, Any] = {}
     if training_set.profit is not None:

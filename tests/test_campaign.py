@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 
 from tasks.campaign.balance import balance_check
-from tasks.campaign.config import GROUPS, CampaignConfig, FilterSpec, validate_campaign_config
+from tasks.campaign.config import GROUPS, BalanceConfig, CampaignConfig, FilterSpec, validate_campaign_config
 from tasks.campaign.policy import PolicyConfig, assign_offers
 from tasks.campaign.run import run_campaign
 from tasks.campaign.stages import STAGES
 from tasks.campaign.transforms import (
     CAMPAIGN_COLUMNS, apply_filters, assign_groups, draw_subset, group_counts, rank_scores,
 )
-from tasks.core.config import to_dataclass
+from tasks.core.config import from_conf, to_dataclass
 from tasks.core.errors import ConfigError, NotFoundError, StateError
 from tasks.core.io import sha256_file
 from tasks.core.layout import Layout
@@ -41,7 +41,7 @@ def build_world(root: Path, n_clients: int = 3000, seed: int = 7) -> None:
     from tasks.core.config import SyntheticDataConfig
     from tasks.data.synthetic.world import generate_world, write_world
 
-    cfg = SyntheticDataConfig(n_clients=n_clients, name=WORLD, seed=seed)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n_clients, name=WORLD, seed=seed)
     tables = generate_world(cfg)
     write_world(tables, root / "data" / WORLD, cfg)
     train_model(root, tables["campaign_history"], FEATURES)
@@ -67,7 +67,8 @@ def train_model(root: Path, history: pd.DataFrame, features: list[str], promote:
 
 
 def campaign(cid: str = "c1", **over) -> CampaignConfig:
-    """A campaign on the tiny world: two filters, an 80% subset, top 30%."""
+    """A campaign on the tiny world: two filters, an 80% subset, top 30% (the rest as
+    conf/campaign/default.yaml)."""
     node = {
         "id": cid, "data": WORLD, "model": MODEL,
         "filters": [
@@ -80,7 +81,15 @@ def campaign(cid: str = "c1", **over) -> CampaignConfig:
         "seed": 11,
     }
     node.update(over)
-    return to_dataclass(node, CampaignConfig, "campaign")
+    return from_conf(CampaignConfig, "campaign/default", **node)
+
+
+def policy(**kw) -> PolicyConfig:
+    """An offer policy: conf/campaign/default.yaml's with ``kw`` changed."""
+    return from_conf(PolicyConfig, "campaign/default:policy", **kw)
+
+
+LIMITS = from_conf(BalanceConfig, "campaign/default:balance")
 
 
 def link_root(shared: Path, dest: Path) -> Path:
@@ -164,7 +173,7 @@ def test_group_counts_exact_and_split_independent_of_scores():
     assert a["group"].value_counts().to_dict() == {"targeted": 3000, "random_target": 1000, "control": 1000}
     # With scores attached, the groups' score distributions are alike (a random split).
     frame = a.assign(score=np.random.default_rng(1).normal(size=5000))
-    check = balance_check(frame, ["score"], groups)
+    check = balance_check(frame, ["score"], groups, LIMITS)
     assert check["balanced"] and check["srm_p_value"] > 0.99
     assert abs(check["smd"][0]["targeted_vs_control"]) < 0.15
 
@@ -174,7 +183,7 @@ def test_balance_check_flags_a_biased_split():
     groups = {"targeted": 0.5, "random_target": 0.0, "control": 0.5}
     frame = pd.DataFrame({"group": ["targeted"] * 2000 + ["control"] * 1000, "x": rng.normal(size=3000)})
     frame.loc[frame["group"] == "targeted", "x"] += 0.5
-    check = balance_check(frame, ["x"], groups)
+    check = balance_check(frame, ["x"], groups, LIMITS)
     assert not check["balanced"]
     assert check["flagged"][0]["factor"] == "x"
     assert check["srm_p_value"] < 1e-6
@@ -191,20 +200,20 @@ def test_rank_and_offer_policies():
     split = ranked.assign(group=["targeted"] * 6 + ["random_target"] * 2 + ["control"] * 2)
     t_scores = np.sort(split.loc[split["group"] == "targeted", "score"].to_numpy())[::-1]
 
-    out, th = assign_offers(split, PolicyConfig(kind="top_fraction", top_fraction=0.5))
+    out, th = assign_offers(split, policy(kind="top_fraction", top_fraction=0.5))
     assert out.loc[out["group"] == "targeted", "offer"].sum() == 3
     assert th["score_cutoff"] == t_scores[2] == th["lowest_offered_score"]
     assert out.loc[out["group"] == "random_target", "offer"].all()
     assert not out.loc[out["group"] == "control", "offer"].any()
     assert "offer" not in split.columns
 
-    out, th = assign_offers(split, PolicyConfig(kind="budget", budget=2))
+    out, th = assign_offers(split, policy(kind="budget", budget=2))
     assert out.loc[out["group"] == "targeted", "offer"].sum() == 2 and th["score_cutoff"] == t_scores[1]
 
-    out, th = assign_offers(split, PolicyConfig(kind="score_cutoff", score_cutoff=0.55))
+    out, th = assign_offers(split, policy(kind="score_cutoff", score_cutoff=0.55))
     assert th["targeted_offers"] == int((t_scores >= 0.55).sum()) and th["score_cutoff"] == t_scores[t_scores >= 0.55].min()
 
-    out, th = assign_offers(split, PolicyConfig(kind="profit", margin=10.0, contact_cost=4.0))
+    out, th = assign_offers(split, policy(kind="profit", margin=10.0, contact_cost=4.0))
     offered = out.loc[(out["group"] == "targeted") & out["offer"], "score"]
     assert (offered * 10 > 4).all() and th["targeted_offers"] == int((t_scores * 10 > 4).sum())
     assert th["score_cutoff"] == pytest.approx(0.4)
@@ -214,11 +223,11 @@ def test_ties_at_the_boundary_keep_offer_equal_to_score_above_cutoff():
     scores = [0.9, 0.8, 0.5, 0.5, 0.5, 0.1]
     split = rank_scores(pd.DataFrame({"client_id": np.arange(6, dtype="int64"), "score": scores}))
     split = split.assign(group="targeted")
-    out, th = assign_offers(split, PolicyConfig(kind="top_fraction", top_fraction=0.5))
+    out, th = assign_offers(split, policy(kind="top_fraction", top_fraction=0.5))
     assert out["offer"].sum() == 5 and th["score_cutoff"] == 0.5
-    out, th = assign_offers(split, PolicyConfig(kind="budget", budget=3))
+    out, th = assign_offers(split, policy(kind="budget", budget=3))
     assert out["offer"].sum() == 2 and th["score_cutoff"] == 0.8
-    out, th = assign_offers(split, PolicyConfig(kind="budget", budget=5))
+    out, th = assign_offers(split, policy(kind="budget", budget=5))
     assert out["offer"].sum() == 5
     for o in (out,):
         assert (o["offer"] == (o["score"] >= th["score_cutoff"])).all()
@@ -412,11 +421,11 @@ def test_dask_runner_gives_the_same_campaign(root, prefect_env):
     from tasks.core.config import RunnerConfig
 
     local = run_campaign(campaign(cid="loc"), root)
-    with partition_mapper(RunnerConfig(kind="dask", n_workers=2, partitions=3)) as mapper:
+    with partition_mapper(from_conf(RunnerConfig, "runner/dask", n_workers=2, partitions=3)) as mapper:
         dask_run = run_campaign(campaign(cid="dsk"), root, partitions=3, mapper=mapper)
     assert dask_run.outcomes["score"].info["partitions"] == 3
     a, b = (pd.read_parquet(r.folder / "campaign.parquet").drop(columns="campaign_id") for r in (local, dask_run))
     pd.testing.assert_frame_equal(a, b)
     with pytest.raises(ConfigError, match="runner.kind 'spark'"):
-        with partition_mapper(RunnerConfig(kind="spark")):
+        with partition_mapper(from_conf(RunnerConfig, "runner/local", kind="spark")):
             pass

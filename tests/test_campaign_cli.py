@@ -72,6 +72,19 @@ def test_load_campaign_file_applies_overrides(tmp_path):
         load_campaign_file(tmp_path / "list.yaml", [])
 
 
+def test_a_campaign_file_takes_what_it_leaves_out_from_the_default_campaign(tmp_path):
+    (tmp_path / "short.yaml").write_text("id: short\npolicy: {kind: budget, budget: 40}\ngroups: {control: 0.2, targeted: 0.7}\n")
+    cfg = to_dataclass(load_campaign_file(tmp_path / "short.yaml", ["campaign.seed=5"]), CampaignConfig, "campaign")
+    default = to_dataclass(compose_config().campaign, CampaignConfig, "campaign")
+    assert (cfg.id, cfg.seed, cfg.policy.kind, cfg.policy.budget) == ("short", 5, "budget", 40)
+    assert cfg.groups == {"targeted": 0.7, "random_target": 0.1, "control": 0.2}  # key by key
+    assert (cfg.filters, cfg.balance, cfg.data, cfg.model) == (default.filters, default.balance, default.data, default.model)
+    assert cfg.description == ""  # the default campaign's words are not this one's
+    (tmp_path / "anonymous.yaml").write_text("policy: {kind: budget, budget: 40}\n")
+    with pytest.raises(ConfigError, match="key 'id': missing"):
+        to_dataclass(load_campaign_file(tmp_path / "anonymous.yaml"), CampaignConfig, "campaign")
+
+
 def test_shipped_campaigns_compose_and_validate():
     for name in ("default", "spring_sale"):
         cfg = compose_config([f"campaign={name}"])

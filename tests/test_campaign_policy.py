@@ -10,7 +10,13 @@ from tasks.campaign.policy import (
     PolicyConfig, config_cutoff, is_strict, offer_mask, policy_params, profit_cutoff, top_fraction_count,
     top_k_cutoff, validate_policy,
 )
+from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError
+
+
+def _policy(**kw) -> PolicyConfig:
+    """conf/campaign/default.yaml's policy with ``kw`` changed."""
+    return from_conf(PolicyConfig, "campaign/default:policy", **kw)
 
 
 def test_profit_cutoff_and_strict_decision():
@@ -41,23 +47,23 @@ def test_top_k_cutoff_tie_rule():
 
 
 def test_config_cutoff_only_for_rank_free_kinds():
-    assert config_cutoff(PolicyConfig(kind="score_cutoff", score_cutoff=0.2)) == 0.2
-    assert config_cutoff(PolicyConfig(kind="profit", margin=10.0, contact_cost=1.0)) == pytest.approx(0.1)
-    assert config_cutoff(PolicyConfig(kind="top_fraction", top_fraction=0.3)) is None
-    assert config_cutoff(PolicyConfig(kind="budget", budget=5)) is None
-    assert policy_params(PolicyConfig(kind="profit", margin=10.0, contact_cost=1.0)) == {
+    assert config_cutoff(_policy(kind="score_cutoff", score_cutoff=0.2)) == 0.2
+    assert config_cutoff(_policy(kind="profit", margin=10.0, contact_cost=1.0)) == pytest.approx(0.1)
+    assert config_cutoff(_policy(kind="top_fraction", top_fraction=0.3)) is None
+    assert config_cutoff(_policy(kind="budget", budget=5)) is None
+    assert policy_params(_policy(kind="profit", margin=10.0, contact_cost=1.0)) == {
         "margin": 10.0, "contact_cost": 1.0}
 
 
 @pytest.mark.parametrize("policy, match", [
-    (PolicyConfig(kind="magic"), "policy.kind 'magic'"),
-    (PolicyConfig(kind="score_cutoff"), "score_cutoff is required"),
-    (PolicyConfig(kind="score_cutoff", score_cutoff=math.nan), "finite"),
-    (PolicyConfig(kind="top_fraction", top_fraction=0.0), "top_fraction"),
-    (PolicyConfig(kind="budget", budget=-1), "budget"),
-    (PolicyConfig(kind="profit", margin=0.0, contact_cost=1.0), "margin must be positive"),
-    (PolicyConfig(kind="profit", margin=math.inf, contact_cost=1.0), "margin must be positive"),
-    (PolicyConfig(kind="profit", margin=1.0, contact_cost=-1.0), "contact_cost"),
+    (_policy(kind="magic"), "policy.kind 'magic'"),
+    (_policy(kind="score_cutoff"), "score_cutoff is required"),
+    (_policy(kind="score_cutoff", score_cutoff=math.nan), "finite"),
+    (_policy(kind="top_fraction", top_fraction=0.0), "top_fraction"),
+    (_policy(kind="budget", budget=-1), "budget"),
+    (_policy(kind="profit", margin=0.0, contact_cost=1.0), "margin must be positive"),
+    (_policy(kind="profit", margin=math.inf, contact_cost=1.0), "margin must be positive"),
+    (_policy(kind="profit", margin=1.0, contact_cost=-1.0), "contact_cost"),
 ])
 def test_bad_policies_are_named(policy, match):
     with pytest.raises(ConfigError, match=match):

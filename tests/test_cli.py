@@ -44,6 +44,8 @@ def test_closest_key_finds_typos_and_nothing_for_nonsense():
     assert closest_key("campaign.sample_fractoin", known) == "campaign.sample_fraction"
     assert closest_key("dataa", known) == "data"
     assert closest_key("zzzzqqq", known) is None
+    assert closest_key("monitor.campaign_id", [*known, "campaign_id", "monitor", "monitor.model"]) == "campaign_id"
+    assert closest_key("monitor.campaign_id", known) is None
 
 
 def test_hydra_messages_name_the_key_and_the_fix():
@@ -82,6 +84,7 @@ def test_help_fits_a_screen_and_its_examples_compose(flow: str):
     (["flows.train", "data=hilstrom"], "data=hillstrom"),
     (["flows.generate", "data.n_clients"], "key=value"),
     (["flows.evaluate", "campaign.sample_fracton=0.5"], "campaign.sample_fraction="),
+    (["flows.monitor", "monitor.campaign_id=c1"], "did you mean campaign_id=..."),
 ])
 def test_bad_overrides_end_in_one_line_and_exit_2(args, expect):
     assert expect in _one_line_error(_run(args, timeout=120))

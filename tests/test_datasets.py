@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tasks.core.config import compose_config, to_dataclass
+from tasks.core.config import compose_config, from_conf, to_dataclass
 from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 from tasks.modelling.checks import ChecksConfig, screen_features
@@ -48,7 +48,7 @@ def test_ifood_checks_find_the_leaky_and_constant_columns(shared_data):
     assert ds.treatment is None and ds.frame["Response"].mean() == pytest.approx(0.151, abs=0.001)
     X = feature_frame(ds)
     assert {"spend_per_purchase", "wine_share"} <= set(X.columns)
-    _, rep = screen_features(X, ds.frame["Response"].to_numpy(), ChecksConfig())
+    _, rep = screen_features(X, ds.frame["Response"].to_numpy(), from_conf(ChecksConfig, "model/uplift:checks"))
     assert set(rep.constant) == {"Z_CostContact", "Z_Revenue"}
     assert set(rep.sum_of_others) == {"MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
     assert set(rep.dropped) == {"Z_CostContact", "Z_Revenue", "MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
@@ -72,7 +72,7 @@ def test_one_click_joins_four_files(shared_data):
     assert 0.3 < f["activity_declined"].mean() < 0.45
     X = feature_frame(ds)
     assert "profit" not in X.columns and "activity_declined" not in X.columns
-    _, rep = screen_features(X, f["activity_declined"].to_numpy(), ChecksConfig())
+    _, rep = screen_features(X, f["activity_declined"].to_numpy(), from_conf(ChecksConfig, "model/uplift:checks"))
     assert rep.dropped == []
 
 
@@ -87,4 +87,15 @@ def test_one_click_missing_profit_rows(shared_data, tmp_path):
 
 def test_unknown_kind():
     with pytest.raises(ConfigError, match="kind"):
-        load_tabular_dataset(TabularDataConfig(kind="synthetic", name="x"), ".")
+        load_tabular_dataset(from_conf(TabularDataConfig, "data/hillstrom", kind="synthetic", name="x"), ".")
+
+
+@pytest.mark.parametrize("name, key", [("hillstrom", "file"), ("ifood", "file"), ("one_click", "profit_column"),
+                                       ("one_click", "min_active_months")])
+def test_a_key_of_one_dataset_is_required_by_its_loader(tmp_path, name, key):
+    # the key is None for the other datasets (their YAML leaves it out); its own loader needs it
+    with pytest.raises(ConfigError, match=rf"key '{key}': required for {name} data"):
+        load_tabular_dataset(from_conf(TabularDataConfig, f"data/{name}", **{key: None}), tmp_path)
+    for other in {"hillstrom", "ifood", "one_click"} - {name}:
+        if key not in compose_config([f"data={other}"]).data:
+            assert getattr(cfg_for(other), key) is None

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.monitoring import drift
+from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError, DataValidationError
+from tasks.monitoring import drift
 from tasks.modelling.reference import reference_distributions
 
 
@@ -23,7 +24,12 @@ def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     })
 
 
-CFG = drift.DriftConfig(fdr=0.05, psi_limit=0.25, max_drifted_share=0.2)
+def _drift(**kw) -> drift.DriftConfig:
+    """conf/monitor/default.yaml's drift limits with ``kw`` changed."""
+    return from_conf(drift.DriftConfig, "monitor/default:drift", **kw)
+
+
+CFG = _drift(fdr=0.05, psi_limit=0.25, max_drifted_share=0.2)
 
 
 def test_psi_hand_computed():
@@ -111,9 +117,9 @@ def test_too_few_rows_and_empty_reference():
 
 def test_bad_config():
     with pytest.raises(ConfigError, match="fdr"):
-        drift.DriftConfig(fdr=0)
+        _drift(fdr=0)
     with pytest.raises(ConfigError, match="max_drifted_share"):
-        drift.DriftConfig(max_drifted_share=1.5)
+        _drift(max_drifted_share=1.5)
 
 
 def test_false_alarm_rate_on_null_tables():
@@ -128,14 +134,14 @@ def test_min_psi_ignores_tiny_significant_shifts():
     cur = frame(20000, 2).assign(age=lambda d: d["age"] + 1.5)   # small but significant with 20k rows
     plain = drift.drift_table(ref, cur, CFG).set_index("feature")
     assert plain.loc["age", "test_rejected"] and plain.loc["age", "psi"] < 0.1
-    floored = drift.drift_table(ref, cur, drift.DriftConfig(min_psi=0.1)).set_index("feature")
+    floored = drift.drift_table(ref, cur, _drift(min_psi=0.1)).set_index("feature")
     assert not floored.loc["age", "drifted"]
 
 
 def test_excluded_factors_do_not_count_towards_the_alarm():
     ref = reference_distributions(frame(4000, 1), seed=0)
     cur = frame(6000, 2).assign(age=lambda d: d["age"] + 15, amount=lambda d: d["amount"] * 3)
-    cfg = drift.DriftConfig(max_drifted_share=0.2, exclude=["age"])
+    cfg = _drift(max_drifted_share=0.2, exclude=["age"])
     summary = drift.drift_summary(drift.drift_table(ref, cur, cfg), cfg)
     # counted: amount (drifted), visits, region, opt_out -> 1 of 4 = 0.25 > 0.2
     assert summary["n_factors"] == 4 and summary["drifted_factors"] == ["amount"]

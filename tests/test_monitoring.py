@@ -5,13 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.monitoring import decay as mon
-from tasks.monitoring import retrain
+from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 from tasks.core.io import atomic_write_json, atomic_write_parquet
+from tasks.monitoring import decay as mon
+from tasks.monitoring import retrain
 
 META = {"metrics": {"heldout": {"qini_auc": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4},
                                 "uplift_at_k": {"value": 0.05}}}}
+
+
+def _decay(**kw) -> mon.DecayConfig:
+    """conf/monitor/default.yaml's decay limits with ``kw`` changed."""
+    return from_conf(mon.DecayConfig, "monitor/default:decay", **kw)
 
 
 def evaluation(cid: str, value: float, n: int) -> dict:
@@ -20,7 +26,7 @@ def evaluation(cid: str, value: float, n: int) -> dict:
 
 def test_decay_hand_computed():
     evs = [evaluation("a", 0.1, 100), evaluation("b", 0.2, 300)]
-    out = mon.decay_check(META, evs, mon.DecayConfig(metric="qini_auc", max_relative_drop=0.3))
+    out = mon.decay_check(META, evs, _decay(metric="qini_auc", max_relative_drop=0.3))
     # observed = (0.1 * 100 + 0.2 * 300) / 400 = 0.175; drop = (0.3 - 0.175) / 0.3 = 0.41667 > 0.3
     assert out["observed_value"] == pytest.approx(0.175)
     assert out["relative_drop"] == pytest.approx(0.125 / 0.3)
@@ -28,15 +34,15 @@ def test_decay_hand_computed():
 
 
 def test_no_decay_within_limit():
-    out = mon.decay_check(META, [evaluation("a", 0.25, 500)], mon.DecayConfig(max_relative_drop=0.3))
+    out = mon.decay_check(META, [evaluation("a", 0.25, 500)], _decay(max_relative_drop=0.3))
     # (0.3 - 0.25) / 0.3 = 0.1667 <= 0.3
     assert out["relative_drop"] == pytest.approx(0.05 / 0.3) and out["decayed"] is False
 
 
 def test_decay_needs_evaluations_and_a_training_figure():
-    out = mon.decay_check(META, [], mon.DecayConfig())
+    out = mon.decay_check(META, [], _decay())
     assert out["decayed"] is False and "0 evaluated campaign" in out["note"]
-    out = mon.decay_check({"metrics": {}}, [evaluation("a", 0.1, 10)], mon.DecayConfig())
+    out = mon.decay_check({"metrics": {}}, [evaluation("a", 0.1, 10)], _decay())
     assert out["decayed"] is False and "no held-out qini_auc" in out["note"]
 
 
@@ -120,6 +126,6 @@ def test_pick_campaign(tmp_path):
 
 def test_bad_monitor_config():
     with pytest.raises(ConfigError, match="decay.metric"):
-        mon.MonitorConfig(decay=mon.DecayConfig(metric="auc"))
+        from_conf(mon.MonitorConfig, "monitor/default", decay={"metric": "auc"})
     with pytest.raises(ConfigError, match="holdout_fraction"):
-        mon.MonitorConfig(retrain=mon.RetrainConfig(holdout_fraction=1.0))
+        from_conf(mon.MonitorConfig, "monitor/default", retrain={"holdout_fraction": 1.0})

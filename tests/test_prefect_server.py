@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig
+from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig, from_conf
 from tasks.data.synthetic.world import generate_world, write_world
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -81,7 +81,7 @@ def server(tmp_path_factory):
 def world(server, tmp_path_factory):
     """A small synthetic world and a champion model trained through the server."""
     artifacts = tmp_path_factory.mktemp("ops") / "artifacts"
-    cfg = SyntheticDataConfig(n_clients=3000, seed=5, name="ops")
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=3000, seed=5, name="ops")
     write_world(generate_world(cfg), artifacts / "data" / "ops", cfg)
     proc = subprocess.run(
         [sys.executable, "-m", "flows.train", f"paths.artifacts={artifacts}", "data.name=ops",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from flows.profile import data_profile_flow
-from tasks.core.config import SyntheticDataConfig
+from tasks.core.config import SyntheticDataConfig, from_conf
 from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.layout import Layout
 from tasks.profile.config import ProfileConfig
@@ -30,7 +30,7 @@ def small_world(tmp_path_factory) -> tuple[Path, dict]:
 
     from tasks.data.synthetic.world import generate_world, write_world
 
-    cfg = SyntheticDataConfig(n_clients=300, name="tiny", seed=5)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=300, name="tiny", seed=5)
     root = tmp_path_factory.mktemp("profile") / "artifacts"
     write_world(generate_world(cfg), root / "data" / "tiny", cfg)
     return root, asdict(cfg)
@@ -120,9 +120,9 @@ def test_cli_exits_2_with_one_message(prefect_env, tmp_path):
 def test_hillstrom_arms_are_balanced(shared_data):
     from tasks.data.datasets import TabularDataConfig, load_tabular_dataset
 
-    ds = load_tabular_dataset(TabularDataConfig(kind="hillstrom", name="hillstrom", target="visit"), shared_data)
+    ds = load_tabular_dataset(from_conf(TabularDataConfig, "data/hillstrom"), shared_data)
     (raw,) = ds.raw_tables.values()
-    table = profile_table(raw, "hillstrom", ProfileConfig(max_plot_columns=2), outcome="visit")
+    table = profile_table(raw, "hillstrom", from_conf(ProfileConfig, "profile/default", max_plot_columns=2), outcome="visit")
     (arm,) = table.arms
     assert arm.column == "segment"
     counts = dict(zip(arm.counts["value"], arm.counts["count"]))
@@ -164,7 +164,7 @@ def test_one_click_long_tables_are_keyed_by_client_and_period(shared_data):
     assert by_name["market_money"].duplicates["key_rows"] == int(raw.duplicated(["id", "Период"], keep=False).sum())
     assert by_name["market_file"].key == ["id"]
     assert analysis.target == "activity_declined" and analysis.treatment is None
-    bad = ProfileConfig(table_keys={"market_money": ["client"]})
+    bad = from_conf(ProfileConfig, "profile/default", table_keys={"market_money": ["client"]})
     with pytest.raises(ConfigError, match="table_keys.market_money"):
         profile_tabular.fn(data, str(shared_data), bad)
 
@@ -174,7 +174,7 @@ def test_large_history_is_sampled_before_factors_are_computed(small_world):
 
     root, _ = small_world
     history = pd.read_parquet(root / "data" / "tiny" / "campaign_history.parquet")
-    cfg = ProfileConfig(max_rows=50, max_plot_columns=2, max_heatmap_columns=4)
+    cfg = from_conf(ProfileConfig, "profile/default", max_rows=50, max_plot_columns=2, max_heatmap_columns=4)
     a = profile_world_factors.fn(str(root / "data" / "tiny"), "2026-01-01", "2026-01-01",
                                  ["age", "tenure_days"], "two", cfg)
     assert a.sampled and a.n_rows == len(history) and a.profiled_rows == 50

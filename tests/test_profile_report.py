@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import compose_config, to_dataclass
+from tasks.core.config import compose_config, from_conf, to_dataclass
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.report import fmt_value
 from tasks.profile.config import ProfileConfig
 from tasks.profile.profiles import profile_analysis, profile_table
 from tasks.profile.report import build_report, render_html, render_markdown
 
-FAST = ProfileConfig(max_plot_columns=4, max_heatmap_columns=6)
+FAST = from_conf(ProfileConfig, "profile/default", max_plot_columns=4, max_heatmap_columns=6)
 
 
 def _uplift_frame(n: int = 600, seed: int = 3) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def test_profile_table_counts_duplicates_and_kinds():
 
 def test_profile_table_samples_above_max_rows_and_says_so():
     df = pd.DataFrame({"a": np.arange(500), "b": np.arange(500) % 7})
-    cfg = ProfileConfig(max_rows=100, seed=1, max_plot_columns=2)
+    cfg = from_conf(ProfileConfig, "profile/default", max_rows=100, seed=1, max_plot_columns=2)
     t = profile_table(df, "big", cfg)
     assert t.sampled and t.profiled_rows == 100 and t.n_rows == 500
     assert t.numeric.set_index("column").loc["a", "count"] == 100
@@ -140,7 +140,7 @@ def test_profile_config_composes_from_conf_and_validates():
 
 def test_arm_counts_use_every_row_even_when_sampled():
     df = pd.DataFrame({"segment": ["A"] * 300 + ["B"] * 200, "visit": [1] * 300 + [0] * 200})
-    t = profile_table(df, "rct", ProfileConfig(max_rows=50, max_plot_columns=1), outcome="visit")
+    t = profile_table(df, "rct", from_conf(ProfileConfig, "profile/default", max_rows=50, max_plot_columns=1), outcome="visit")
     assert t.sampled
     (arm,) = t.arms
     assert arm.counts["count"].tolist() == [300, 200]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.profile import stats as P
 from tasks.profile.config import ProfileConfig
@@ -267,9 +268,9 @@ def test_correlation_pairs_above_limit():
 
 def test_config_rejects_bad_limits():
     with pytest.raises(ConfigError, match="leak_auc"):
-        ProfileConfig(leak_auc_high=0.4)
+        from_conf(ProfileConfig, "profile/default", leak_auc_high=0.4)
     with pytest.raises(ConfigError, match="max_rows"):
-        ProfileConfig(max_rows=0)
+        from_conf(ProfileConfig, "profile/default", max_rows=0)
 
 
 def test_statistics_do_not_mutate_inputs():

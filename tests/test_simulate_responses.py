@@ -5,9 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.simulate_responses import simulate_campaign_responses, simulate_outcomes, simulate_responses_flow, split_argv
-from tasks.campaign.run import run_campaign
+from flows.simulate_responses import (
+    simulate_campaign_responses, simulate_outcomes, simulate_responses_flow, simulation_target,
+)
 from tasks.campaign.checkpoints import campaign_dir
+from tasks.campaign.run import run_campaign
+from tasks.core.config import compose_config
 from tasks.data.tables import read_table
 from tasks.core.errors import ConfigError, NotFoundError
 from tests.test_campaign import WORLD, build_world, campaign, link_root
@@ -59,9 +62,35 @@ def test_unknown_or_unfrozen_campaign_is_a_clear_error(frozen, tmp_path):
     run_campaign(campaign("half"), frozen, until="offer")
     with pytest.raises(NotFoundError, match="not frozen"):
         simulate_campaign_responses(frozen, "half")
-    assert split_argv(["campaign_id=x", "seed=4", "paths.artifacts=a"]) == ("x", 4, ["paths.artifacts=a"])
-    with pytest.raises(ConfigError, match="seed='four'"):
-        split_argv(["seed=four"])
+
+
+def test_campaign_id_and_seed_are_config_keys():
+    # the top-level keys of conf/config.yaml every flow reads; no hand-parsed command line
+    assert simulation_target(compose_config(["campaign_id=x", "seed=4", "paths.artifacts=a"])) == ("x", 4)
+    assert simulation_target(compose_config(["campaign=spring_sale"])) == ("spring_sale_2026", None)
+    with pytest.raises(ConfigError, match="key 'seed': 'four' is not an integer"):
+        simulation_target(compose_config(["seed=four"]))
+
+
+def test_cli_reads_campaign_id_and_seed(frozen):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "flows.simulate_responses", *args, f"paths.artifacts={frozen}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    bad = run("campaign_id=sim", "seed=four")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: config key 'seed'")
+    missing = run("campaign_id=nope")
+    assert missing.returncode == 2 and "campaign 'nope' is not frozen" in missing.stderr
+    done = run("campaign_id=sim", "seed=7")
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = simulate_outcomes(pd.read_parquet(campaign_dir(frozen, "sim") / "campaign.parquet"),
+                                 read_table(frozen / "data" / WORLD, "truth"), seed=7)
+    pd.testing.assert_frame_equal(pd.read_parquet(campaign_dir(frozen, "sim") / "responses.parquet"), expected,
+                                  check_dtype=False)
 
 
 def test_flow_writes_responses(frozen, prefect_env):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import SyntheticDataConfig, compose_config, to_dataclass
+from tasks.core.config import SyntheticDataConfig, compose_config, from_conf, to_dataclass
 from tasks.core.contracts import CONTRACTS, UPLIFT_TYPES, validate_table
 from tasks.data.tables import read_manifest, read_table
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
@@ -21,7 +21,7 @@ N = 4000
 
 @pytest.fixture(scope="module")
 def cfg() -> SyntheticDataConfig:
-    return SyntheticDataConfig(n_clients=N, seed=11)
+    return from_conf(SyntheticDataConfig, "data/synthetic", n_clients=N, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +101,8 @@ def test_uplift_types_behave_as_named(world, cfg):
 
 
 def test_configured_shares_are_followed():
-    cfg = SyntheticDataConfig(n_clients=2000, seed=5, base_response_rate=0.08,
-                              negative_uplift_share=0.2, persuadable_share=0.3, sure_thing_share=0.1)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=2000, seed=5, base_response_rate=0.08,
+                    negative_uplift_share=0.2, persuadable_share=0.3, sure_thing_share=0.1)
     truth = generate_world(cfg)["truth"]
     assert truth["p_control"].mean() == pytest.approx(0.08, rel=0.05)
     assert (truth["uplift_type"] == "sleeping_dog").mean() == pytest.approx(0.2, abs=0.01)
@@ -268,17 +268,17 @@ def test_write_world_leaves_old_world_on_bad_table(world, cfg, tmp_path):
     ],
 )
 def test_bad_config_is_named(change, key):
-    cfg = dataclasses.replace(SyntheticDataConfig(n_clients=100), **change)
+    cfg = dataclasses.replace(from_conf(SyntheticDataConfig, "data/synthetic", n_clients=100), **change)
     with pytest.raises(ConfigError, match=re.escape(f"key '{key}'")):
         validate_config(cfg)
 
 
-def test_yaml_defaults_equal_dataclass_and_overrides_compose():
+def test_composed_defaults_equal_from_conf_and_overrides_compose():
     cfg = compose_config(["data.n_clients=123", "data.seed=9"])
     data = to_dataclass(cfg.data, SyntheticDataConfig, "data")
     assert data.n_clients == 123 and data.seed == 9
     defaults = to_dataclass(compose_config().data, SyntheticDataConfig, "data")
-    assert defaults == SyntheticDataConfig()
+    assert defaults == from_conf(SyntheticDataConfig, "data/synthetic")
     with pytest.raises(ConfigError, match="n_clients"):
         to_dataclass(compose_config(["data.n_clients=abc"]).data, SyntheticDataConfig, "data")
 
@@ -300,7 +300,7 @@ def test_contracts_doc_is_up_to_date():
 
 @pytest.mark.parametrize("n_clients", [1, 3])
 def test_tiny_worlds_are_valid(n_clients, tmp_path):
-    cfg = SyntheticDataConfig(n_clients=n_clients, seed=4)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n_clients, seed=4)
     tables = generate_world(cfg)
     manifest = write_world(tables, tmp_path / "tiny", cfg)
     assert manifest["row_counts"]["clients"] == n_clients

@@ -1,10 +1,13 @@
 """Training: feature checks, CV choice, held-out metrics, thresholds, registration and promotion."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.io import read_json
 from tasks.modelling.registry import ModelRegistry
@@ -27,11 +30,16 @@ from tasks.modelling.training import (
 from tasks.modelling.training_set import TrainingSet
 from tests.test_models import FAST, uplift_frame
 
+CHECKS = from_conf(ChecksConfig, "model/uplift:checks")
 
-def small_cfg(**kw) -> ModelConfig:
-    base = dict(lgbm=FAST, cv_folds=2, n_boot=20, approaches=["solo", "class_transformation"], seed=5)
+
+def small_cfg(source: str = "model/uplift", **kw) -> ModelConfig:
+    """A fast model config: conf/model/<option>.yaml with small trees, 2 folds, 20 replicates."""
+    base = dict(lgbm=FAST, cv_folds=2, n_boot=20, seed=5)
+    if source == "model/uplift":
+        base["approaches"] = ["solo", "class_transformation"]
     base.update(kw)
-    return ModelConfig(**base)
+    return from_conf(ModelConfig, source, **base)
 
 
 def test_checks_find_constant_sum_and_leaky_columns():
@@ -50,18 +58,18 @@ def test_checks_find_constant_sum_and_leaky_columns():
     assert set(sums) == {"total", "part_ab"}
     assert find_single_predictors(X.drop(columns=["const"]), y, 0.99) == {"leak": pytest.approx(1.0)}
     before = X.copy()
-    out, rep = screen_features(X, y, ChecksConfig())
+    out, rep = screen_features(X, y, CHECKS)
     pd.testing.assert_frame_equal(X, before)
     assert set(rep.dropped) == {"const", "total", "part_ab", "leak"}
     assert list(out.columns) == ["a", "b", "c", "flag"]
-    out2, rep2 = screen_features(X, y, ChecksConfig(constant="flag", sum_of_others="flag", single_predictor="off"))
+    out2, rep2 = screen_features(X, y, replace(CHECKS, constant="flag", sum_of_others="flag", single_predictor="off"))
     assert rep2.flagged == ["const", "total", "part_ab"] and out2.shape[1] == X.shape[1]
 
 
 def test_checks_that_drop_everything_fail():
     X = pd.DataFrame({"k": [1] * 10})
     with pytest.raises(DataValidationError, match="every feature was dropped"):
-        screen_features(X, np.array([0, 1] * 5), ChecksConfig())
+        screen_features(X, np.array([0, 1] * 5), CHECKS)
 
 
 def test_train_uplift_chooses_by_cv_and_reports_heldout_metrics():
@@ -102,7 +110,7 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     n = 1500
     X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
     y = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 2 * X["a"])))).astype(int)
-    cfg = small_cfg(kind="response", approaches=[], select_metric="roc_auc", name="resp")
+    cfg = small_cfg("model/response", name="resp")
     res = train_response(X, y, cfg)
     assert res.heldout["roc_auc"]["value"] > 0.75
     assert 0 < res.model.threshold < 1 and res.heldout["threshold"] == res.model.threshold
@@ -175,7 +183,7 @@ def test_dr_folds_is_a_model_config_key():
     for name in ("uplift", "hillstrom", "ifood"):
         assert to_dataclass(compose_config([f"model={name}"]).model, ModelConfig, "model").dr_folds == 3
     with pytest.raises(ConfigError, match="dr_folds"):
-        validate_model_config(ModelConfig(dr_folds=1))
+        validate_model_config(small_cfg(dr_folds=1))
 
 
 def test_train_on_needs_a_treatment_for_uplift_and_none_for_response():
@@ -183,5 +191,5 @@ def test_train_on_needs_a_treatment_for_uplift_and_none_for_response():
     with pytest.raises(ConfigError, match="needs a dataset with a treatment column"):
         train_on(TrainingSet(X=X, y=y, treatment=None, dataset="toy"), small_cfg())
     res = train_on(TrainingSet(X=X, y=y, treatment=None, dataset="toy"),
-                   small_cfg(kind="response", approaches=[], select_metric="roc_auc"))
+                   small_cfg("model/response"))
     assert res.kind == "response"

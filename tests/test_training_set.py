@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from factors import factor_set
-from tasks.core.config import SyntheticDataConfig
-from tasks.core.errors import NotFoundError
+from tasks.core.config import SyntheticDataConfig, from_conf
+from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.layout import Layout
 from tasks.data.point_in_time import factors_as_of_rows
-from tasks.data.synthetic import generate_world, write_world
+from tasks.data.synthetic.world import generate_world, write_world
 from tasks.data.tables import read_table
 from tasks.modelling.training_set import TrainingSet, load_training_set
 
@@ -17,7 +17,7 @@ from tasks.modelling.training_set import TrainingSet, load_training_set
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Layout:
     layout = Layout(tmp_path_factory.mktemp("training_set"))
-    cfg = SyntheticDataConfig(n_clients=800, seed=3)
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=800, seed=3)
     write_world(generate_world(cfg), layout.dataset("tiny"), cfg)
     return layout
 
@@ -36,10 +36,20 @@ def test_synthetic_training_set_is_the_history_with_factors_as_of_each_campaign(
 
 def test_an_explicit_factor_list_wins_over_the_set(world):
     names = list(factor_set("default"))[:2]
-    ts = load_training_set({"name": "tiny"}, {"name": "default", "factors": names}, world, "unused")
+    ts = load_training_set({"kind": "synthetic", "name": "tiny"}, {"name": "default", "factors": names}, world, "unused")
     assert list(ts.X.columns) == names
 
 
 def test_a_missing_world_is_not_found(world):
     with pytest.raises(NotFoundError):
-        load_training_set({"name": "absent"}, {}, world, "unused")
+        load_training_set({"kind": "synthetic", "name": "absent"}, {"name": "default"}, world, "unused")
+
+
+def test_the_dataset_and_the_factors_are_named_by_the_config(world):
+    # no built-in fallback to the synthetic world or the default factor set: conf/ says which
+    with pytest.raises(ConfigError, match="key 'kind'"):
+        load_training_set({"name": "tiny"}, {"name": "default"}, world, "unused")
+    with pytest.raises(ConfigError, match="key 'name'"):
+        load_training_set({"kind": "synthetic"}, {"name": "default"}, world, "unused")
+    with pytest.raises(ConfigError, match="factors.factors or a set name"):
+        load_training_set({"kind": "synthetic", "name": "tiny"}, {}, world, "unused")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig
+from tasks.core.config import PROJECT_ROOT, SyntheticDataConfig, from_conf
 from tasks.data.synthetic.world import generate_world, write_world
 
 # Modules that build factors, train models or calculate campaigns.
@@ -51,7 +51,7 @@ def test_guarded_code_never_names_the_truth_table(path: Path):
 
 def test_factors_training_and_campaign_run_without_the_truth_file(tmp_path: Path):
     artifacts = tmp_path / "artifacts"
-    cfg = SyntheticDataConfig(n_clients=3000, seed=11, name="blind")
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=3000, seed=11, name="blind")
     out = artifacts / "data" / "blind"
     write_world(generate_world(cfg), out, cfg)
     hidden = tmp_path / "truth-hidden.parquet"

@@ -36,13 +36,12 @@ def _sample_ratio(observed: dict[str, int], groups: dict[str, float]) -> tuple[f
 
 
 def balance_check(frame: pd.DataFrame, columns: Sequence[str], groups: dict[str, float],
-                  limits: BalanceConfig | None = None) -> dict:
+                  limits: BalanceConfig) -> dict:
     """Balance of the random split: SMD of ``columns`` of each group against control, and SRM.
 
     ``frame`` holds ``group`` and the columns. Returns a JSON-ready dict with the SMD table,
     the largest absolute SMD, the sample-ratio chi-square and p-value, and a verdict.
     """
-    limits = limits or BalanceConfig()
     present = [g for g in GROUPS if (frame["group"] == g).any()]
     by_group = {g: frame.loc[frame["group"] == g] for g in present}
     pairs = [(g, "control") for g in ("targeted", "random_target") if g in by_group and "control" in by_group]

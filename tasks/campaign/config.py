@@ -10,20 +10,21 @@ checks live with the policy in :mod:`tasks.campaign.policy`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tasks.campaign.policy import PolicyConfig, validate_policy
-from tasks.core.config import CONF_DIR, to_dataclass
+from tasks.core.config import CONF_DIR, load_conf, to_dataclass
 from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.io import stable_hash
 
 GROUPS = ("targeted", "random_target", "control")
+OWN_KEYS = ("id", "description")  # what a campaign file never takes from conf/campaign/default.yaml
 
 FILTER_OPS: dict[str, Callable[[pd.Series, Any], pd.Series]] = {
     "<": lambda s, v: s < v,
@@ -41,10 +42,10 @@ FILTER_OPS: dict[str, Callable[[pd.Series, Any], pd.Series]] = {
 class FilterSpec:
     """One base filter: keep clients whose ``column`` ``op`` ``value`` holds."""
 
-    name: str = MISSING
-    column: str = MISSING
-    op: str = MISSING
-    value: Any = None
+    name: str
+    column: str
+    op: str                         # one of FILTER_OPS
+    value: Any = None               # a list item's optional field: None is reported as missing
 
 
 @dataclass
@@ -56,30 +57,36 @@ class BalanceConfig:
     the sample-ratio test when its p-value is below ``srm_alpha``.
     """
 
-    smd_limit: float = 0.1
-    smd_z: float = 3.5
-    srm_alpha: float = 0.001
+    smd_limit: float
+    smd_z: float
+    srm_alpha: float
 
 
 @dataclass
 class CampaignConfig:
-    """A campaign as described in ``conf/campaign/<name>.yaml``."""
+    """A campaign as described in ``conf/campaign/<name>.yaml`` (which explains each key)."""
 
-    id: str = MISSING
-    date: str | None = None
-    data: str = "synthetic"
-    model: str = "synthetic_uplift"
-    model_version: str = "champion"
-    filters: list[FilterSpec] = field(default_factory=list)
-    sample_fraction: float | None = None
-    sample_size: int | None = None
-    groups: dict[str, float] = field(
-        default_factory=lambda: {"targeted": 0.8, "random_target": 0.1, "control": 0.1})
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    balance_factors: list[str] | None = None
-    balance: BalanceConfig = field(default_factory=BalanceConfig)
-    seed: int = 2026
-    description: str = ""
+    id: str                         # names the folder under <artifacts>/campaigns/
+    date: str | None                # as-of date of the factors; None = the dataset's
+    data: str                       # dataset name under <artifacts>/data/
+    model: str                      # registry model name
+    model_version: str              # champion or an explicit version
+    filters: list[FilterSpec]       # base filters, applied in order
+    sample_fraction: float | None
+    sample_size: int | None
+    groups: dict[str, float]        # share of each group
+    policy: PolicyConfig
+    balance_factors: list[str] | None
+    balance: BalanceConfig
+    seed: int
+    description: str
+
+
+# The limits every campaign used before they became settings. Not a default (those are in
+# conf/campaign/*.yaml) but a fixed point of the campaign's identity: a campaign with these
+# limits keeps them out of its config hash and its split checkpoint's key, so campaigns frozen
+# before the limits existed stay frozen, and a manifest without limits was checked with them.
+LEGACY_BALANCE = BalanceConfig(smd_limit=0.1, smd_z=3.5, srm_alpha=0.001)
 
 
 def validate_campaign_config(cfg: CampaignConfig) -> None:
@@ -134,13 +141,13 @@ def group_shares(cfg: CampaignConfig) -> dict[str, float]:
 
 
 def nondefault_balance(cfg: CampaignConfig) -> dict | None:
-    """``campaign.balance`` as a dict when it differs from the defaults, else None.
+    """``campaign.balance`` as a dict when it differs from :data:`LEGACY_BALANCE`, else None.
 
     The balance limits joined the config after campaigns had been frozen and checkpointed;
-    leaving the default limits out of the config hash and of the split stage's key keeps
+    leaving the limits of that time out of the config hash and of the split stage's key keeps
     those campaigns frozen and their checkpoints valid.
     """
-    return None if cfg.balance == BalanceConfig() else asdict(cfg.balance)
+    return None if cfg.balance == LEGACY_BALANCE else asdict(cfg.balance)
 
 
 def campaign_config_hash(cfg: CampaignConfig) -> str:
@@ -157,13 +164,8 @@ def available_campaigns(conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(p.stem for p in (Path(conf_dir) / "campaign").glob("*.yaml"))
 
 
-def load_campaign_file(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """A campaign node from a YAML file with ``campaign.<key>=<value>`` overrides applied.
-
-    The file holds the campaign's keys at the top (as conf/campaign/*.yaml) or under
-    ``campaign:``. Raises :class:`NotFoundError` for a missing file and :class:`ConfigError`
-    for one that is not a YAML mapping or overrides that do not apply.
-    """
+def _read_campaign_file(path: str | Path) -> DictConfig:
+    """The keys a campaign file sets itself (at the top, or under ``campaign:``)."""
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"campaign file {p} does not exist (conf={path})")
@@ -177,6 +179,31 @@ def load_campaign_file(path: str | Path, overrides: Sequence[str] = ()) -> DictC
         node = node.campaign
         if not isinstance(node, DictConfig):
             raise ConfigError(f"campaign file {p}: expected a mapping of campaign settings under 'campaign'")
+    return node
+
+
+def _over_the_default_campaign(own: DictConfig) -> DictConfig:
+    """A campaign file's keys over conf/campaign/default.yaml's, except its :data:`OWN_KEYS`."""
+    base = load_conf("campaign/default")
+    for key in OWN_KEYS:
+        base.pop(key, None)
+    node = OmegaConf.merge(base, own)
+    if "description" not in node:
+        node.description = ""
+    return node
+
+
+def load_campaign_file(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """A campaign node from a YAML file with ``campaign.<key>=<value>`` overrides applied.
+
+    The file holds the campaign's keys at the top (as conf/campaign/*.yaml) or under
+    ``campaign:``; a key it leaves out takes the value of conf/campaign/default.yaml
+    (``policy``, ``balance`` and ``groups`` key by key, ``filters`` whole), except the
+    campaign's own ``id`` (required) and ``description`` (empty when left out). Raises
+    :class:`NotFoundError` for a missing file and :class:`ConfigError` for one that is not a
+    YAML mapping or overrides that do not apply.
+    """
+    node = _over_the_default_campaign(_read_campaign_file(path))
     dots = [a.lstrip("+~").split(".", 1)[1] for a in overrides]
     if dots:
         try:
@@ -202,16 +229,17 @@ def load_campaign_config(path: str | Path, default_id: str | None = None,
     """The validated campaign of a YAML file.
 
     ``default_id`` stands in for a missing ``id``; each key of ``required`` must be set in
-    the file itself (not left to the defaults). Errors as :func:`load_campaign_file`, and
-    :class:`ConfigError` for settings that do not validate.
+    the file itself (not left to conf/campaign/default.yaml, see :func:`load_campaign_file`).
+    Errors as :func:`load_campaign_file`, and :class:`ConfigError` for settings that do not
+    validate.
     """
-    node = load_campaign_file(path)
+    node = _read_campaign_file(path)
     for key in required:
         if not isinstance(node.get(key), DictConfig):
             raise ConfigError(f"campaign file {path} has no {key!r} section")
     if default_id is not None and node.get("id") in (None, ""):
         node.id = default_id
-    return campaign_from_node(node)[1]
+    return campaign_from_node(_over_the_default_campaign(node))[1]
 
 
 def resolve_campaign_config(composed: Any, conf_path: str | Path | None, overrides: Sequence[str] = (),

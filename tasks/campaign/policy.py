@@ -51,12 +51,12 @@ _PARAMS = {"score_cutoff": ["score_cutoff"], "top_fraction": ["top_fraction"], "
 class PolicyConfig:
     """Threshold policy of the offer stage (only the fields of ``kind`` are used)."""
 
-    kind: str = "top_fraction"
-    score_cutoff: float | None = None
-    top_fraction: float | None = 0.3
-    budget: int | None = None
-    margin: float | None = None
-    contact_cost: float | None = None
+    kind: str                       # score_cutoff | top_fraction | budget | profit
+    score_cutoff: float | None      # score_cutoff: offer when score >= this
+    top_fraction: float | None      # top_fraction: the best share of the targeted group
+    budget: int | None              # budget: at most this many offers in the targeted group
+    margin: float | None            # profit: value of one incremental response
+    contact_cost: float | None      # profit: cost of one offer
 
 
 def _finite(value: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.campaign.config import GROUPS, BalanceConfig
+from tasks.campaign.config import GROUPS, LEGACY_BALANCE, BalanceConfig
 from tasks.campaign.stages import StageOutcome
 from tasks.core.report import fmt_value, md_table
 
@@ -23,7 +23,9 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 def _balance_limits(manifest: dict) -> BalanceConfig:
-    return BalanceConfig(**((manifest.get("config") or {}).get("balance") or {}))
+    """The limits the split was checked with (a manifest frozen before they were settings has none)."""
+    recorded = (manifest.get("config") or {}).get("balance")
+    return BalanceConfig(**recorded) if recorded else LEGACY_BALANCE
 
 
 def render_summary(manifest: dict) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from omegaconf import MISSING
 
 from factors.passthrough import prepare_wide
+from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 
 KINDS = ("hillstrom", "ifood", "one_click")
@@ -24,19 +25,23 @@ KINDS = ("hillstrom", "ifood", "one_click")
 
 @dataclass
 class TabularDataConfig:
-    """conf/data/{hillstrom,ifood,one_click}.yaml."""
+    """conf/data/{hillstrom,ifood,one_click}.yaml (which explain each key).
 
-    kind: str = MISSING
-    name: str = MISSING
-    folder: str = ""                 # folder under paths.shared_data
-    file: str = ""                   # main file inside the folder
-    target: str = ""                 # hillstrom: visit | conversion; ifood: Response
-    treatment_arm: str = "Womens E-Mail"
-    control_arm: str = "No E-Mail"
-    feature_engineering: bool = True
-    drop: list[str] = field(default_factory=list)        # columns never used as features
-    min_active_months: int = 3       # one_click: keep clients with revenue in every period
-    profit_column: str = "profit"    # one_click: profit per client (segmentation, not a feature)
+    The keys of one dataset only are None for the others (their YAML leaves them out); its
+    loader raises :class:`ConfigError` when its own is missing.
+    """
+
+    kind: str                        # hillstrom | ifood | one_click
+    name: str
+    folder: str                      # folder under paths.shared_data
+    target: str                      # hillstrom: visit | conversion; ifood: Response
+    feature_engineering: bool        # add the dataset's engineered features
+    drop: list[str]                  # columns never used as features
+    file: str | None = None          # hillstrom, ifood: the main file inside the folder
+    treatment_arm: str | None = None  # hillstrom: the treated segment
+    control_arm: str | None = None    # hillstrom: the control segment
+    min_active_months: int | None = None  # one_click: keep clients with revenue in every one of these periods
+    profit_column: str | None = None      # one_click: profit per client (segmentation, not a feature)
 
 
 @dataclass
@@ -69,6 +74,23 @@ def _require(df: pd.DataFrame, table: str, columns: list[str]) -> None:
         raise DataValidationError(table, missing[0], f"missing column(s) {missing}; the table has {list(df.columns)[:20]}")
 
 
+def tabular_config(settings: Mapping[str, Any]) -> TabularDataConfig:
+    """The config of a real dataset: ``settings`` over conf/data/<kind>.yaml (the composed
+    ``data`` node, or only the keys that differ from the shipped file)."""
+    kind = settings.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"config 'data', key 'kind': {kind!r} is not a tabular dataset; use one of {list(KINDS)}")
+    return from_conf(TabularDataConfig, f"data/{kind}", **settings)
+
+
+def _needed(cfg: TabularDataConfig, key: str) -> Any:
+    """A key the dataset of ``cfg.kind`` needs; ConfigError when it is not set."""
+    value = getattr(cfg, key)
+    if value is None or value == "":
+        raise ConfigError(f"config 'data', key '{key}': required for {cfg.kind} data (see conf/data/{cfg.kind}.yaml)")
+    return value
+
+
 def _binary(df: pd.DataFrame, table: str, column: str) -> None:
     s = df[column]
     bad = s.isna().to_numpy() | ~s.isin([0, 1]).to_numpy()
@@ -79,22 +101,22 @@ def _binary(df: pd.DataFrame, table: str, column: str) -> None:
 
 
 # ---------------------------------------------------------------------------- hillstrom
-HILLSTROM_FILE = "Kevin_Hillstrom_MineThatData_E-MailAnalytics_DataMiningChallenge_2008.03.20.csv"
 HILLSTROM_OUTCOMES = ["visit", "conversion", "spend"]
 
 
 def load_hillstrom(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
     """MineThatData e-mail RCT: ``treatment_arm`` vs ``control_arm``, target visit or conversion."""
-    path = Path(shared_data) / (cfg.folder or "hillstrom") / (cfg.file or HILLSTROM_FILE)
+    path = Path(shared_data) / cfg.folder / _needed(cfg, "file")
     raw = _read_csv(path, "hillstrom")
     needed = ["recency", "history_segment", "history", "mens", "womens", "zip_code", "newbie",
               "channel", "segment"] + HILLSTROM_OUTCOMES
     _require(raw, "hillstrom", needed)
-    target = cfg.target or "visit"
+    target = cfg.target
     if target not in ("visit", "conversion"):
         raise ConfigError(f"config 'data', key 'target': hillstrom target must be visit or conversion, got {target!r}")
     arms = set(raw["segment"].unique())
-    for key, arm in (("treatment_arm", cfg.treatment_arm), ("control_arm", cfg.control_arm)):
+    for key in ("treatment_arm", "control_arm"):
+        arm = _needed(cfg, key)
         if arm not in arms:
             raise ConfigError(f"config 'data', key '{key}': segment {arm!r} not in hillstrom; known {sorted(arms)}")
     df = raw[raw["segment"].isin([cfg.treatment_arm, cfg.control_arm])].reset_index(drop=True)
@@ -121,11 +143,11 @@ def hillstrom_features(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- ifood
 def load_ifood(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
     """iFood marketing data; ``ifood_df.csv`` (one-hot) or the raw ml_project1/Kaggle files."""
-    fname = cfg.file or "ifood_df.csv"
-    path = Path(shared_data) / (cfg.folder or "ifood") / fname
+    fname = _needed(cfg, "file")
+    path = Path(shared_data) / cfg.folder / fname
     sep = "\t" if fname == "marketing_campaign.csv" else ","
     raw = _read_csv(path, "ifood", sep=sep)
-    target = cfg.target or "Response"
+    target = cfg.target
     _require(raw, "ifood", [target])
     df = raw.copy()
     categorical: list[str] = []
@@ -225,7 +247,8 @@ def load_one_click(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
     money.csv uses ``;`` as separator and ``,`` as decimal mark. Clients without revenue in
     each of the last ``min_active_months`` periods are dropped (the brief's activity filter).
     """
-    folder = Path(shared_data) / (cfg.folder or "yandex_one_click")
+    folder = Path(shared_data) / cfg.folder
+    profit_column, min_active_months = _needed(cfg, "profit_column"), _needed(cfg, "min_active_months")
     market = _read_csv(folder / "market_file.csv", "market_file")
     money_by_period = _read_csv(folder / "market_money.csv", "market_money")
     minutes = _read_csv(folder / "market_time.csv", "market_time")
@@ -247,9 +270,9 @@ def load_one_click(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
     df["allow_messages"] = (df["allow_messages"] == "да").astype(np.int8)
     revenue = _pivot_periods(money_by_period, "market_money", "Выручка", "revenue")
     mins = _pivot_periods(minutes, "market_time", "минут", "minutes")
-    prof = profit.rename(columns={"Прибыль": cfg.profit_column})[["id", cfg.profit_column]]
+    prof = profit.rename(columns={"Прибыль": profit_column})[["id", profit_column]]
     out = df.merge(revenue, on="id", how="left").merge(mins, on="id", how="left").merge(prof, on="id", how="left")
-    for col in [c for c in out.columns if c.startswith(("revenue_", "minutes_"))] + [cfg.profit_column]:
+    for col in [c for c in out.columns if c.startswith(("revenue_", "minutes_"))] + [profit_column]:
         miss = out[col].isna().to_numpy()
         if miss.any():
             raise DataValidationError("one_click", col, f"{int(miss.sum())} client(s) without a value after the join",
@@ -257,15 +280,15 @@ def load_one_click(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
     if out["id"].duplicated().any():
         raise DataValidationError("market_file", "id", "duplicate client ids", list(np.flatnonzero(out["id"].duplicated())[:5]))
     rev_cols = [c for c in ("revenue_before_previous", "revenue_previous", "revenue_current") if c in out.columns]
-    if cfg.min_active_months > 0:
-        active = (out[rev_cols[-cfg.min_active_months:]] > 0).all(axis=1)
+    if min_active_months > 0:
+        active = (out[rev_cols[-min_active_months:]] > 0).all(axis=1)
         out = out[active].reset_index(drop=True)
     if out.empty:
         raise DataValidationError("one_click", None, "no client left after the activity filter")
     return TabularDataset(
         name=cfg.name, frame=out, id_column="id", target="activity_declined", treatment=None,
         categorical=["service_type", "top_category"], raw_tables=raw,
-        not_features=[cfg.profit_column, *cfg.drop], kind="one_click",
+        not_features=[profit_column, *cfg.drop], kind="one_click",
     )
 
 

@@ -142,15 +142,15 @@ def check_frozen(folder: str | Path) -> None:
     cid = paths.folder.name
     if not paths.folder.is_dir():
         raise NotFoundError(
-            f"campaign '{cid}': folder {paths.folder} does not exist; calculate it with "
-            f"`python -m flows.campaign campaign.id={cid}`"
+            f"campaign '{cid}': folder {paths.folder} does not exist; calculate it first with "
+            f"`python -m flows.campaign campaign=<name>` (the campaign config whose id is {cid})"
         )
     missing = [p.name for p in (paths.table, paths.manifest) if not p.exists()]
     if missing:
         raise StateError(
             f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {paths.folder}; "
             "responses can only be evaluated against a frozen campaign (finish "
-            f"`python -m flows.campaign campaign.id={cid}` first)"
+            f"`python -m flows.campaign campaign=<name>` first)"
         )
 
 

@@ -18,13 +18,14 @@ from tasks.modelling.models import validate_feature_frame
 
 @dataclass
 class ChecksConfig:
-    """What the feature checks do: ``drop`` the column, ``flag`` it in the report, or ``off``."""
+    """What the feature checks do (``model.checks``): ``drop`` the column, ``flag`` it in the
+    report, or ``off``."""
 
-    constant: str = "drop"
-    sum_of_others: str = "drop"
-    single_predictor: str = "drop"
-    single_predictor_auc: float = 0.99
-    max_rows: int = 20_000
+    constant: str                   # a column with one value
+    sum_of_others: str              # a column that is the sum of other columns
+    single_predictor: str           # a column that alone separates the target
+    single_predictor_auc: float     # ... with a univariate ROC-AUC at or above this
+    max_rows: int                   # the checks run on a seeded sample of at most this many rows
 
 
 @dataclass

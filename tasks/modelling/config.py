@@ -1,15 +1,13 @@
 """The model config (``conf/model/<name>.yaml``) and its consistency checks."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.core.errors import ConfigError
 from tasks.modelling.checks import ChecksConfig
 from tasks.modelling.models import (
     BASE_APPROACHES,
-    DEFAULT_DR_FOLDS,
     ENSEMBLE,
-    ENSEMBLE_MEMBERS,
     UPLIFT_APPROACHES,
 )
 
@@ -18,30 +16,30 @@ PROMOTE_MODES = ("auto", "always", "never")
 
 @dataclass
 class ModelConfig:
-    """conf/model/<name>.yaml."""
+    """conf/model/<name>.yaml (every option inherits conf/model/uplift.yaml's keys)."""
 
-    name: str = "synthetic_uplift"
-    kind: str = "uplift"                        # uplift | response
-    approaches: list[str] = field(default_factory=lambda: list(UPLIFT_APPROACHES))
-    lgbm: dict = field(default_factory=dict)     # base LightGBM parameters
-    grid: list[dict] = field(default_factory=lambda: [{}])  # variants merged over lgbm, chosen by CV
-    ensemble: list[str] = field(default_factory=lambda: list(ENSEMBLE_MEMBERS))  # ensemble member pool
-    ensemble_top: int | None = None             # members = the best N of the pool by CV (None: all)
-    cv_folds: int = 3
-    dr_folds: int = DEFAULT_DR_FOLDS            # cross-fitting folds of the DR-learner's outcome models
-    test_size: float = 0.3
-    k: float = 0.3                              # uplift@k fraction
-    select_metric: str = "qini_auc"             # qini_auc | uplift_at_k | roc_auc | f1
-    class_weight: str | None = "balanced"       # response models
-    seed: int = 42
-    n_boot: int = 200
-    checks: ChecksConfig = field(default_factory=ChecksConfig)
-    promote: str = "auto"                       # auto | always | never
-    margin: float = 20.0                        # value of one incremental response
-    contact_cost: float = 0.5                   # cost of one offer
-    max_rows: int | None = None                 # cap on training rows (random subsample)
-    segment_quantile: float = 0.5               # one_click segmentation: probability split
-    version: str | None = None                  # +action=promote: the version to promote
+    name: str                       # registry model name
+    kind: str                       # uplift | response
+    approaches: list[str]           # uplift approaches tried (candidates = approaches x grid)
+    lgbm: dict                      # base LightGBM parameters
+    grid: list[dict]                # variants merged over lgbm, chosen by CV
+    ensemble: list[str]             # ensemble member pool
+    ensemble_top: int | None        # members = the best N of the pool by CV (None: all)
+    cv_folds: int
+    dr_folds: int                   # cross-fitting folds of the DR-learner's outcome models
+    test_size: float
+    k: float                        # uplift@k fraction
+    select_metric: str              # qini_auc | uplift_at_k | roc_auc | f1
+    class_weight: str | None        # response models: balanced | None
+    seed: int
+    n_boot: int
+    checks: ChecksConfig
+    promote: str                    # auto | always | never
+    margin: float                   # value of one incremental response
+    contact_cost: float             # cost of one offer
+    max_rows: int | None            # cap on training rows (random subsample)
+    segment_quantile: float         # one_click segmentation: probability split
+    version: str | None             # +action=promote: the version to promote
 
 
 def validate_model_config(cfg: ModelConfig) -> None:

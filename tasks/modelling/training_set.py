@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 
 from factors import factor_set
-from tasks.core.config import to_dataclass
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.layout import Layout
-from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.data.datasets import feature_frame, load_tabular_dataset, tabular_config
 from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import read_manifest, read_table
 
@@ -63,19 +62,24 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
                       shared_data: str | Path) -> TrainingSet:
     """The training set of the configured dataset (``data``: conf/data, ``factors``: conf/factors).
 
-    ``kind: synthetic`` (the default) reads the world under ``layout``; the factors are the
+    ``kind: synthetic`` reads the world ``data.name`` under ``layout``; the factors are the
     ``factors.factors`` list, or else the set ``factors.name``. Other kinds load the wide
-    table from ``shared_data``.
+    table from ``shared_data`` (``data`` over conf/data/<kind>.yaml).
     """
-    if data.get("kind", "synthetic") == "synthetic":
-        data_dir = layout.dataset(data.get("name", "synthetic"))
+    if data.get("kind") == "synthetic":
+        if not data.get("name"):
+            raise ConfigError("config 'data', key 'name': missing (the synthetic world's folder under <artifacts>/data/)")
+        data_dir = layout.dataset(str(data["name"]))
         read_manifest(data_dir)
         history = read_table(data_dir, "campaign_history")
-        set_name = factors.get("name", "default")
-        names = list(factors.get("factors") or []) or factor_set(set_name)
+        set_name = factors.get("name")
+        names = list(factors.get("factors") or [])
+        if not names and not set_name:
+            raise ConfigError("config 'factors': give the factor list factors.factors or a set name factors.name")
+        names = names or factor_set(set_name)
         X, t, y = build_training_set(data_dir, history, names)
         return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name)
-    cfg = to_dataclass(dict(data), TabularDataConfig, "data")
+    cfg = tabular_config(data)
     ds = load_tabular_dataset(cfg, Path(shared_data))
     X = feature_frame(ds, engineer=cfg.feature_engineering)
     t = ds.frame[ds.treatment].to_numpy() if ds.treatment else None

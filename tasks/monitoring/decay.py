@@ -15,7 +15,7 @@ compared with the champion (:mod:`tasks.monitoring.retrain`); the run is recorde
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,33 +37,33 @@ EVALUATION_METRICS = "metrics.json"  # the file an evaluation writes last, in it
 class DecayConfig:
     """When the champion counts as decayed (``monitor.decay``)."""
 
-    metric: str = "qini_auc"            # qini_auc | uplift_at_k
-    max_relative_drop: float = 0.3      # decayed when (training - observed) / |training| exceeds this
-    min_evaluations: int = 1
+    metric: str                         # qini_auc | uplift_at_k
+    max_relative_drop: float            # decayed when (training - observed) / |training| exceeds this
+    min_evaluations: int
 
 
 @dataclass
 class RetrainConfig:
     """Retraining and promotion (``monitor.retrain``)."""
 
-    enabled: bool = True
-    holdout_fraction: float = 0.3       # share of the newest experiment held out for the comparison
-    metric: str = "qini_auc"            # held-out metric that decides promotion
-    min_improvement: float = 0.0        # the challenger must beat the champion by more than this
-    n_boot: int = 200                   # bootstrap replicates of the held-out difference
-    seed: int = 0
+    enabled: bool
+    holdout_fraction: float             # share of the newest experiment held out for the comparison
+    metric: str                         # held-out metric that decides promotion
+    min_improvement: float              # the challenger must beat the champion by more than this
+    n_boot: int                         # bootstrap replicates of the held-out difference
+    seed: int
 
 
 @dataclass
 class MonitorConfig:
-    """``conf/monitor/default.yaml`` (key ``monitor``)."""
+    """``conf/monitor/default.yaml`` (key ``monitor``). The campaign whose factors are checked
+    is the flows' shared top-level ``campaign_id``, not a monitor setting."""
 
-    model: str | None = None            # registry model name; null = model.name
-    campaign_id: str | None = None      # campaign whose factors are checked; null = the latest frozen one
-    drift: DriftConfig = field(default_factory=DriftConfig)
-    decay: DecayConfig = field(default_factory=DecayConfig)
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
-    score_bins: int = 10
+    model: str | None                   # registry model name; None = model.name
+    drift: DriftConfig
+    decay: DecayConfig
+    retrain: RetrainConfig
+    score_bins: int                     # quantile bins of the score-drift PSI
 
     def __post_init__(self) -> None:
         for where, metric in (("decay.metric", self.decay.metric), ("retrain.metric", self.retrain.metric)):

@@ -20,7 +20,7 @@ PSI limit; the table has drifted when the share of drifted factors exceeds the c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -37,12 +37,12 @@ PSI_FLOOR = 1e-4  # share used for an empty bin so the log stays finite
 class DriftConfig:
     """Limits of the drift check (``monitor.drift`` in conf/monitor/default.yaml)."""
 
-    fdr: float = 0.05                 # Benjamini-Hochberg false discovery rate across factors
-    psi_limit: float = 0.25           # a factor with PSI above this has drifted
-    max_drifted_share: float = 0.2    # the table has drifted when more than this share of factors did
-    min_psi: float = 0.0              # a significant test counts only when the factor's PSI is at least this
-    min_rows: int = 50                # fewer current rows than this is an error
-    exclude: list[str] = field(default_factory=list)  # factors reported but left out of the alarm share
+    fdr: float                        # Benjamini-Hochberg false discovery rate across factors
+    psi_limit: float                  # a factor with PSI above this has drifted
+    max_drifted_share: float          # the table has drifted when more than this share of factors did
+    min_psi: float                    # a significant test counts only when the factor's PSI is at least this
+    min_rows: int                     # fewer current rows than this is an error
+    exclude: list[str]                # factors reported but left out of the alarm share
 
     def __post_init__(self) -> None:
         if not 0 < self.fdr < 1:

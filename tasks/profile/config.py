@@ -1,7 +1,7 @@
 """Options of the data profile (``conf/profile/default.yaml``, key ``profile``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.core.errors import ConfigError
 
@@ -10,22 +10,22 @@ from tasks.core.errors import ConfigError
 class ProfileConfig:
     """Options of the data profile (``conf/profile/default.yaml``)."""
 
-    max_rows: int = 200_000
-    seed: int = 2026
-    as_of: str | None = None
-    top_values: int = 10
-    histogram_bins: int = 30
-    max_plot_columns: int = 24
-    max_heatmap_columns: int = 40
-    vif_limit: float = 10.0
-    high_correlation: float = 0.9
-    leak_auc_high: float = 0.95
-    leak_auc_low: float = 0.05
-    near_constant_share: float = 0.99
-    arm_columns: list[str] = field(default_factory=lambda: ["segment"])
-    table_keys: dict[str, list[str]] = field(default_factory=dict)
-    expected_arm_shares: dict[str, float] | None = None
-    alpha: float = 0.05
+    max_rows: int                   # above this many rows a table is profiled on a seeded sample
+    seed: int                       # seed of that sample
+    as_of: str | None               # report date; None = the data's as-of date (or today)
+    top_values: int                 # most frequent values listed per categorical column
+    histogram_bins: int
+    max_plot_columns: int           # histograms per table
+    max_heatmap_columns: int        # factors shown in the correlation heatmap
+    vif_limit: float                # factors with VIF at or above are highly collinear
+    high_correlation: float         # factor pairs with |r| at or above are listed
+    leak_auc_high: float            # univariate ROC-AUC at or above: possible leak
+    leak_auc_low: float             # ... or at or below
+    near_constant_share: float      # top value share at or above: almost constant
+    arm_columns: list[str]          # raw-table columns holding experiment arms
+    table_keys: dict[str, list[str]]  # raw tables keyed by other columns than the dataset's id
+    expected_arm_shares: dict[str, float] | None  # None = equal shares
+    alpha: float                    # 1 - confidence level of intervals
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
