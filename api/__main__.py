@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry model name whose champion is served (default synthetic_uplift)")
     p.add_argument("--factor-snapshot", default=None,
                    help="Parquet file (client_id + factors) for client-id lookups; default: the factor "
-                        "checkpoint of the newest frozen campaign")
+                        "checkpoints of the served model's frozen campaigns, each client from the newest "
+                        "campaign holding it")
     p.add_argument("--campaign-dir", default=None,
                    help="folder of campaign YAML files (default conf/campaign of the project)")
     p.add_argument("--default-campaign", default=None,

@@ -38,7 +38,8 @@ class PredictRequest(BaseModel):
                     "calculated campaign id); may also be given as the query parameter ?campaign=.")
     clients: list[ClientRow] | None = Field(None, description="Factor values of each client.")
     client_ids: list[ClientId] | None = Field(
-        None, description="Client ids looked up in the factor snapshot of the newest frozen campaign.")
+        None, description="Client ids (JSON integers), looked up in the factor checkpoints of the frozen "
+                          "campaigns of the served model: each client's factors from the newest campaign holding it.")
 
 
 class Prediction(BaseModel):
