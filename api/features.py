@@ -5,11 +5,20 @@ object with one value per feature (and optionally ``client_id``). The functions 
 list of such rows into a float matrix in the model's feature order, or raise
 :class:`~api.errors.ApiError` (422) naming the first offending field, e.g.
 ``clients[3].recency_days``.
+
+Plausible ranges: the metadata's training ``reference`` gives each numeric feature's smallest
+and largest training value (the first and last quantile edge, else the reference sample's
+extremes; for a feature with two values, its values). A value further than :data:`RANGE_WIDTHS` widths beyond that range (the width
+being the range, or the largest magnitude when that is bigger, at least 1) is refused, and so
+is a negative value for a feature never negative in training. The band is wide on purpose:
+clients beyond the training range exist (a tree model scores them like the edge of the
+range), while a value thousands of widths out is a unit mix-up or garbage (``1e30``).
+Integer features are also held to the 64-bit range the model casts them to.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -18,17 +27,27 @@ from api.errors import ApiError
 
 CLIENT_ID = "client_id"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+RANGE_WIDTHS = 10.0
 
 
 @dataclass(frozen=True)
 class FeatureSchema:
     """Feature names in model order and the kind of value each accepts.
 
-    ``kinds[name]`` is ``"float"``, ``"int"``, ``"bool"`` or ``"category"``.
+    ``kinds[name]`` is ``"float"``, ``"int"``, ``"bool"`` or ``"category"``; ``bounds[name]``
+    the plausible (low, high) of a numeric feature (absent: any finite value).
     """
 
     features: tuple[str, ...]
     kinds: Mapping[str, str]
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    low: np.ndarray = field(init=False, repr=False, compare=False)
+    high: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        edges = [self.bounds.get(f, (-np.inf, np.inf)) for f in self.features]
+        object.__setattr__(self, "low", np.array([e[0] for e in edges], dtype=np.float64))
+        object.__setattr__(self, "high", np.array([e[1] for e in edges], dtype=np.float64))
 
     @property
     def numeric(self) -> bool:
@@ -50,11 +69,47 @@ def dtype_kind(dtype: str | None) -> str:
     return "float"
 
 
+def _training_range(ref: Any) -> tuple[float, float] | None:
+    """(smallest, largest) training value of a feature from its drift reference (quantile edges,
+    else the reference sample), or None."""
+    if not isinstance(ref, Mapping):
+        return None
+    if ref.get("kind") == "numeric":
+        values = ref.get("edges") or ref.get("sample") or []
+    else:  # two-valued numeric features are kept as value shares, e.g. {"0": 0.9, "1": 0.1}
+        values = list((ref.get("shares") or {}).keys())
+    try:
+        nums = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    nums = [v for v in nums if math.isfinite(v)]
+    return (min(nums), max(nums)) if nums else None
+
+
+def plausible_bounds(lo: float, hi: float, widths: float = RANGE_WIDTHS) -> tuple[float, float]:
+    """The accepted band around a training range [lo, hi] (see the module docstring)."""
+    width = max(hi - lo, abs(lo), abs(hi), 1.0)
+    low = lo - widths * width
+    return (0.0 if lo >= 0 else low), hi + widths * width
+
+
 def schema_from_metadata(metadata: Mapping[str, Any]) -> FeatureSchema:
-    """Build the schema from a registry version's metadata (``features``, ``feature_dtypes``)."""
+    """Build the schema from a registry version's metadata (``features``, ``feature_dtypes``,
+    and the training ``reference`` for plausible ranges)."""
     features = tuple(str(f) for f in metadata.get("features", []))
     dtypes = metadata.get("feature_dtypes") or {}
-    return FeatureSchema(features, {f: dtype_kind(dtypes.get(f)) for f in features})
+    kinds = {f: dtype_kind(dtypes.get(f)) for f in features}
+    reference = metadata.get("reference") or {}
+    bounds: dict[str, tuple[float, float]] = {}
+    for f in features:
+        if kinds[f] in ("float", "int") and isinstance(reference, Mapping):
+            seen = _training_range(reference.get(f))
+            if seen is not None:
+                bounds[f] = plausible_bounds(*seen)
+        if kinds[f] == "int":
+            lo, hi = bounds.get(f, (INT64_MIN, INT64_MAX))
+            bounds[f] = (max(lo, INT64_MIN), min(hi, INT64_MAX))
+    return FeatureSchema(features, kinds, bounds)
 
 
 def _type_name(value: Any) -> str:
@@ -62,8 +117,12 @@ def _type_name(value: Any) -> str:
         type(value), type(value).__name__)
 
 
-def check_value(value: Any, kind: str, where: str) -> None:
-    """Raise a 422 naming ``where`` unless ``value`` suits a feature of ``kind``."""
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def check_value(value: Any, kind: str, where: str, bounds: tuple[float, float] | None = None) -> None:
+    """Raise a 422 naming ``where`` unless ``value`` suits a feature of ``kind`` within ``bounds``."""
     if value is None:
         raise ApiError(422, "invalid_value", f"{where}: value is null; send a {kind} value", where)
     if kind == "category":
@@ -82,6 +141,11 @@ def check_value(value: Any, kind: str, where: str) -> None:
         raise ApiError(422, "invalid_value", f"{where}: value {value!r} is not a finite number", where)
     if kind == "int" and isinstance(value, float) and not value.is_integer():
         raise ApiError(422, "invalid_type", f"{where}: expected an integer, got {value!r}", where)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        shown = _fmt(float(value)) if abs(value) < 2**1000 else "a huge number"
+        source = ("the 64-bit integer range" if tuple(bounds) == (INT64_MIN, INT64_MAX) else
+                  f"the plausible range [{_fmt(bounds[0])}, {_fmt(bounds[1])}] derived from the training data")
+        raise ApiError(422, "implausible_value", f"{where}: {shown} is outside {source}; check the units", where)
 
 
 def check_client_id(value: Any, where: str) -> int | None:
@@ -147,13 +211,14 @@ def rows_to_values(
                 if int_cols:
                     sub = mat[:, int_cols]
                     bad[:, int_cols] |= np.isfinite(sub) & (sub != np.round(sub))
+                bad |= (mat < schema.low) | (mat > schema.high)
                 if not bad.any():
                     return ids, mat
         for i, r in enumerate(table):  # slow path: find and name the offending value
             for f, v in zip(schema.features, r):
-                check_value(v, schema.kinds[f], f"clients[{i}].{f}")
+                check_value(v, schema.kinds[f], f"clients[{i}].{f}", schema.bounds.get(f))
         return ids, np.array([[float(v) for v in r] for r in table], dtype=np.float64).reshape(len(table), n_feat)
     for i, r in enumerate(table):
         for f, v in zip(schema.features, r):
-            check_value(v, schema.kinds[f], f"clients[{i}].{f}")
+            check_value(v, schema.kinds[f], f"clients[{i}].{f}", schema.bounds.get(f))
     return ids, {f: [r[j] for r in table] for j, f in enumerate(schema.features)}

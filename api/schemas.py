@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
 
 ClientRow = Annotated[
     dict[str, Any],
@@ -20,7 +20,8 @@ ClientRow = Annotated[
         "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}]},
     }),
 ]
-ClientId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# Strict: JSON true or "101" is refused where a client id is expected, not read as 1 or 101.
+ClientId = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class PredictRequest(BaseModel):
@@ -37,7 +38,8 @@ class PredictRequest(BaseModel):
                     "calculated campaign id); may also be given as the query parameter ?campaign=.")
     clients: list[ClientRow] | None = Field(None, description="Factor values of each client.")
     client_ids: list[ClientId] | None = Field(
-        None, description="Client ids looked up in the factor snapshot of the newest frozen campaign.")
+        None, description="Client ids (JSON integers), looked up in the factor checkpoints of the frozen "
+                          "campaigns of the served model: each client's factors from the newest campaign holding it.")
 
 
 class Prediction(BaseModel):

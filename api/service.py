@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from api.auth import ApiToken
 from api.errors import ApiError
 from api.features import rows_to_values
 from api.logbuffer import PredictionLogBuffer
@@ -51,8 +52,11 @@ class ApiSettings:
     prediction_log_dir: Path | None = None
     log_flush_rows: int = 5000
     log_flush_seconds: float = 2.0
+    tokens: tuple[ApiToken, ...] = ()  # empty: no authentication (loopback only, see api.__main__)
+    access_log: bool = False  # one log line per request, with the caller's token name
 
     def __post_init__(self) -> None:
+        self.tokens = tuple(self.tokens)
         self.artifacts = Path(self.artifacts)
         self.campaign_conf_dir = Path(self.campaign_conf_dir)
         if self.factor_snapshot is not None:
@@ -79,7 +83,8 @@ class PredictionService:
         self.settings = settings
         self.registry = ModelRegistry(Layout(settings.artifacts).models)
         self.watcher = ChampionWatcher(self.registry, settings.model_name, settings.reload_interval)
-        self.snapshots = SnapshotWatcher(settings.artifacts, settings.factor_snapshot, settings.snapshot_interval)
+        self.snapshots = SnapshotWatcher(settings.artifacts, settings.factor_snapshot, settings.snapshot_interval,
+                                         model_name=settings.model_name)
         self.policies = PolicyCache(settings.campaign_conf_dir, settings.artifacts, settings.policy_ttl)
         self.log = PredictionLogBuffer(
             settings.prediction_log_dir or Layout(settings.artifacts).predictions,
@@ -121,14 +126,21 @@ class PredictionService:
                     scoring_path=served.scorer.path)
         return info
 
-    def health(self) -> tuple[int, dict]:
-        """(status code, body) for GET /health: 200 while a model is served, else 503."""
+    def health(self, detailed: bool = True) -> tuple[int, dict]:
+        """(status code, body) for GET /health: 200 while a model is served, else 503.
+
+        ``detailed`` False (a caller without a token on a service that has tokens) gives the
+        status alone: paths, versions and errors are for authenticated callers.
+        """
         self.watcher.poll()
         served = self.watcher.current
         snap = self.snapshots.snapshot
         status = "ok" if served is not None else "no_model"
         if served is not None and self.watcher.refusal is not None:
             status = "degraded"
+        code = 200 if served is not None else 503
+        if not detailed:
+            return code, {"status": status}
         body: dict[str, Any] = {
             "status": status,
             "model": None if served is None else {
@@ -138,14 +150,16 @@ class PredictionService:
             "refused": self.watcher.refusal,
             "reloads": self.watcher.reloads,
             "factor_snapshot": None if snap is None else {
-                "path": str(snap.path), "campaign_id": snap.campaign_id, "clients": int(len(snap.ids))},
+                "path": str(snap.path), "campaign_id": snap.campaign_id, "clients": int(len(snap.ids)),
+                "sources": snap.sources},
             "factor_snapshot_error": self.snapshots.error,
             "prediction_log": None if self.log is None else self.log.status(),
             "requests": self.requests,
             "predictions": self.predictions,
             "uptime_seconds": round(time.time() - self.started_at, 3),
+            "authentication": {"tokens": [t.name for t in self.settings.tokens]} if self.settings.tokens else None,
         }
-        return (200 if served is not None else 503), body
+        return code, body
 
     # ------------------------------------------------------------------ predict
     def _campaign(self, body: PredictRequest, query: str | None) -> CampaignPolicy | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from api.app import create_app
 from tests.fixtures.api_model import demo_factors, train_demo_model
 from api.schemas import PredictResponse
 from api.service import ApiSettings
+from tasks.core.config import PROJECT_ROOT
 from tasks.core.io import atomic_write_json, atomic_write_parquet
 from tasks.monitoring.prediction_log import COLUMNS, log_dir, read_predictions
 from tasks.modelling.registry import ModelRegistry
@@ -105,15 +107,18 @@ def test_predict_factor_values_matches_the_registry_model(client, world):
     np.testing.assert_allclose([p.score for p in body.predictions], expected_scores(world, frame), rtol=1e-9)
 
 
-def test_predict_by_client_id_uses_newest_frozen_campaign_snapshot(client, world):
-    ids = [1299, 1000, 1150]
+def test_predict_by_client_id_uses_the_frozen_campaigns_snapshots(client, world):
+    ids = [1299, 1000, 1150, 7]  # three of the newest campaign, one only the older one holds
     r = client.post("/predict", json={"client_ids": ids})
     assert r.status_code == 200, r.text
-    snap = pd.read_parquet(world / "campaigns" / "new_campaign" / "stages" / "04_factors.parquet")
-    frame = snap.set_index("client_id").loc[ids].reset_index()
+    new = pd.read_parquet(world / "campaigns" / "new_campaign" / "stages" / "04_factors.parquet")
+    old = pd.read_parquet(world / "campaigns" / "old_campaign" / "stages" / "04_factors.parquet")
+    frame = pd.concat([new.set_index("client_id").loc[ids[:3]], old.set_index("client_id").loc[ids[3:]]])
     got = [p["score"] for p in r.json()["predictions"]]
-    np.testing.assert_allclose(got, expected_scores(world, frame), rtol=1e-9)
+    np.testing.assert_allclose(got, expected_scores(world, frame.reset_index()), rtol=1e-9)
     assert [p["client_id"] for p in r.json()["predictions"]] == ids
+    sources = client.get("/health").json()["factor_snapshot"]["sources"]
+    assert [(s["campaign_id"], s["clients"]) for s in sources] == [("new_campaign", 300), ("old_campaign", 300)]
 
 
 def test_configured_snapshot_path_replaces_the_campaign_checkpoint(world, tmp_path):
@@ -164,6 +169,66 @@ def test_bad_campaigns_are_named(client, query, body, status, code):
     assert r.json()["error"] == code and r.json()["field"] == "campaign"
 
 
+# ---------------------------------------------------------------------- the README example
+def _readme_api_example() -> tuple[str, dict]:
+    """The path with query and the JSON body of the first curl in the README's API section."""
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Online scoring API", 1)[1].split("\n## ", 1)[0]
+    curl = re.search(r"curl [^\n]*'http://127\.0\.0\.1:8000(/[^']+)'.*?-d '([^']+)'", section, re.S)
+    assert curl, "no curl example in the README's API section"
+    return curl.group(1), json.loads(curl.group(2))
+
+
+def _freeze(art: Path, cid: str, factors: pd.DataFrame, frozen_at: str, *, data: str = "synthetic",
+            model: str = NAME, policy: str = "top_fraction", cutoff: float = 0.03) -> None:
+    """A frozen campaign as flows.campaign leaves it, as far as the API reads it."""
+    cdir = art / "campaigns" / cid
+    atomic_write_parquet(factors, cdir / "stages" / "04_factors.parquet")
+    atomic_write_json({"campaign_id": cid, "campaign_date": "2026-01-01", "frozen_at": frozen_at,
+                       "data": {"name": data}, "model": {"name": model, "version": "v0001"},
+                       "policy": {"kind": policy}, "threshold": {"score_cutoff": cutoff}}, cdir / "manifest.json")
+
+
+def test_readme_example_works_as_printed_on_demo_like_artifacts(tmp_path, trained):
+    """`make demo` freezes the default campaign over the whole base; later a spring sale is run
+    on a 20% sample that holds neither 101 nor 102. The README's request works before and after."""
+    path, body = _readme_api_example()
+    assert path.startswith("/predict?campaign=spring_sale") and body == {"client_ids": [101, 102]}
+    art = tmp_path / "artifacts"
+    shutil.copytree(trained, art / "models")
+    base = demo_factors(2000, seed=11)
+    _freeze(art, "default_campaign", base, "2026-12-01T05:14:34+00:00")
+    _freeze(art, "other_world", demo_factors(200, seed=13), "2026-12-03T00:00:00+00:00", data="hillstrom",
+            model="hillstrom_uplift")  # another model's campaign: never mixed in
+    _freeze(art, "big_world", demo_factors(200, seed=14), "2026-11-01T00:00:00+00:00", data="big")
+    app = create_app(ApiSettings(artifacts=art, model_name=NAME, snapshot_interval=0.0, policy_ttl=0.0,
+                                 log_flush_seconds=60.0))  # conf/campaign of the project: spring_sale.yaml
+    with TestClient(app) as c:
+        r = c.post(path, json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["campaign"]["campaign_id"] == "spring_sale_2026"
+        assert r.json()["campaign"]["threshold_source"] == "config"
+        sample = demo_factors(2000, seed=12)
+        sample = sample[sample["client_id"] % 5 == 0]  # 400 clients; 101 and 102 are not among them
+        _freeze(art, "spring_sale_2026", sample, "2026-12-01T05:17:42+00:00", policy="profit", cutoff=0.025)
+        r = c.post(path, json=body)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["campaign"]["threshold_source"] == "manifest"
+        expected = expected_scores(art, base.set_index("client_id").loc[[101, 102]].reset_index())
+        np.testing.assert_allclose([p["score"] for p in answer["predictions"]], expected, rtol=1e-9)
+        assert [p["offer"] for p in answer["predictions"]] == [bool(x >= 0.025) for x in expected]
+        r = c.post(path, json={"client_ids": [105]})  # in the spring sale: its newer factors are used
+        expected = expected_scores(art, sample.set_index("client_id").loc[[105]].reset_index())
+        np.testing.assert_allclose(r.json()["predictions"][0]["score"], expected[0], rtol=1e-9)
+        r = c.post(path, json={"client_ids": [101, 2500]})
+        assert r.status_code == 404 and r.json()["field"] == "client_ids[1]"
+        assert "spring_sale_2026, default_campaign" in r.json()["message"] and "'clients'" in r.json()["message"]
+        sources = c.get("/health").json()["factor_snapshot"]["sources"]
+        assert [(s["campaign_id"], s["clients"]) for s in sources] == [("spring_sale_2026", 400),
+                                                                       ("default_campaign", 1600)]
+
+
 # ---------------------------------------------------------------------- bad input
 BAD = [
     ({"clients": [row(f0="high")]}, 422, "clients[0].f0"),
@@ -179,7 +244,14 @@ BAD = [
     ({"clients": ["not an object"]}, 422, "clients[0]"),
     ({"clients": []}, 422, "clients"),
     ({"client_ids": ["x"]}, 422, "client_ids[0]"),
-    ({"client_ids": [1000, 5]}, 404, "client_ids[1]"),
+    ({"client_ids": [1000, 5000]}, 404, "client_ids[1]"),
+    ({"client_ids": [1000, True]}, 422, "client_ids[1]"),
+    ({"client_ids": ["101"]}, 422, "client_ids[0]"),
+    ({"client_ids": [1.0]}, 422, "client_ids[0]"),
+    ({"clients": [row(visits_90d=1e30)]}, 422, "clients[0].visits_90d"),
+    ({"clients": [row(visits_90d=10**30)]}, 422, "clients[0].visits_90d"),
+    ({"clients": [row(visits_90d=-1)]}, 422, "clients[0].visits_90d"),
+    ({"clients": [row(), row(f3=1e6)]}, 422, "clients[1].f3"),
     ({"client_ids": [1000], "clients": [row()]}, 422, "clients"),
     ({}, 422, "clients"),
     ({"clients": [row()], "extra": 1}, 422, "extra"),
@@ -203,7 +275,61 @@ def test_non_finite_and_malformed_json_are_rejected(client):
                     headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["field"] == "clients[0].f0"
     r = client.post("/predict", content=b'{"clients": [', headers={"content-type": "application/json"})
-    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    assert r.status_code == 422 and r.json()["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("raw,words", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"client_ids": [1000, "\xff"]}', "not valid UTF-8"),
+    (b'{"client_ids": [1000]}\xff', "not valid UTF-8"),
+    (b"\xef\xbb\xbf", "JSON"),
+])
+def test_unparseable_bodies_get_the_documented_422_shape(client, raw, words):
+    r = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert set(body) == {"error", "message", "field"} and body["error"] == "invalid_json"
+    assert body["field"] == "body" and words in body["message"]
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_plausible_range_comes_from_the_training_reference(client, world):
+    meta = json.loads((world / "models" / NAME / "v0001" / "metadata.json").read_text())
+    edges = meta["reference"]["f0"]["edges"]
+    lo, hi = edges[0], edges[-1]
+    width = max(hi - lo, abs(lo), abs(hi), 1.0)
+    inside, outside = hi + 9.9 * width, hi + 10.1 * width
+    assert client.post("/predict", json={"clients": [row(f0=inside)]}).status_code == 200
+    r = client.post("/predict", json={"clients": [row(f0=outside)]})
+    assert r.status_code == 422 and r.json()["error"] == "implausible_value"
+    assert "clients[0].f0" in r.json()["message"] and "plausible range" in r.json()["message"]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
+    rows = next(a for a in schema["properties"]["clients"]["anyOf"] if a.get("type") == "array")["items"]
+    assert rows["properties"]["f0"]["maximum"] == pytest.approx(hi + 10 * width)
+    assert rows["properties"]["visits_90d"]["minimum"] == 0.0
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(client):
+    r = client.get("/no/such/path")
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and "field" in r.json()
+    r = client.get("/predict")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+def test_docs_work_offline_from_the_installed_bundles(client):
+    """/docs and /redoc load only files the service serves itself (no CDN, no web fonts)."""
+    import re
+
+    for page, needed in (("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}), ("/redoc", {"redoc.standalone.js"})):
+        html = client.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assert not re.search(r"https?://", html.text), f"{page} links outside the service"
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert needed <= {u.rsplit("/", 1)[-1] for u in urls}
+        for url in urls:
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 500, url
+        assert "'/openapi.json'" in html.text or '"/openapi.json"' in html.text
 
 
 def test_client_ids_without_any_snapshot_is_a_clear_409(world):

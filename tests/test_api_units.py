@@ -1,6 +1,8 @@
 """The scoring service's plain functions: feature checks, fast scoring, policies, log buffer."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,6 +69,30 @@ def test_dtype_kinds_and_row_validation():
         rows_to_values([{"city": 3, "x": 1.0}], cat)
 
 
+def test_plausible_ranges_come_from_the_training_reference():
+    from api.features import INT64_MAX, INT64_MIN
+
+    meta = {"features": ["amount", "rate", "flag", "delta", "n", "k"],
+            "feature_dtypes": {"amount": "float64", "rate": "float64", "flag": "int8", "delta": "float64",
+                               "n": "int64", "k": "int64"},
+            "reference": {"amount": {"kind": "numeric", "edges": [0.0, 10.0, 400.0]},
+                          "rate": {"kind": "numeric", "edges": [0.0, 1.0]},
+                          "flag": {"kind": "categorical", "shares": {"0": 0.9, "1": 0.1}},
+                          "delta": {"kind": "numeric", "edges": [-5.0, 3.0]},
+                          "k": {"kind": "numeric", "sample": [2, 7, 4]}}}
+    schema = schema_from_metadata(meta)
+    assert schema.bounds == {"amount": (0.0, 4400.0), "rate": (0.0, 11.0), "flag": (0.0, 11.0),
+                             "delta": (-85.0, 83.0), "n": (INT64_MIN, INT64_MAX), "k": (0.0, 77.0)}
+    good = {"amount": 4400.0, "rate": 0.0, "flag": 1, "delta": -85.0, "n": -(2**62), "k": 0}
+    assert rows_to_values([good], schema)[1].shape == (1, 6)
+    for field, value, words in (("amount", 4400.5, "plausible range [0, 4400]"), ("rate", -0.01, "[0, 11]"),
+                                ("delta", 83.5, "[-85, 83]"), ("n", 1e30, "64-bit integer range"),
+                                ("n", 10**30, "64-bit integer range"), ("k", -1, "[0, 77]")):
+        with pytest.raises(ApiError, match=re.escape(words)) as err:
+            rows_to_values([good, {**good, field: value}], schema)
+        assert err.value.field == f"clients[1].{field}" and err.value.code == "implausible_value"
+
+
 def test_policies_resolve_from_config_and_manifest(tmp_path):
     conf, art = tmp_path / "conf", tmp_path / "art"
     conf.mkdir()
@@ -112,10 +138,49 @@ def test_snapshot_choice_lookup_and_refresh(tmp_path):
         snap.lookup(np.array([50]), schema_from_metadata({"features": ["zzz"]}))
     watcher = SnapshotWatcher(art, interval=0.0)
     watcher.refresh()
+    assert watcher.snapshot.ids.tolist() == list(range(1, 11)) + list(range(50, 60))
     atomic_write_parquet(demo_factors(5, seed=2, first_id=900), art / "campaigns" / "d" / "stages" / "04_factors.parquet")
     atomic_write_json({"campaign_id": "d", "frozen_at": "2026-03-01"}, art / "campaigns" / "d" / "manifest.json")
     watcher.refresh()
-    assert watcher.snapshot.campaign_id == "d" and watcher.snapshot.ids.tolist() == [900, 901, 902, 903, 904]
+    assert watcher.snapshot.campaign_id == "d"
+    assert watcher.snapshot.ids.tolist() == list(range(1, 11)) + list(range(50, 60)) + [900, 901, 902, 903, 904]
+    assert [s["campaign_id"] for s in watcher.snapshot.sources] == ["d", "c", "a"]
+
+
+def _campaign(art, cid, factors, frozen_at, date="2026-01-01", data="w", model="m"):
+    atomic_write_parquet(factors, art / "campaigns" / cid / "stages" / "04_factors.parquet")
+    atomic_write_json({"campaign_id": cid, "frozen_at": frozen_at, "campaign_date": date, "data": {"name": data},
+                       "model": {"name": model}}, art / "campaigns" / cid / "manifest.json")
+
+
+def test_snapshot_merges_campaigns_newest_first_and_only_compatible_ones(tmp_path):
+    art = tmp_path / "art"
+    full = demo_factors(20, seed=1)  # ids 1..20
+    _campaign(art, "full", full, "2026-01-05T00:00:00")
+    sample = demo_factors(20, seed=2).iloc[::4]  # ids 1, 5, 9, 13, 17 with other values
+    _campaign(art, "sample", sample, "2026-01-06T00:00:00")
+    backtest = demo_factors(40, seed=3)  # frozen last, but its factors are as of an older date
+    _campaign(art, "backtest", backtest, "2026-01-07T00:00:00", date="2025-06-01")
+    _campaign(art, "narrow", demo_factors(30, seed=4).drop(columns="f3"), "2026-01-04T00:00:00")
+    _campaign(art, "elsewhere", demo_factors(50, seed=5), "2026-01-03T00:00:00", data="other")
+    _campaign(art, "other_model", demo_factors(60, seed=6), "2026-01-09T00:00:00", model="m2")
+    watcher = SnapshotWatcher(art, interval=0.0, model_name="m")
+    watcher.refresh()
+    snap = watcher.snapshot
+    used = {s["campaign_id"]: s.get("clients", s.get("skipped")) for s in snap.sources}
+    assert [s["campaign_id"] for s in snap.sources] == ["sample", "full", "narrow", "backtest"]
+    assert used == {"sample": 5, "full": 15, "narrow": "lacks column 'f3' of the newest campaign", "backtest": 20}
+    assert snap.ids.tolist() == list(range(1, 41))  # one row per client; 'elsewhere' and 'other_model' left out
+    schema = schema_from_metadata({"features": ["f0"]})
+    got = snap.lookup(np.array([5, 6, 33]), schema)[:, 0]
+    want = [sample.set_index("client_id").loc[5, "f0"], full.set_index("client_id").loc[6, "f0"],
+            backtest.set_index("client_id").loc[33, "f0"]]
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ApiError, match=r"client 41 is not in the factor snapshot of the frozen campaign\(s\) "
+                                       r"sample, full, backtest"):
+        snap.lookup(np.array([41]), schema)
+    watcher.refresh()
+    assert watcher.snapshot is snap  # nothing changed: not read again
 
 
 def test_log_buffer_keeps_rows_when_a_flush_fails(tmp_path):
