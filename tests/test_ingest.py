@@ -296,15 +296,19 @@ def test_settings_are_checked_before_connecting():
 
 # --------------------------------------------------------------------------- the command line
 
-def _cli(args: list[str], env_extra: dict) -> subprocess.CompletedProcess:
+def _env(extra: dict) -> dict:
+    """A child's environment: this worktree's code, the session's Prefect server, no stray password."""
     from prefect.settings import PREFECT_API_URL
 
     env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     if PREFECT_API_URL.value():
         env["PREFECT_API_URL"] = PREFECT_API_URL.value()
-    env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "flows.ingest", *args], cwd=PROJECT_ROOT, env=env,
+    return {**env, **extra}
+
+
+def _cli(args: list[str], env_extra: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.ingest", *args], cwd=PROJECT_ROOT, env=_env(env_extra),
                           capture_output=True, text=True, timeout=600)
 
 
@@ -330,3 +334,44 @@ def test_command_line_snapshot_and_one_line_errors(pg, world, tmp_path, prefect_
         assert "Traceback" not in res.stderr and "wrong-password" not in res.stderr + res.stdout
         assert not (arts / "data" / "bad").exists()
     assert sorted(p.name for p in (arts / "data").iterdir()) == ["shop"]
+
+
+def _readme_commands() -> list[str]:
+    """The commands of README's "From a database" section, continuation lines joined."""
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("#### From a database", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```bash\n")[1:]]
+    lines = " ".join(" ".join(blocks).replace("\\\n", " ").split("\n  ")).splitlines()
+    return [" ".join(line.split()) for line in lines if line.strip().startswith("python -m")]
+
+
+@pytest.mark.slow
+def test_readme_commands_work_as_printed(pg, world, tmp_path, prefect_env):
+    """README's commands against this server: only the URL differs (and where outputs go)."""
+    import shlex
+
+    c = world["clients"]
+    crm = pd.DataFrame({"id": c["client_id"], "created": c["registration_date"], "age": c["age"],
+                        "gender": c["gender"].astype(str), "region": c["region"].astype(str),
+                        **{f: c[f] for f in ("email_opt_out", "sms_opt_out", "push_opt_out", "marketing_opt_out")}})
+    _schema(pg, "crm", {"customers": crm})
+    commands = _readme_commands()
+    assert [shlex.split(x)[2] for x in commands] == ["flows.ingest", "flows.train", "flows.campaign", "flows.ingest"]
+    arts = tmp_path / "arts"
+    readme_url = "postgresql://shop@db.example.com:5432/shop"
+    # the mapped snapshot first, then the plain one replaces it, and the flows run on that
+    for command in (commands[3], *commands[:3]):
+        assert readme_url in command or "flows.ingest" not in command
+        args = shlex.split(command.replace(readme_url, pg.url(password="")))[2:]
+        extra = ["source.as_of=latest"] if args[0] == "flows.ingest" else []
+        res = subprocess.run([sys.executable, "-m", *args, f"paths.artifacts={arts}", *extra], cwd=PROJECT_ROOT,
+                             env=_env({"PGPASSWORD": pg.password}), capture_output=True, text=True, timeout=1800)
+        assert res.returncode == 0, (command, res.stderr[-3000:])
+        if command is commands[3]:
+            mapped = read_manifest(arts / "data" / "shop")
+            assert "crm.customers" in mapped["source"]["queries"]["clients"]
+            _same(pd.read_parquet(arts / "data" / "shop" / "clients.parquet"), c)
+    frozen = json.loads((arts / "campaigns" / "shop_first" / "manifest.json").read_text())
+    assert frozen["data"]["name"] == "shop" and frozen["model"]["name"] == "shop_uplift"
+    assert frozen["data"]["manifest_hash"] == stable_hash(read_manifest(arts / "data" / "shop"))
+    assert frozen["campaign_date"] == WORLD_END and frozen["counts"]["clients"] > 1000

@@ -69,7 +69,7 @@ class SourceConfig:
     queries: dict[str, Optional[str]] = field(default_factory=dict)   # table -> SQL
     batch_mb: int = 32                  # size of one record batch read from the server
     connect_timeout: int = 10           # seconds
-    check_memory_mb: int = 1024         # DuckDB's memory limit for the whole-table checks
+    check_memory_mb: int = 256          # DuckDB's memory limit for the whole-table checks
 
 
 @dataclass(frozen=True)
@@ -331,11 +331,11 @@ class _WriteBehind:
             raise self.error
         self.items.put(item)
 
-    def close(self) -> None:
-        """Wait for the last item; raise the writer's error, if any."""
+    def close(self, check: bool = True) -> None:
+        """Wait for the last item; with ``check``, raise the writer's error, if any."""
         self.items.put(self._DONE)
         self.thread.join()
-        if self.error is not None:
+        if check and self.error is not None:
             raise self.error
 
 
@@ -364,15 +364,15 @@ def copy_table(session: Session, plan: TablePlan, folder: Path, cutoff: pd.Times
                     result.batches += 1
                     if latest is not None and (result.max_event is None or latest > result.max_event):
                         result.max_event = latest
-            except DataValidationError:
-                raise
-            except Exception as exc:
+            except BaseException as exc:
+                behind.close(check=False)
+                if isinstance(exc, DataValidationError) or not isinstance(exc, Exception):
+                    raise
                 mapped = query_error(exc, plan.table, plan.query, session)
                 if mapped is exc:
                     raise
                 raise mapped from None
-            finally:
-                behind.close()
+            behind.close()
 
     atomic_write(table_path(folder, plan.table), write)
     result.seconds = time.perf_counter() - started
@@ -388,7 +388,7 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def check_table(folder: Path, result: TableResult, memory_mb: int = 1024) -> None:
+def check_table(folder: Path, result: TableResult, memory_mb: int = 256) -> None:
     """Whole-table checks over the written file: not empty, unique keys (DuckDB, spills to disk)."""
     import duckdb
 
