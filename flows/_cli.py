@@ -43,7 +43,7 @@ log = logging.getLogger("uplift")
 
 DEBUG_ENV = "UPLIFT_DEBUG"
 EXIT_USAGE = 2
-_GROUPS = ("data", "factors", "model", "campaign", "runner", "evaluate", "monitor", "profile")
+_GROUPS = ("data", "factors", "model", "campaign", "runner", "evaluate", "monitor", "profile", "source")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,18 @@ HELP: dict[str, FlowHelp] = {
          ("data.name=NAME", "dataset folder name (default synthetic)")),
         ("python -m flows.generate", "python -m flows.generate data.n_clients=200000 data.seed=7 data.name=big"),
     ),
+    "flows.ingest": FlowHelp(
+        "Snapshot a shop's PostgreSQL database (clients, purchases, messages, campaign_history) into\n"
+        "<artifacts>/data/<name>/ as Parquet + manifest.json, checked by the data contracts; then\n"
+        "train with data.name=<name> and run campaigns with campaign.data=<name>.",
+        (("source.url=URL", "postgresql://user@host:5432/db (password: PGPASSWORD or ~/.pgpass)"),
+         ("data.name=NAME", "dataset folder name"),
+         ("source.as_of=today|latest|DATE", "snapshot date: events strictly before it (default today, UTC)"),
+         ("source.queries.TABLE=SQL", "SQL that returns TABLE's columns, e.g. from other table names"),
+         ("source.batch_mb=N", "rows stream in batches of about N MiB (default 32)")),
+        ("python -m flows.ingest source.url=postgresql://shop@localhost:5432/shop data.name=shop",
+         "python -m flows.ingest source.url=postgresql://shop@localhost/shop data.name=shop source.as_of=latest"),
+    ),
     "flows.train": FlowHelp(
         "Train a model on a dataset, check its features, pick the best candidate by cross-validation,\n"
         "register it in <artifacts>/models/<name>/<version>/ and promote it when it is better.",
