@@ -49,6 +49,7 @@ def child_ingest(url: str, out: str, batch_mb: int, schema: str) -> dict:
     """The product's snapshot; this process's own peak RSS per step (reading vs whole-table checks)."""
     import threading
 
+    from tasks.core.config import from_conf
     from tasks.data.ingest import SourceConfig, ingest
 
     me, current, peaks = psutil.Process(), ["start"], {}
@@ -68,7 +69,7 @@ def child_ingest(url: str, out: str, batch_mb: int, schema: str) -> dict:
 
     threading.Thread(target=sample, daemon=True).start()
     started = time.perf_counter()
-    manifest = ingest(SourceConfig(url=url, as_of="latest", batch_mb=batch_mb, schema=schema), Path(out).name, out,
+    manifest = ingest(from_conf(SourceConfig, "source/postgres", url=url, as_of="latest", batch_mb=batch_mb, schema=schema), Path(out).name, out,
                       step=step)
     return {"seconds": time.perf_counter() - started, "rows": sum(manifest["row_counts"].values()),
             "peak_rss_mb_by_step": {k: round(v / 2**20, 1) for k, v in peaks.items() if k in ("copy", "check_tables")}}
@@ -177,10 +178,10 @@ def copy_seconds(psql: Path, url: str, schema: str) -> float:
 
 def build_world(n_clients: int, folder: Path) -> dict:
     """A synthetic world written table group by table group (as flows.generate does)."""
-    from tasks.core.config import SyntheticDataConfig
+    from tasks.core.config import SyntheticDataConfig, from_conf
     from tasks.data.synthetic.world import generate_group
 
-    cfg = SyntheticDataConfig(n_clients=n_clients, name="bench_ingest")
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n_clients, name="bench_ingest")
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict = {}
     for group in ("purchases", "contacts"):

@@ -26,6 +26,7 @@ from tasks.core.config import (
 )
 from tasks.core.errors import ConfigError
 from tasks.data.datasets import TabularDataConfig
+from tasks.data.ingest import SourceConfig
 from tasks.evaluation.readout import EvaluateConfig
 from tasks.modelling.checks import ChecksConfig
 from tasks.modelling.config import ModelConfig
@@ -42,6 +43,7 @@ SCHEMAS: dict[str, Any] = {
     "monitor": MonitorConfig,
     "profile": ProfileConfig,
     "evaluate": EvaluateConfig,
+    "source": SourceConfig,
 }
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.core.config import SyntheticDataConfig
+from tasks.core.config import SyntheticDataConfig, from_conf
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 from tasks.core.io import sha256_file, stable_hash
 from tasks.data.ingest import TABLES, SourceConfig, ingest, resolve_as_of, validate_source
@@ -48,7 +48,7 @@ def world(pg):
     from tasks.data.synthetic.world import generate_world
     from tests.fixtures.postgres import load_tables
 
-    tables = generate_world(SyntheticDataConfig(n_clients=2000, seed=5, name="source"))
+    tables = generate_world(from_conf(SyntheticDataConfig, "data/synthetic", n_clients=2000, seed=5, name="source"))
     load_tables(pg, {t: tables[t] for t in TABLES})
     return tables
 
@@ -63,7 +63,7 @@ def _schema(pg, name: str, tables: dict[str, pd.DataFrame], types: dict | None =
 
 def _snapshot(pg, out: Path, **cfg) -> dict:
     cfg.setdefault("as_of", WORLD_END)
-    return ingest(SourceConfig(url=pg.url(), **cfg), out.name, out)
+    return ingest(from_conf(SourceConfig, "source/postgres", url=pg.url(), **cfg), out.name, out)
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -85,7 +85,7 @@ def _nothing_left(out: Path) -> None:
 
 def test_snapshot_equals_the_source_and_its_manifest_describes_it(pg, world, tmp_path):
     out = tmp_path / "data" / "shop"
-    manifest = ingest(SourceConfig(url=pg.url(), as_of="latest", batch_mb=1), "shop", out)
+    manifest = ingest(from_conf(SourceConfig, "source/postgres", url=pg.url(), as_of="latest", batch_mb=1), "shop", out)
     assert read_manifest(out) == manifest
     assert manifest["name"] == "shop" and manifest["kind"] == "database" and manifest["as_of"] == WORLD_END
     assert "truth" not in manifest["row_counts"] and not (out / "truth.parquet").exists()
@@ -116,7 +116,7 @@ def test_a_campaign_on_the_snapshot_equals_one_on_the_source_world(pg, world, tm
         if label == "snapshot":
             _snapshot(pg, out)
         else:
-            write_world(world, out, SyntheticDataConfig(n_clients=2000, seed=5, name=WORLD))
+            write_world(world, out, from_conf(SyntheticDataConfig, "data/synthetic", n_clients=2000, seed=5, name=WORLD))
         train_model(root, read_table(out, "campaign_history"), FEATURES)
         res = run_campaign(campaign("c1"), root)
         assert res.manifest["data"]["manifest_hash"] == stable_hash(read_manifest(out))
@@ -187,7 +187,7 @@ def test_the_snapshot_is_one_moment_of_a_database_that_keeps_changing(pg, world,
                     "quantity, category, channel, promo FROM live.purchases LIMIT 50")
         return fn(*args)
 
-    manifest = ingest(SourceConfig(url=pg.url(), as_of=WORLD_END, schema="live"), "live", tmp_path / "live", step=step)
+    manifest = ingest(from_conf(SourceConfig, "source/postgres", url=pg.url(), as_of=WORLD_END, schema="live"), "live", tmp_path / "live", step=step)
     assert manifest["row_counts"]["purchases"] == len(world["purchases"])
     again = _snapshot(pg, tmp_path / "later", schema="live")
     assert again["row_counts"]["purchases"] == len(world["purchases"]) + 50
@@ -210,7 +210,7 @@ def test_a_wrong_url_is_one_clear_error_and_the_old_snapshot_stays(pg, world, tm
     out = tmp_path / "data" / "shop"
     before = _previous_snapshot(pg, out)
     with pytest.raises(ConfigError) as err:
-        ingest(SourceConfig(url=pg.url(**url_part), as_of=WORLD_END), "shop", out)
+        ingest(from_conf(SourceConfig, "source/postgres", url=pg.url(**url_part), as_of=WORLD_END), "shop", out)
     text = str(err.value)
     assert expect in text and "wrong-password" not in text and pg.password not in text
     assert sha256_file(out / "manifest.json") == before
@@ -282,9 +282,9 @@ def test_duplicate_keys_in_different_batches_are_found_over_the_whole_table(pg, 
 
 def test_settings_are_checked_before_connecting():
     with pytest.raises(ConfigError, match="did you mean source.queries.clients"):
-        validate_source(SourceConfig(url="postgresql://a@b/c", queries={"client": "SELECT 1"}))
+        validate_source(from_conf(SourceConfig, "source/postgres", url="postgresql://a@b/c", queries={"client": "SELECT 1"}))
     with pytest.raises(ConfigError, match="as_of"):
-        validate_source(SourceConfig(url="postgresql://a@b/c", as_of="yesterday"))
+        validate_source(from_conf(SourceConfig, "source/postgres", url="postgresql://a@b/c", as_of="yesterday"))
     with pytest.raises(ConfigError, match="not a PostgreSQL URL"):
         split_url("mysql://u:secret@h/db")
     with pytest.raises(ConfigError, match="not set"):

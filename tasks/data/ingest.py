@@ -61,15 +61,15 @@ _TARGET = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "dateti
 
 @dataclass
 class SourceConfig:
-    """conf/source/postgres.yaml."""
+    """Where and how to read a shop's database; the values live in conf/source/postgres.yaml."""
 
-    url: str = ""                       # postgresql://user@host:5432/db (password: PGPASSWORD or ~/.pgpass)
-    as_of: str = "today"                # today | latest | YYYY-MM-DD
-    schema: Optional[str] = None        # schema of the default queries (default: the search path)
-    queries: dict[str, Optional[str]] = field(default_factory=dict)   # table -> SQL
-    batch_mb: int = 32                  # size of one record batch read from the server
-    connect_timeout: int = 10           # seconds
-    check_memory_mb: int = 256          # DuckDB's memory limit for the whole-table checks
+    url: str                            # postgresql://user@host:5432/db (password: PGPASSWORD or ~/.pgpass)
+    as_of: str                          # today | latest | YYYY-MM-DD
+    schema: Optional[str]               # schema of the default queries (None: the search path)
+    queries: dict[str, Optional[str]]   # table -> SQL
+    batch_mb: int                       # size of one record batch read from the server
+    connect_timeout: int                # seconds
+    check_memory_mb: int                # DuckDB's memory limit for the whole-table checks
 
 
 @dataclass(frozen=True)
