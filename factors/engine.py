@@ -1,5 +1,8 @@
 """The factor engine: compiles requested factors into one DuckDB query over Parquet.
 
+A table kept as CSV or TSV instead (``clients.csv``) is read and validated by the contract
+validator every other reader uses and registered with DuckDB as a relation.
+
 How a request becomes a query:
 
 1. The requested names are resolved (derived factors pull in their inputs).
@@ -28,7 +31,7 @@ import pandas as pd
 
 from factors.base import Factor
 from factors.registry import resolve
-from tasks.core.contracts import CONTRACTS
+from tasks.core.contracts import CONTRACTS, load_table, require_table_file
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 
 SQL_TYPES = {"float64": "DOUBLE", "int64": "BIGINT", "int8": "TINYINT"}
@@ -63,24 +66,38 @@ def _quote(s: str) -> str:
 
 
 def table_files(data_dir: Path, table: str) -> str:
-    """The Parquet file of a table, or a glob over a folder of part files.
+    """The Parquet file of a table, a glob over a folder of part files, or its CSV / TSV file
+    (:func:`tasks.core.contracts.find_table_file`).
 
-    Raises :class:`NotFoundError` when neither exists.
+    Raises :class:`NotFoundError` when none exists.
     """
-    file = Path(data_dir) / f"{table}.parquet"
-    if file.is_file():
-        return str(file)
-    if file.is_dir() and any(file.rglob("*.parquet")):
-        return str(file / "**" / "*.parquet")
-    raise NotFoundError(f"table '{table}': file {file} does not exist (dataset folder {data_dir})")
+    found = require_table_file(data_dir, table)
+    if found.is_dir():
+        return str(found / "**" / "*.parquet")
+    return str(found)
+
+
+def _is_text(files: str) -> bool:
+    return not files.endswith(".parquet")
 
 
 def table_source(data_dir: Path, table: str) -> str:
-    """The ``read_parquet(...)`` expression of a table (see :func:`table_files`)."""
+    """The SQL source of a table (see :func:`table_files`): ``read_parquet(...)``, or for a
+    CSV / TSV table the relation ``text_<table>`` that :func:`register_text_tables` makes."""
     files = table_files(data_dir, table)
-    if files.endswith(".parquet") and "*" not in files:
+    if _is_text(files):
+        return f"text_{table}"
+    if "*" not in files:
         return f"read_parquet({_quote(files)})"
     return f"read_parquet({_quote(files)}, hive_partitioning = false)"
+
+
+def register_text_tables(con, files: dict[str, str]) -> None:
+    """Register each CSV / TSV table as ``text_<table>``, read and validated by
+    :func:`tasks.core.contracts.load_table` (the validator of every other reader)."""
+    for table, path in files.items():
+        if _is_text(path):
+            con.register(f"text_{table}", load_table(Path(path), CONTRACTS[table]))
 
 
 def _kind_of(duck_type: str) -> str:
@@ -306,7 +323,7 @@ def compute_factors(
     client_ids: pd.Series | np.ndarray | Sequence[int] | None = None,
     options: EngineOptions | None = None,
 ) -> pd.DataFrame:
-    """Compute factors for clients as of a date from the Parquet tables in ``data_dir``.
+    """Compute factors for clients as of a date from the tables in ``data_dir`` (Parquet or CSV).
 
     Returns one row per requested client (input order; with ``client_ids=None`` every
     client registered before ``as_of``, in the clients table's order): ``client_id``
@@ -340,9 +357,11 @@ def compute_factors(
     spill = tempfile.TemporaryDirectory(prefix="uplift_factors_")
     con = _connect(options or EngineOptions(), spill.name)
     try:
+        register_text_tables(con, files)
         for t, cols in needed.items():
             check_columns(con, t, sources[t], sorted(cols))
-            check_values(con, t, files[t], sources[t], sorted(cols))
+            if not _is_text(files[t]):  # a text table was validated whole on loading
+                check_values(con, t, files[t], sources[t], sorted(cols))
         requested = client_ids is not None
         id_range = None
         if requested:

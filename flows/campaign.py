@@ -163,6 +163,8 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     stage_dir = Layout(artifacts).campaign(cfg.id).stage_dir
     with partition_mapper(runner_cfg, stage_dir) as mapper:
         run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions, mapper=mapper)
+        if run.check_frozen() is None:
+            run.check_inputs()  # before the lock creates the campaign folder
         with run.lock:
             if run.check_frozen() is not None:
                 log.info("campaign %s is already frozen with this config: nothing to do", cfg.id)
@@ -212,14 +214,16 @@ def resolve_campaign(cfg: DictConfig, conf_path: str | None, overrides: list[str
 
 
 def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown: str | None) -> dict[str, Any]:
-    # Bad settings and frozen campaigns are settled here, before an orchestrator run starts
-    # (a frozen campaign never changes, so this read needs no lock).
+    # Bad settings, frozen campaigns (verified) and the inputs (dataset, model and its checksum,
+    # factors) are settled here, before an orchestrator run starts and before anything is
+    # written (a frozen campaign never changes, so this read needs no lock).
     campaign, cc = resolve_campaign(cfg, conf_path, overrides, unknown)
     probe = CampaignRun(cc, str(cfg.paths.artifacts))
     if probe.check_frozen() is not None:
         folder = probe.folder
         print(f"campaign {cc.id}: already frozen with this config, nothing to do ({folder})")
         return {"campaign_id": cc.id, "folder": str(folder), "noop": True, "stages": {}}
+    probe.check_inputs()
     result = campaign_flow(
         campaign=campaign,
         artifacts=str(cfg.paths.artifacts),

@@ -20,22 +20,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
+from tasks.campaign.frozen import read_frozen_campaign, require_frozen
 from tasks.campaign.run import derive_seed
 from tasks.core.errors import ConfigError, NotFoundError
-from tasks.core.io import atomic_write_parquet, read_json
+from tasks.core.io import atomic_write_parquet
 from tasks.core.layout import Layout
 from tasks.data.synthetic.truth import draw_responses
 from tasks.data.tables import read_table, table_path
-
-
-def load_frozen_campaign(artifacts: str | Path, campaign_id: str) -> tuple[dict, pd.DataFrame]:
-    """Manifest and table of a frozen campaign; NotFoundError telling how to calculate it."""
-    paths = Layout(artifacts).campaign(campaign_id)
-    if not paths.is_frozen():
-        raise NotFoundError(
-            f"campaign {campaign_id!r} is not frozen in {paths.folder} (no manifest.json); calculate it first "
-            f"with `python -m flows.campaign campaign=<name>`")
-    return read_json(paths.manifest), pd.read_parquet(paths.table, columns=["client_id", "offer"])
 
 
 def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -46,7 +37,7 @@ def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) ->
 
 def simulate_campaign_responses(artifacts: str | Path, campaign_id: str, seed: int | None = None) -> Path:
     """Draw and write responses.parquet for a frozen campaign; returns its path."""
-    manifest, table = load_frozen_campaign(artifacts, campaign_id)
+    manifest, table = read_frozen_campaign(Layout(artifacts).campaign(campaign_id), columns=["client_id", "offer"])
     # By name under this artifacts root: the recorded dir may be relative to another cwd.
     data_dir = Layout(artifacts).dataset(manifest["data"]["name"])
     if not table_path(data_dir, "truth").exists():
@@ -65,7 +56,7 @@ def draw_responses_task(artifacts: str, campaign_id: str, seed: int | None) -> d
     """Draw the responses of a frozen campaign and publish a short summary."""
     path = simulate_campaign_responses(artifacts, campaign_id, seed)
     df = pd.read_parquet(path)
-    offers = pd.read_parquet(Layout(artifacts).campaign(campaign_id).table, columns=["client_id", "group", "offer"])
+    _, offers = read_frozen_campaign(Layout(artifacts).campaign(campaign_id), columns=["client_id", "group", "offer"])
     joined = offers.merge(df, on="client_id")
     rates = joined.groupby("group")[["response", "revenue"]].mean().round(5)
     md = f"### Simulated responses of {campaign_id}\n\n{len(df)} clients, {int(df['response'].sum())} responses.\n\n"
@@ -92,7 +83,7 @@ def simulation_target(cfg: DictConfig) -> tuple[str, int | None]:
 
 def _body(cfg: DictConfig) -> None:
     cid, seed = simulation_target(cfg)
-    load_frozen_campaign(cfg.paths.artifacts, cid)  # fail fast, before an orchestrator run starts
+    require_frozen(Layout(cfg.paths.artifacts).campaign(cid))  # verified, before an orchestrator run starts
     result = simulate_responses_flow(campaign_id=cid, artifacts=str(cfg.paths.artifacts), seed=seed)
     print(f"campaign {cid}: {result['responses']} responses among {result['rows']} clients -> {result['path']}")
 

@@ -101,3 +101,63 @@ def test_partial_files_of_a_killed_write_are_removed(tmp_path):
     leftover.write_bytes(b"half")
     assert store.remove_partial_files() == [leftover]
     assert not leftover.exists() and store.valid("alpha", "k") == rec
+
+
+def test_every_flipped_byte_of_a_checkpoint_is_caught(tmp_path):
+    """The file hash covers every byte: data pages, page headers, footer, the record, the hash."""
+    store = CheckpointStore(tmp_path, STAGES)
+    store.write("alpha", "k", _frame(40), seconds=0.1, info={"note": "x"})
+    path = store.path("alpha")
+    good = path.read_bytes()
+    assert store.verify("alpha") is None
+    missed = []
+    for i in range(len(good)):
+        bad = bytearray(good)
+        bad[i] ^= 0x01
+        path.write_bytes(bytes(bad))
+        if store.verify("alpha") is None:
+            missed.append(i)
+    assert missed == []
+    path.write_bytes(good[:-100])
+    assert "unreadable" in store.verify("alpha")
+    path.write_bytes(good)
+    assert store.valid("alpha", "k") is not None
+
+
+def test_a_checkpoint_that_does_not_verify_is_not_reused_and_said_so(tmp_path, caplog):
+    store = CheckpointStore(tmp_path, STAGES)
+    df = _frame()
+    store.write("alpha", "k", df, seconds=0.1)
+    data = bytearray(store.path("alpha").read_bytes())
+    pages_end = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    data[pages_end // 2] ^= 0xFF  # in a data page
+    store.path("alpha").write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="uplift.campaign"):
+        assert store.valid("alpha", "k") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"checkpoint stages/01_alpha.parquet does not verify ({store.verify('alpha')}): recomputing stage alpha"]
+    # a file written without a hash (an older checkpoint, or by hand) is not reused either
+    caplog.clear()
+    df.to_parquet(store.path("alpha"), index=False)
+    with caplog.at_level("WARNING", logger="uplift.campaign"):
+        assert store.valid("alpha", "k") is None
+    assert "no checkpoint record in the footer" in caplog.records[0].getMessage()
+    # another key is recomputed anyway: no warning, no hash computed
+    store.write("alpha", "k", df, seconds=0.1)
+    caplog.clear()
+    assert store.valid("alpha", "other") is None and caplog.records == []
+    pd.testing.assert_frame_equal(store.read("alpha"), df)
+
+
+def test_hang_fault_hook_sleeps_only_at_its_stage(tmp_path):
+    code = ("import os, time; from tasks.campaign.checkpoints import fault_point\n"
+            "fault_point('beta'); print('passed beta', flush=True); fault_point('alpha'); print('passed alpha')")
+    env = {**os.environ, "UPLIFT_FAULT_STAGE": "alpha:hang"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "passed beta"
+        time.sleep(1.0)
+        assert proc.poll() is None  # still sleeping in alpha
+    finally:
+        proc.kill()
+        proc.wait()

@@ -123,3 +123,17 @@ def test_contract_markdown_lists_every_column():
     md = contract_markdown()
     for col in PURCHASES.column_names:
         assert f"| {col} |" in md
+
+
+def test_nan_in_an_integer_column_names_the_column_and_the_nan_rows():
+    df = _purchases()
+    df = pd.concat([df] * 3, ignore_index=True).assign(transaction_id=range(9))
+    df["quantity"] = df["quantity"].astype(float)
+    df.loc[[4, 7], "quantity"] = float("nan")
+    with pytest.raises(DataValidationError, match=r"column 'quantity': 2 missing value\(s\) \(NaN\) in an integer "
+                                                  r"column; e.g. rows \[4, 7\]") as err:
+        validate_table(coerce_to_contract(df, PURCHASES), PURCHASES)
+    assert "dtype" not in str(err.value)
+    df.loc[[4, 7], "quantity"] = [2.5, 1.0]
+    with pytest.raises(DataValidationError, match=r"found 1 value\(s\) with a fraction; e.g. rows \[4\]"):
+        validate_table(coerce_to_contract(df, PURCHASES), PURCHASES)

@@ -13,7 +13,7 @@ from tasks.evaluation import readout as ev
 from tasks.evaluation.report import make_plots, render_report
 from tasks.analytics import metrics
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
-from tasks.core.io import atomic_write_json, atomic_write_parquet
+from tasks.core.io import atomic_write_json, atomic_write_parquet, sha256_file
 
 # Twelve clients, cutoff 0.5: targeted 1-4 (offers to 1, 2), control 5-8, random_target 9-12.
 IDS = list(range(1, 13))
@@ -52,7 +52,8 @@ def write_campaign(artifacts: Path, campaign_id: str = "c1", with_responses: boo
     folder = artifacts / "campaigns" / campaign_id
     df = campaign_frame().assign(campaign_id=campaign_id)
     atomic_write_parquet(df, folder / "campaign.parquet")
-    atomic_write_json(dict(manifest(), campaign_id=campaign_id), folder / "manifest.json")
+    atomic_write_json(dict(manifest(), campaign_id=campaign_id, campaign_sha256=sha256_file(folder / "campaign.parquet")),
+                      folder / "manifest.json")
     if with_responses:
         atomic_write_parquet(responses_frame(), folder / "responses.parquet")
     return folder

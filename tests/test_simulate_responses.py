@@ -12,7 +12,7 @@ from tasks.campaign.checkpoints import campaign_dir
 from tasks.campaign.run import run_campaign
 from tasks.core.config import compose_config
 from tasks.data.tables import read_table
-from tasks.core.errors import ConfigError, NotFoundError
+from tasks.core.errors import ConfigError, NotFoundError, StateError
 from tests.test_campaign import WORLD, build_world, campaign, link_root
 
 
@@ -57,10 +57,10 @@ def test_offer_uses_p_treated_and_no_offer_p_control(frozen):
 
 
 def test_unknown_or_unfrozen_campaign_is_a_clear_error(frozen, tmp_path):
-    with pytest.raises(NotFoundError, match="campaign 'nope' is not frozen.*python -m flows.campaign"):
+    with pytest.raises(NotFoundError, match="campaign 'nope': folder .* does not exist.*python -m flows.campaign"):
         simulate_campaign_responses(frozen, "nope")
     run_campaign(campaign("half"), frozen, until="offer")
-    with pytest.raises(NotFoundError, match="not frozen"):
+    with pytest.raises(StateError, match="campaign 'half' is not frozen: campaign.parquet, manifest.json missing"):
         simulate_campaign_responses(frozen, "half")
 
 

@@ -22,15 +22,18 @@ import pandas as pd
 import factors
 from tasks.campaign.checkpoints import CheckpointStore, fault_point, stage_key
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
+from tasks.campaign.frozen import seal_manifest, verified_manifest
 from tasks.campaign.policy import policy_params
-from tasks.campaign.stages import CHECKPOINTED, STAGES, Mapper, StageOutcome, stage
+from tasks.campaign.stages import (
+    CHECKPOINTED, STAGES, Mapper, StageOutcome, check_factors_known, input_tables, stage,
+)
 from tasks.campaign.summary import render_summary
 from tasks.campaign.transforms import FactorFn, build_campaign_table, derive_seed, score_distribution  # noqa: F401
 from tasks.core.errors import ConfigError, StateError
-from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json, sha256_file, stable_hash
+from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, sha256_file, stable_hash
 from tasks.core.layout import Layout
 from tasks.core.locks import PidLock
-from tasks.data.tables import read_manifest
+from tasks.data.tables import check_dataset, manifest_as_of, read_manifest
 from tasks.modelling.registry import ModelRegistry
 from tasks.monitoring.prediction_log import append_predictions
 
@@ -106,10 +109,12 @@ class CampaignRun:
         return self.paths.table
 
     def frozen_manifest(self) -> dict | None:
-        """The manifest of the frozen campaign in the folder, or None when not frozen."""
-        if not self.manifest_path.exists():
-            return None
-        return read_json(self.manifest_path)
+        """The verified manifest of the frozen campaign in the folder, or None when not frozen.
+
+        Frozen files that do not verify raise :class:`StateError` saying how to recover
+        (:func:`tasks.campaign.frozen.verified_manifest`).
+        """
+        return verified_manifest(self.paths)
 
     def check_frozen(self) -> dict | None:
         """None when not frozen; the manifest when frozen with this config; StateError otherwise."""
@@ -131,12 +136,25 @@ class CampaignRun:
         if self._data is None:
             ddir = self.layout.dataset(self.cfg.data)
             manifest = read_manifest(ddir)
-            date = self.cfg.date or manifest.get("as_of")
+            date = self.cfg.date or manifest_as_of(ddir, manifest)
             if date is None:
                 raise ConfigError(f"campaign.date is not set and dataset {self.cfg.data!r} has no as_of date")
             self._data = {"name": self.cfg.data, "dir": ddir, "hash": stable_hash(manifest),
                           "date": pd.Timestamp(date), "manifest": manifest}
         return self._data
+
+    def check_inputs(self) -> None:
+        """Check what the stages will read before anything is written, the folder included.
+
+        The dataset (its manifest, the tables the stages read, their columns and the as-of
+        promise: :func:`tasks.data.tables.check_dataset`), the model (found, its checksum
+        verified by the registry) and the factors it needs; the config was checked when the
+        run was made. Raises the error a stage would raise later, before Prefect, a lock or a
+        file.
+        """
+        d = self.data()
+        check_factors_known(self)
+        check_dataset(d["dir"], input_tables(self))
 
     def model(self) -> Any:
         """The campaign's model (champion or the configured version)."""
@@ -252,7 +270,7 @@ class CampaignRun:
                                         "rows": int(len(table)), "seconds": round(seconds, 3)}
         summary = render_summary(manifest)
         atomic_write_text(summary, self.paths.summary)
-        atomic_write_json(manifest, self.manifest_path)
+        atomic_write_json(seal_manifest(manifest), self.manifest_path)
         outcome = StageOutcome("freeze", "computed", int(len(table)), seconds, manifest["config_hash"],
                                {"summary": summary})
         self.outcomes["freeze"] = outcome
@@ -274,6 +292,9 @@ def run_campaign(cfg: CampaignConfig, artifacts: str | Path, partitions: int = 1
     if until is not None:
         stage(until)  # a clear error for an unknown stage
     run = CampaignRun(cfg, artifacts, partitions, **kwargs)
+    if run.check_frozen() is not None:  # a frozen campaign never changes: no lock needed to see it
+        return run.result(noop=True)
+    run.check_inputs()  # before the lock creates the folder
     with run.lock:
         if run.check_frozen() is not None:
             return run.result(noop=True)

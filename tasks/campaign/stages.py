@@ -189,7 +189,8 @@ def _subset(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame({"client_id": chosen}), {"before": int(len(ids)), "kept": int(len(chosen)), "rule": rule}
 
 
-def _factors(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+def check_factors_known(ctx: StageContext) -> list[str]:
+    """The factors the factor stage computes; :class:`ConfigError` when the library lacks one."""
     names = ctx.factor_names()
     known = ctx.known_factors()
     unknown = [f for f in names if known is not None and f not in known]
@@ -198,6 +199,22 @@ def _factors(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
         raise ConfigError(
             f"model {m.name} {m.version} needs feature(s) {unknown} that the factor library cannot "
             f"supply; retrain the model on available factors or add the factors")
+    return names
+
+
+def input_tables(ctx: StageContext) -> list[str]:
+    """The dataset's tables the stages read: clients, and the source tables of the factors the
+    model and the filters ask for (as far as the factor library declares them)."""
+    from factors.registry import all_factors, resolve
+
+    library = all_factors()
+    names = [*ctx.factor_names(), *(f.column for f in ctx.cfg.filters)]
+    tables = {f.table for f in resolve([n for n in dict.fromkeys(names) if n in library]) if f.table}
+    return ["clients", *sorted(tables - {"clients"})]
+
+
+def _factors(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+    names = check_factors_known(ctx)
     d = ctx.data()
     ids = ctx.store.read("subset")["client_id"].to_numpy()
     args = [(ctx.factor_fn, d["dir"], d["date"], names, part) for part in partition_ids(ids, ctx.partitions)]

@@ -48,6 +48,9 @@ class TableContract:
     unique: tuple[str, ...] = ()
     event_time: str | None = None
     extra_columns_allowed: bool = True
+    # True: event times must be strictly before the as-of date (events known on the as-of
+    # date are not yet known); False: on the as-of date is fine (registrations, past campaigns).
+    events_strictly_before: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -99,6 +102,7 @@ PURCHASES = TableContract(
     ),
     unique=("transaction_id",),
     event_time="timestamp",
+    events_strictly_before=True,
 )
 
 MESSAGES = TableContract(
@@ -112,6 +116,7 @@ MESSAGES = TableContract(
         Column("campaign_id", "string", "Marketing mailing the event belongs to."),
     ),
     event_time="timestamp",
+    events_strictly_before=True,
 )
 
 CAMPAIGN_HISTORY = TableContract(
@@ -212,15 +217,9 @@ def validate_table(
     for col in contract.columns:
         s = df[col.name]
         if not _kind_ok(s, col.kind):
-            bad = np.ones(len(df), dtype=bool)
-            if col.kind in ("int", "float"):
-                bad = pd.to_numeric(s, errors="coerce").isna().to_numpy() & s.notna().to_numpy()
-                if not bad.any():
-                    bad = np.ones(len(df), dtype=bool)
+            problem, bad = _kind_problem(s, col)
             rows, ex = _examples(df, bad, [col.name])
-            raise DataValidationError(
-                t, col.name, f"expected {col.kind} values, found dtype {s.dtype}", rows, ex
-            )
+            raise DataValidationError(t, col.name, problem, rows, ex)
         nulls = s.isna().to_numpy()
         if nulls.any() and not col.nullable:
             rows, ex = _examples(df, nulls)
@@ -251,16 +250,50 @@ def validate_table(
             )
     if as_of is not None and contract.event_time is not None:
         limit = pd.Timestamp(as_of)
-        s = df[contract.event_time]
-        bad = (s >= limit).to_numpy() if contract.name in ("purchases", "messages") else (s > limit).to_numpy()
+        s = _naive(df[contract.event_time])
+        bad = (s >= limit).to_numpy() if contract.events_strictly_before else (s > limit).to_numpy()
         if bad.any():
             rows, ex = _examples(df, bad)
-            word = "at or after" if contract.name in ("purchases", "messages") else "after"
             raise DataValidationError(
                 t, contract.event_time,
-                f"{int(bad.sum())} row(s) {word} the as-of date {limit.date()}",
+                f"{int(bad.sum())} row(s) {as_of_word(contract)} the as-of date {limit.date()}",
                 rows, ex,
             )
+
+
+def as_of_word(contract: TableContract) -> str:
+    """How the table's event times may not relate to the as-of date: "at or after" or "after"."""
+    return "at or after" if contract.events_strictly_before else "after"
+
+
+def _naive(s: pd.Series) -> pd.Series:
+    """Time-zone-aware times in UTC without the zone (as-of dates are naive UTC)."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return s
+
+
+def _kind_problem(s: pd.Series, col: Column) -> tuple[str, np.ndarray]:
+    """What is wrong with a column of the wrong kind, and the rows that show it.
+
+    A number column names the values that are not numbers; an integer column read as float
+    names its missing values (NaN) or its fractions; otherwise every row shows the dtype.
+    """
+    everything = np.ones(len(s), dtype=bool)
+    if col.kind not in ("int", "float") or pdt.is_bool_dtype(s.dtype):
+        return f"expected {col.kind} values, found dtype {s.dtype}", everything
+    num = pd.to_numeric(s, errors="coerce")
+    not_numbers = (num.isna() & s.notna()).to_numpy()
+    if not_numbers.any():
+        return (f"expected {col.kind} values, found {int(not_numbers.sum())} value(s) that are not numbers",
+                not_numbers)
+    missing = s.isna().to_numpy()
+    if missing.any() and not col.nullable:
+        return (f"{int(missing.sum())} missing value(s) (NaN) in an integer column", missing)
+    fraction = (np.mod(num.to_numpy(dtype="float64"), 1) != 0) & ~missing
+    if fraction.any():
+        return f"expected int values, found {int(fraction.sum())} value(s) with a fraction", fraction
+    return f"expected {col.kind} values, found dtype {s.dtype}", everything
 
 
 def coerce_to_contract(df: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
@@ -283,10 +316,39 @@ def coerce_to_contract(df: pd.DataFrame, contract: TableContract) -> pd.DataFram
                        "True": True, "False": False, "yes": True, "no": False}
             if s.notna().all() and s.isin(list(mapping)).all():
                 out[col.name] = s.map(mapping).astype(bool)
-        elif col.kind == "int" and pdt.is_float_dtype(s.dtype) and s.notna().all():
-            if np.all(np.mod(s.to_numpy(), 1) == 0):
+        elif col.kind == "int" and pdt.is_float_dtype(s.dtype):
+            whole = bool(np.all(np.mod(s.dropna().to_numpy(), 1) == 0))
+            if whole and s.notna().all():
                 out[col.name] = s.astype("int64")
+            elif whole and col.nullable:
+                out[col.name] = s.astype("Int64")
     return out
+
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
+
+
+def find_table_file(data_dir: str | Path, table: str) -> Path | None:
+    """The file holding ``table`` in a dataset folder, or None when there is none.
+
+    ``<table>.parquet`` (a file, or a folder of Parquet part files) comes first; without it
+    ``<table>.csv`` or ``<table>.tsv`` (read by :func:`load_table`, separator detected).
+    """
+    folder = Path(data_dir)
+    for suffix in TABLE_SUFFIXES:
+        path = folder / f"{table}{suffix}"
+        if path.is_file() or (suffix == ".parquet" and path.is_dir() and any(path.rglob("*.parquet"))):
+            return path
+    return None
+
+
+def require_table_file(data_dir: str | Path, table: str) -> Path:
+    """:func:`find_table_file`, with :class:`NotFoundError` naming the files looked for."""
+    found = find_table_file(data_dir, table)
+    if found is None:
+        raise NotFoundError(f"table '{table}': file {Path(data_dir) / (table + '.parquet')} does not exist "
+                            f"(nor {table}.csv or {table}.tsv)")
+    return found
 
 
 def load_table(
@@ -316,6 +378,7 @@ def load_table(
         tuple(c for c in contract.columns if c.name in columns),
         unique=tuple(u for u in contract.unique if u in columns) if all(u in columns for u in contract.unique) else (),
         event_time=contract.event_time if contract.event_time in columns else None,
+        events_strictly_before=contract.events_strictly_before,
     )
     validate_table(df, sub, as_of=as_of)
     return df
@@ -329,7 +392,7 @@ def contract_markdown(contracts: Mapping[str, TableContract] = CONTRACTS) -> str
         if c.unique:
             parts.append(f"Unique key: {', '.join(c.unique)}.")
         if c.event_time:
-            parts.append(f"Event time: {c.event_time} (must not be after the as-of date).")
+            parts.append(f"Event time: {c.event_time} (none {as_of_word(c)} the dataset's as-of date).")
         rows = ["| column | type | nulls | meaning |", "|---|---|---|---|"]
         for col in c.columns:
             meaning = col.description

@@ -41,6 +41,7 @@ import pandas as pd
 
 from tasks.analytics import metrics, stats
 from tasks.analytics.stats import Effect
+from tasks.campaign.frozen import read_frozen_campaign, require_frozen
 from tasks.core.contracts import RESPONSES, coerce_to_contract, load_table, validate_table
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
 from tasks.core.io import read_json
@@ -134,36 +135,22 @@ def srm_check(counts: dict[str, int], planned: dict[str, float], alpha: float) -
 
 def check_frozen(folder: str | Path) -> None:
     """Raise unless the campaign folder ``folder`` (``Layout.campaign(id).folder``) holds a
-    frozen campaign: its table and its manifest.
+    frozen campaign whose files verify (:func:`tasks.campaign.frozen.require_frozen`).
 
-    No folder: :class:`NotFoundError`; a folder without both files: :class:`StateError`.
+    No folder: :class:`NotFoundError`; a folder without both files, or files that do not
+    verify: :class:`StateError`.
     """
-    paths = CampaignPaths(Path(folder))
-    cid = paths.folder.name
-    if not paths.folder.is_dir():
-        raise NotFoundError(
-            f"campaign '{cid}': folder {paths.folder} does not exist; calculate it first with "
-            f"`python -m flows.campaign campaign=<name>` (the campaign config whose id is {cid})"
-        )
-    missing = [p.name for p in (paths.table, paths.manifest) if not p.exists()]
-    if missing:
-        raise StateError(
-            f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {paths.folder}; "
-            "responses can only be evaluated against a frozen campaign (finish "
-            f"`python -m flows.campaign campaign=<name>` first)"
-        )
+    require_frozen(CampaignPaths(Path(folder)))
 
 
 def load_frozen_campaign(folder: str | Path) -> tuple[pd.DataFrame, dict]:
-    """Read a frozen campaign's table and manifest (see :func:`check_frozen` for the errors).
+    """Read a frozen campaign's table and manifest, verified by
+    :func:`tasks.campaign.frozen.read_frozen_campaign` (see :func:`check_frozen` for the errors).
 
     Checks the table's columns, groups and unique client ids.
     """
-    check_frozen(folder)
-    paths = CampaignPaths(Path(folder))
-    table = paths.table
-    manifest = read_json(paths.manifest)
-    df = pd.read_parquet(table)
+    manifest, df = read_frozen_campaign(CampaignPaths(Path(folder)))
+    table = CampaignPaths(Path(folder)).table
     lacking = [c for c in CAMPAIGN_COLUMNS if c not in df.columns]
     if lacking:
         raise DataValidationError("campaign", lacking[0], f"missing column(s) {lacking} in {table}")
