@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,7 @@ class TabularDataConfig:
     drop: list[str] = field(default_factory=list)        # columns never used as features
     min_active_months: int = 3       # one_click: keep clients with revenue in every period
     profit_column: str = "profit"    # one_click: profit per client (segmentation, not a feature)
+    treatment_shares: dict[Any, float] | None = None  # design shares of the arms, {treated: .., control: ..}
 
 
 @dataclass
