@@ -24,7 +24,7 @@ from tasks.campaign.checkpoints import CheckpointStore, fault_point, stage_key
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
 from tasks.campaign.policy import policy_params
 from tasks.campaign.stages import CHECKPOINTED, STAGES, Mapper, StageOutcome, stage
-from tasks.campaign.summary import render_summary
+from tasks.campaign.summary import design_power, history_base_rate, render_summary
 from tasks.campaign.transforms import FactorFn, build_campaign_table, derive_seed, score_distribution  # noqa: F401
 from tasks.core.errors import ConfigError, StateError
 from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, read_json, sha256_file, stable_hash
@@ -250,7 +250,7 @@ class CampaignRun:
         manifest["stages"]["freeze"] = {"hash": manifest["config_hash"], "key": manifest["config_hash"],
                                         "fingerprint": manifest["campaign_sha256"],
                                         "rows": int(len(table)), "seconds": round(seconds, 3)}
-        summary = render_summary(manifest)
+        summary = render_summary(manifest, design_power(manifest, table, history_base_rate(d["dir"])))
         atomic_write_text(summary, self.paths.summary)
         atomic_write_json(manifest, self.manifest_path)
         outcome = StageOutcome("freeze", "computed", int(len(table)), seconds, manifest["config_hash"],
