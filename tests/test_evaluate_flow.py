@@ -162,3 +162,16 @@ def test_strict_evaluation_passes_with_every_record_and_fails_naming_the_check_w
     # without strict the same responses are reported and the command succeeds
     proc = evaluate_cli(root, tmp_path / "lossy.csv", "evaluate.strict=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_deployment_run_fails_on_a_failed_check_under_strict_after_writing_the_report(prefect_env, artifacts):
+    from flows.evaluate import run
+    from tasks.core.config import compose_config
+
+    write_campaign(artifacts)
+    # p = exp(-2/3) = 0.51 for the hand-made split: a check level of 0.6 makes the sample-ratio check fail
+    over = ["campaign_id=c1", f"paths.artifacts={artifacts}", "evaluate.n_boot=0", "evaluate.srm_alpha=0.6"]
+    assert run(compose_config(over), raise_on_failed_checks=True)["checks"]["failed"] == ["sample_ratio"]
+    with pytest.raises(StateError, match=r"^evaluation check\(s\) failed: sample_ratio \(clients analysed per group"):
+        run(compose_config([*over, "evaluate.strict=true"]), raise_on_failed_checks=True)
+    assert read_json(Layout(artifacts).evaluation("c1") / "metrics.json")["checks"]["failed"] == ["sample_ratio"]
