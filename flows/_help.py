@@ -70,14 +70,17 @@ HELP: dict[str, FlowHelp] = {
          "python -m flows.simulate_responses campaign_id=default_campaign seed=7"),
     ),
     "flows.evaluate": FlowHelp(
-        "Measure what a frozen campaign brought: targeted vs control above the threshold, random_target\n"
-        "vs control, the model's value per offer, profit, checks of the experiment, Qini on the fresh\n"
-        "experiment. Output: <artifacts>/evaluations/<id>/ (metrics.json, report.md, plots).",
+        "Measure what a frozen campaign brought (intention to treat): the primary endpoint (targeted vs\n"
+        "control above the cutoff, response), Holm-adjusted secondary comparisons, profit or revenue, and\n"
+        "checks that the experiment held (sample ratio, missing outcomes, undelivered offers).\n"
+        "Output: <artifacts>/evaluations/<id>/ (report.html, report.md, metrics.json, plots).",
         (("campaign_id=ID", "the frozen campaign to evaluate (required)"),
-         ("responses=FILE", "its outcomes (default: responses.parquet in the campaign folder)"),
-         ("evaluate.missing_responses=M", "clients without an outcome: error or non_responder")),
+         ("responses=FILE", "CSV or Parquet: client_id, response [, revenue, delivered]; may omit clients"),
+         ("evaluate.positive=V", "the response value that counts as 1, e.g. yes"),
+         ("evaluate.strict=true", "exit 3 naming the failed check when a check fails"),
+         ("evaluate.missing_responses=M", "clients without a row: observed (default), non_responder or error")),
         ("python -m flows.evaluate campaign_id=default_campaign",
-         "python -m flows.evaluate campaign_id=default_campaign evaluate.missing_responses=non_responder"),
+         "python -m flows.evaluate campaign_id=default_campaign evaluate.strict=true"),
     ),
     "flows.monitor": FlowHelp(
         "Check the champion model's health: data drift of its factors, score drift and decay against\n"

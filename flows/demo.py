@@ -50,12 +50,15 @@ def _headline(metrics: dict[str, Any]) -> list[str]:
         return f"{r['estimate']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}], p={r['p_value']:.2g}"
 
     q = metrics["model_quality"]["qini_auc"]
+    checks = metrics["checks"]
+    passed = [k for k, v in checks["items"].items() if v["status"] == "pass"]
     return [
-        f"  offered targeted vs control above the cutoff (response rate): {eff('targeted_vs_control')}",
-        f"  random_target vs control (response rate):                     {eff('random_target_vs_control')}",
-        f"  model Qini AUC on random_target + control:                    {q['estimate']:.4f}"
+        f"  primary: offered targeted vs control above the cutoff (response rate): {eff('targeted_vs_control')}",
+        f"  random_target vs control (response rate):                              {eff('random_target_vs_control')}",
+        f"  model Qini AUC on random_target + control:                             {q['estimate']:.4f}"
         + (f" [{q['ci_low']:.4f}, {q['ci_high']:.4f}]" if q.get("ci_low") is not None else ""),
-        f"  sample-ratio mismatch: {'YES' if metrics['srm']['mismatch'] else 'no'} (p={metrics['srm']['p_value']:.3g})",
+        f"  checks: {'FAILED ' + ', '.join(checks['failed']) if checks['failed'] else 'passed'} "
+        f"({', '.join(passed) or 'none run'} passed at p >= {checks['alpha']})",
     ]
 
 
@@ -82,7 +85,7 @@ def main() -> None:
     print(f"  model:            {out['model']} -> {out['model_dir']}")
     print(f"  campaign:         {out['campaign']}")
     print(f"  responses:        {out['responses']}")
-    print(f"  evaluation:       {out['evaluation']}")
+    print(f"  evaluation:       {out['evaluation']} (and report.html beside it)")
     print("\n".join(_headline(out["metrics"])))
 
 

@@ -69,10 +69,11 @@ def run_simulate_responses(overrides: list[str] | None = None) -> dict:
 
 @flow(name="run-evaluate")
 def run_evaluate(overrides: list[str] | None = None) -> dict:
-    """Evaluate a frozen campaign against its responses (``campaign_id=<id>``)."""
+    """Evaluate a frozen campaign against its responses (``campaign_id=<id>``); with
+    ``evaluate.strict=true`` a failed check fails the run (after the report is written)."""
     from flows.evaluate import run
 
-    return run(_compose(overrides))
+    return run(_compose(overrides), raise_on_failed_checks=True)
 
 
 @flow(name="run-monitor")

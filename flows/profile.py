@@ -51,11 +51,12 @@ def profile_world_tables(data_dir: str, as_of: str, world_as_of: str, cfg: Profi
 
 @task(cache_policy=NONE, persist_result=False)
 def profile_world_factors(
-    data_dir: str, as_of: str, world_as_of: str, factor_names: list[str], factor_set: str, cfg: ProfileConfig
+    data_dir: str, as_of: str, world_as_of: str, factor_names: list[str], factor_set: str, cfg: ProfileConfig,
+    treated_share: float | None = None,
 ) -> AnalysisProfile:
     """Profile the campaign history as uplift data with point-in-time factors."""
     return datasets.profile_world_factors(Path(data_dir), pd.Timestamp(as_of), pd.Timestamp(world_as_of),
-                                          factor_names, factor_set, cfg)
+                                          factor_names, factor_set, cfg, treated_share)
 
 
 @task(cache_policy=NONE, persist_result=False)
@@ -111,8 +112,9 @@ def data_profile_flow(
         if factor_names:
             validate_names(factor_names, f"factor set {(factors or {}).get('name')!r}")
         tables = profile_world_tables(str(data_dir), as_of, world_as_of, cfg)
+        # the world's past campaigns were randomised with this treated share: their design
         analysis = profile_world_factors(str(data_dir), as_of, world_as_of, factor_names,
-                                         str((factors or {}).get("name", "")), cfg)
+                                         str((factors or {}).get("name", "")), cfg, world.past_campaign_treated_share)
         notes.append(f"Synthetic world `{world.name}` at {data_dir}; events strictly before {as_of}.")
     else:
         as_of = _check_date(cfg.as_of, "as_of") if cfg.as_of else str(_dt.date.today())
@@ -128,8 +130,14 @@ def run(cfg: DictConfig) -> dict:
     container = OmegaConf.to_container(cfg, resolve=True)
     return data_profile_flow(
         container["data"], str(cfg.paths.artifacts), str(cfg.paths.shared_data),
-        container.get("factors"), container.get("profile"),
+        container.get("factors"), profile_settings(container),
     )
+
+
+def profile_settings(container: dict) -> dict:
+    """The ``profile`` settings of a composed config, with ``srm_alpha`` taken from
+    ``evaluate.srm_alpha``: one level for every sample-ratio check of the product."""
+    return dict(container.get("profile") or {}, srm_alpha=container["evaluate"]["srm_alpha"])
 
 
 def main() -> None:

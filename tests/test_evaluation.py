@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from tasks.evaluation import readout as ev
-from tasks.evaluation.report import make_plots, render_report
 from tasks.analytics import metrics
+from tasks.analytics import stats as st
+from tasks.evaluation import readout as ev
+from tasks.evaluation.checks import srm_check
+from tasks.evaluation.report import make_plots, render_report, render_report_html
+from tasks.evaluation.responses import join_responses, read_responses
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
 from tasks.core.io import atomic_write_json, atomic_write_parquet, sha256_file
 
@@ -61,10 +64,10 @@ def write_campaign(artifacts: Path, campaign_id: str = "c1", with_responses: boo
 
 @pytest.fixture
 def joined() -> pd.DataFrame:
-    return ev.join_responses(campaign_frame(), responses_frame())
+    return join_responses(campaign_frame(), responses_frame())
 
 
-CFG = ev.EvaluateConfig(n_boot=0)
+CFG = ev.EvaluateConfig(n_boot=0, revenue_variance="welch")  # Welch intervals for revenue, as scipy has them
 
 
 # --------------------------------------------------------------------------- statistics
@@ -96,7 +99,7 @@ def test_unit_variance():
 
 def test_srm_check_hand_computed():
     # expected 12 * (0.5, 0.25, 0.25) = (6, 3, 3); chi2 = 4/6 + 1/3 + 1/3 = 4/3; 2 df: p = exp(-chi2 / 2)
-    out = ev.srm_check({"targeted": 4, "random_target": 4, "control": 4},
+    out = srm_check({"targeted": 4, "random_target": 4, "control": 4},
                        {"targeted": 0.5, "random_target": 0.25, "control": 0.25}, alpha=0.001)
     assert out["chi2"] == pytest.approx(4 / 3)
     assert out["p_value"] == pytest.approx(math.exp(-2 / 3))
@@ -104,13 +107,13 @@ def test_srm_check_hand_computed():
 
 
 def test_srm_check_catches_clients_in_unplanned_group():
-    out = ev.srm_check({"targeted": 50, "random_target": 50, "control": 3},
+    out = srm_check({"targeted": 50, "random_target": 50, "control": 3},
                        {"targeted": 0.5, "random_target": 0.5, "control": 0.0}, alpha=0.001)
     assert out["mismatch"] is True and "control" in out["note"]
 
 
 def test_srm_check_without_plan():
-    assert ev.srm_check({"targeted": 4}, {}, alpha=0.001)["mismatch"] is None
+    assert srm_check({"targeted": 4}, {}, alpha=0.001)["mismatch"] is None
 
 
 # --------------------------------------------------------------------------- estimands
@@ -124,7 +127,13 @@ def test_targeted_vs_control_above_cutoff(joined):
     assert (a["n_t"], a["n_c"]) == (2, 2)
     assert a["estimate"] == pytest.approx(1.0 - 0.5)
     assert a["se"] == pytest.approx(se)
-    assert a["p_value"] == pytest.approx(2 * sps.norm.sf(0.5 / se))
+    # two responders per arm: small cells, so Newcombe's interval and the pooled z-test
+    assert "Newcombe" in a["method"]
+    assert (a["ci_low"], a["ci_high"]) == pytest.approx(st.newcombe_interval(2, 2, 1, 2))
+    pooled = 0.75  # 3 responders of 4: z = 0.5 / sqrt(0.75 * 0.25 * (1/2 + 1/2))
+    assert a["p_value"] == pytest.approx(2 * sps.norm.sf(0.5 / math.sqrt(pooled * (1 - pooled))))
+    assert res["primary"]["comparison"] == "targeted_vs_control" and res["primary"]["outcome"] == "response"
+    assert a["role"] == "primary" and a["significant"] is False  # the interval includes 0
     rev = res["targeted_vs_control"]["revenue"]
     # revenue [10, 20] mean 15 var 50; [6, 0] mean 3 var 18 -> 12, Welch se sqrt(50/2 + 18/2) = sqrt(34)
     assert rev["estimate"] == pytest.approx(12.0)
@@ -135,6 +144,35 @@ def test_targeted_vs_control_above_cutoff(joined):
     # two offers: incremental responses 2 * 0.5 = 1, revenue 2 * 12 = 24
     assert res["targeted_vs_control"]["incremental_responses_total"]["estimate"] == pytest.approx(1.0)
     assert res["targeted_vs_control"]["incremental_revenue_total"]["estimate"] == pytest.approx(24.0)
+
+
+def test_revenue_intervals_pool_the_amounts_of_both_arms(joined):
+    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0))
+    rev = res["targeted_vs_control"]["revenue"]
+    # targeted above [10, 20], control above [6, 0]; buyers' amounts pooled: 10, 20, 6 -> E[A] 12, E[A^2] 536/3
+    m1, m2 = 12.0, 536 / 3
+    var_t = (1.0 * m2 - (1.0 * m1) ** 2) * 2 / 1  # both targeted clients bought
+    var_c = (0.5 * m2 - (0.5 * m1) ** 2) * 2 / 1  # one of two control clients bought
+    se = math.sqrt(var_t / 2 + var_c / 2)
+    assert rev["estimate"] == pytest.approx(12.0) and rev["se"] == pytest.approx(se)
+    assert (rev["ci_low"], rev["ci_high"]) == pytest.approx((12 - 1.959964 * se, 12 + 1.959964 * se), rel=1e-6)
+    assert rev["p_value"] == pytest.approx(2 * sps.norm.sf(12 / se))
+    assert "amounts of both arms' buyers" in rev["method"]
+    mv = res["model_value_per_offer"]["revenue"]
+    b = res["random_target_vs_control"]["revenue"]
+    # shared control: Var(a) + Var(b) - 2 v(control above) / n(control), v from a's pooled amounts
+    assert mv["se"] == pytest.approx(math.sqrt(se**2 + b["se"] ** 2 - 2 * var_c / 4))
+
+
+def test_secondary_comparisons_are_holm_adjusted_as_one_family(joined):
+    res = ev.evaluate_campaign(joined, manifest(), CFG)
+    sec = res["secondary"]
+    assert len(sec) == 7 and ("targeted_vs_control", "response") not in {(r["comparison"], r["outcome"]) for r in sec}
+    raw = [r["p_value"] for r in sec]
+    assert [r["p_holm"] for r in sec] == pytest.approx(st.holm_adjusted(raw).tolist())
+    for r in sec:
+        e = res[r["comparison"]][r["outcome"]]
+        assert e["p_holm"] == r["p_holm"] and e["role"] == "secondary" and e["significant"] == (r["p_holm"] <= 0.05)
 
 
 def test_random_target_vs_control_and_model_value(joined):
@@ -157,29 +195,49 @@ def test_random_target_vs_control_and_model_value(joined):
 def test_profit_after_contact_costs(joined):
     res = ev.evaluate_campaign(joined, manifest(), CFG)
     p = res["profit"]["targeted"]
-    # 2 offers, margin 10, cost 1: 2 * 10 * 0.5 - 2 * 1 = 8; by revenue 2 * 12 - 2 = 22
-    assert p["by_margin_total"]["estimate"] == pytest.approx(8.0)
-    assert p["by_revenue_total"]["estimate"] == pytest.approx(22.0)
-    assert p["by_margin_per_offer"]["estimate"] == pytest.approx(10 * 0.5 - 1)
-    lo, hi = p["by_margin_total"]["ci_low"], p["by_margin_total"]["ci_high"]
-    se = math.sqrt(0.25 / 2)  # of the response effect
-    assert hi - lo == pytest.approx(2 * 1.959964 * se * 20, rel=1e-6)
+    assert res["profit"]["measure"] == "profit"
+    # 2 offers, margin 10, cost 1: 2 * 10 * 0.5 - 2 * 1 = 8
+    assert p["profit"]["estimate"] == pytest.approx(8.0)
+    assert p["profit_per_offer"]["estimate"] == pytest.approx(10 * 0.5 - 1)
+    lo, hi = p["profit"]["ci_low"], p["profit"]["ci_high"]
+    n_lo, n_hi = st.newcombe_interval(2, 2, 1, 2)  # of the response effect, times 2 offers x margin 10
+    assert (lo, hi) == pytest.approx((20 * n_lo - 2, 20 * n_hi - 2))
+    # revenue is reported as revenue, never as profit: 2 * 12 = 24 incremental, 22 net of contact costs
+    assert p["incremental_revenue"]["estimate"] == pytest.approx(24.0)
+    assert p["revenue_net_of_contact_cost"]["estimate"] == pytest.approx(22.0)
     r = res["profit"]["random_target"]
     # 4 offers: 4 * 10 * 0.25 - 4 = 6
-    assert r["by_margin_total"]["estimate"] == pytest.approx(6.0)
+    assert r["profit"]["estimate"] == pytest.approx(6.0)
+
+
+def test_without_a_margin_there_is_no_profit_only_revenue(joined):
+    top = dict(manifest(), policy={"kind": "top_fraction", "params": {"top_fraction": 0.3}})
+    res = ev.evaluate_campaign(joined, top, CFG)
+    assert res["profit"]["measure"] == "revenue" and "profit" not in res["profit"]["targeted"]
+    md = render_report(res, ev.decile_table(joined, bins=2), [])
+    assert "Revenue (no margin configured: no profit)" in md and "in profit" not in md
 
 
 def test_config_overrides_policy_economics(joined):
-    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, margin=2.0, contact_cost=0.0))
-    assert res["profit"]["targeted"]["by_margin_total"]["estimate"] == pytest.approx(2 * 2.0 * 0.5)
+    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, revenue_variance="welch", margin=2.0,
+                                                                      contact_cost=0.0))
+    assert res["profit"]["targeted"]["profit"]["estimate"] == pytest.approx(2 * 2.0 * 0.5)
 
 
-def test_srm_flag_in_result(joined):
+def test_checks_in_result(joined):
     res = ev.evaluate_campaign(joined, manifest(), CFG)
-    assert res["srm"]["p_value"] == pytest.approx(math.exp(-2 / 3))
-    assert res["srm"]["mismatch"] is False
-    res2 = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, srm_alpha=0.6))
-    assert res2["srm"]["mismatch"] is True
+    srm = res["checks"]["items"]["sample_ratio"]
+    assert srm["p_value"] == pytest.approx(math.exp(-2 / 3))
+    assert srm["status"] == "pass" and res["checks"]["failed"] == []
+    res2 = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, revenue_variance="welch", srm_alpha=0.6))
+    assert res2["checks"]["failed"] == ["sample_ratio"]
+
+
+def test_group_rates_have_wilson_intervals(joined):
+    rates = {r["arm"]: r for r in ev.evaluate_campaign(joined, manifest(), CFG)["group_rates"]}
+    above = rates["targeted above the cutoff (offered)"]
+    assert (above["clients"], above["responders"]) == (2, 2)
+    assert (above["ci_low"], above["ci_high"]) == pytest.approx(st.wilson_interval(2, 2))
 
 
 def test_model_quality_on_random_target_and_control(joined):
@@ -209,11 +267,9 @@ def test_decile_table_hand_computed(joined):
 
 
 
-def test_decile_intervals_are_the_difference_of_proportions(joined):
-    from tasks.analytics.stats import diff_in_proportions
-
+def test_decile_intervals_are_the_rate_difference(joined):
     top = ev.decile_table(joined, bins=2, alpha=0.1).iloc[0]
-    e = diff_in_proportions(top["rate_random_target"], 2, top["rate_control"], 2, alpha=0.1)
+    e = st.rate_difference(2, 2, 1, 2, alpha=0.1)
     assert (top["se"], top["ci_low"], top["ci_high"]) == (e.se, e.ci_low, e.ci_high)
     # fewer than two clients of an arm in a bin: a rate and an uplift, but no interval
     one = ev.decile_table(joined, bins=6).iloc[0]
@@ -226,52 +282,18 @@ def test_report_and_plots(joined):
     plots = make_plots(joined, res, deciles)
     assert set(plots) == {"uplift_by_decile.png", "qini_curve.png", "group_comparison.png"}
     assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.values())
-    md = render_report(res, deciles, sorted(plots))
-    assert "targeted >= cutoff vs control >= cutoff (response)" in md
-    assert "![qini_curve.png](qini_curve.png)" in md
+    md = render_report(res, deciles, plots)
+    assert "**Primary endpoint** (fixed before the data; intention to treat)" in md
+    assert "Offering to the 2 targeted clients above the score cutoff" in md and "+50.00 pp" in md
+    assert "Secondary comparisons (Holm-adjusted)" in md and "- PASS: sample ratio" in md
+    assert "(qini_curve.png)" in md and "## Glossary" in md
+    page = render_report_html(res, deciles, plots)
+    assert page.count("data:image/png;base64,") == 3 and "http" not in page.replace("http-equiv", "")
+    assert "class='check pass'" in page
 
 
 # --------------------------------------------------------------------------- bad input
-
-
-def test_unknown_client_ids_rejected():
-    resp = pd.concat([responses_frame(), pd.DataFrame({"client_id": [99], "response": [1], "revenue": [1.0]})])
-    with pytest.raises(DataValidationError, match=r"table 'responses', column 'client_id': 1 response row\(s\) for client ids"):
-        ev.join_responses(campaign_frame(), resp)
-
-
-def test_duplicate_responses_rejected():
-    resp = pd.concat([responses_frame(), responses_frame().iloc[[0]]])
-    with pytest.raises(DataValidationError, match="duplicate key"):
-        ev.join_responses(campaign_frame(), resp)
-
-
-def test_missing_column_rejected():
-    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['revenue'\]"):
-        ev.join_responses(campaign_frame(), responses_frame().drop(columns="revenue"))
-
-
-def test_bad_response_values_rejected():
-    resp = responses_frame().assign(response=[2] + RESPONSE[1:])
-    with pytest.raises(DataValidationError, match="column 'response'"):
-        ev.join_responses(campaign_frame(), resp)
-
-
-def test_missing_responses_error_by_default_and_non_responder_on_request():
-    resp = responses_frame().iloc[:-2]
-    with pytest.raises(DataValidationError, match="2 of 12 campaign client"):
-        ev.join_responses(campaign_frame(), resp)
-    joined = ev.join_responses(campaign_frame(), resp, missing_responses="non_responder")
-    tail = joined.set_index("client_id").loc[[11, 12]]
-    assert tail["response"].tolist() == [0, 0] and tail["revenue"].tolist() == [0.0, 0.0]
-
-
-def test_inputs_not_mutated():
-    camp, resp = campaign_frame(), responses_frame()
-    before = (camp.copy(), resp.copy())
-    ev.join_responses(camp, resp)
-    pd.testing.assert_frame_equal(camp, before[0])
-    pd.testing.assert_frame_equal(resp, before[1])
+# (the responses file's own checks: tests/test_evaluation_responses.py)
 
 
 def test_campaign_not_frozen(tmp_path):
@@ -286,28 +308,25 @@ def test_unknown_campaign(tmp_path):
         ev.load_frozen_campaign(tmp_path / "campaigns" / "nope")
 
 
-def test_missing_responses_file(tmp_path):
-    with pytest.raises(NotFoundError, match="table 'responses'"):
-        ev.read_responses(tmp_path / "responses.parquet")
-
-
 def test_bad_config_values():
     with pytest.raises(ConfigError, match="missing_responses"):
         ev.EvaluateConfig(missing_responses="ignore")
     with pytest.raises(ConfigError, match="alpha"):
         ev.EvaluateConfig(alpha=1.5)
+    with pytest.raises(ConfigError, match="revenue_variance"):
+        ev.EvaluateConfig(revenue_variance="bootstrap")
 
 
 def test_load_frozen_campaign_roundtrip(tmp_path):
     folder = write_campaign(tmp_path)
     df, man = ev.load_frozen_campaign(folder)
     assert len(df) == 12 and man["threshold"]["score_cutoff"] == 0.5
-    assert len(ev.read_responses(folder / "responses.parquet")) == 12
+    assert len(read_responses(folder / "responses.parquet")) == 12
 
 
 def test_model_quality_reports_why_it_is_unavailable():
     resp = responses_frame().assign(response=[1, 1, 0, 0] + [0] * 8, revenue=0.0)
-    joined = ev.join_responses(campaign_frame(), resp)
+    joined = join_responses(campaign_frame(), resp)
     mq = ev.model_quality(joined, k=0.5, n_boot=10, seed=0, alpha=0.05)
     # nobody in random_target + control responded: the Qini AUC is undefined, uplift@k is 0 - 0
     assert mq["qini_auc"]["estimate"] is None and "both outcomes" in mq["qini_auc"]["error"]

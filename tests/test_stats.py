@@ -236,3 +236,99 @@ def test_multiple_testing_bad_input():
         s.holm([0.1, np.nan])
     with pytest.raises(ConfigError, match="alpha"):
         s.holm([0.1], alpha=0)
+
+
+def test_holm_adjusted_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(s.holm_adjusted([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(s.holm_adjusted([0.5, 0.6]), [1.0, 1.0])  # capped at 1
+    assert s.holm_adjusted([]).size == 0
+
+
+# --------------------------------------------------------------------------- small cells
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", method 3
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_interval_against_published_values(k, n, low, high):
+    assert s.wilson_interval(k, n) == pytest.approx((low, high), abs=5e-5)
+
+
+@pytest.mark.parametrize("counts, low, high", [
+    # Newcombe (1998), "Interval estimation for the difference between independent proportions", method 10
+    ((56, 70, 48, 80), 0.0524, 0.3339), ((9, 10, 3, 10), 0.1705, 0.8090), ((6, 7, 2, 7), 0.0582, 0.8062),
+    ((5, 56, 0, 29), -0.0381, 0.1926), ((0, 10, 0, 20), -0.1611, 0.2775), ((0, 10, 0, 10), -0.2775, 0.2775),
+])
+def test_newcombe_interval_against_published_values(counts, low, high):
+    assert s.newcombe_interval(*counts) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_rate_difference_uses_newcombe_only_in_small_cells():
+    small = s.rate_difference(9, 10, 3, 10)
+    assert "Newcombe" in small.method and (small.ci_low, small.ci_high) == pytest.approx(s.newcombe_interval(9, 10, 3, 10))
+    assert small.p_value == pytest.approx(s.two_proportion_ztest(9, 10, 3, 10)[1])
+    assert small.se == pytest.approx(math.sqrt(0.9 * 0.1 / 10 + 0.3 * 0.7 / 10))
+    big = s.rate_difference(300, 1000, 200, 1000)
+    wald = s.diff_in_proportions(0.3, 1000, 0.2, 1000)
+    assert (big.ci_low, big.ci_high, big.p_value, big.method) == (wald.ci_low, wald.ci_high, wald.p_value, wald.method)
+    # 29 responders in an arm is a small cell; so are 29 non-responders
+    assert "Newcombe" in s.rate_difference(29, 1000, 200, 1000).method
+    assert "Newcombe" in s.rate_difference(971, 1000, 200, 1000).method
+    with pytest.raises(DataValidationError, match="k <= n"):
+        s.rate_difference(5, 4, 1, 4)
+
+
+def test_newcombe_keeps_its_level_where_wald_does_not():
+    # three responders in 200 against one in 200: Wald's interval is too short
+    rng = np.random.default_rng(4)
+    kt, kc = rng.binomial(200, 0.015, 4000), rng.binomial(200, 0.005, 4000)
+    newcombe = np.mean([lo <= 0.01 <= hi for lo, hi in (s.newcombe_interval(a, 200, b, 200) for a, b in zip(kt, kc))])
+    wald = np.mean([s.diff_in_proportions(a / 200, 200, b / 200, 200).covers(0.01) for a, b in zip(kt, kc)])
+    # measured: Newcombe 0.993 (on the safe side), Wald 0.933 (short of 0.95)
+    assert newcombe >= 0.95 > wald
+
+
+# --------------------------------------------------------------------------- design checks and power
+
+
+def test_equal_shares_test_by_hand_and_against_scipy():
+    hits, totals = {"a": 50, "b": 10, "c": 10}, {"a": 1000, "b": 1000, "c": 500}
+    chi2, p = s.equal_shares_test(hits, totals)
+    ref = sps.chi2_contingency([[50, 950], [10, 990], [10, 490]], correction=False)
+    assert (chi2, p) == pytest.approx((ref.statistic, ref.pvalue))
+    # nothing missing anywhere: nothing to compare
+    assert s.equal_shares_test({"a": 0, "b": 0}, {"a": 10, "b": 10}) == (0.0, 1.0)
+    # a 2 x 2 table with a small expected count: Fisher's exact test
+    _, p = s.equal_shares_test({"a": 3, "b": 0}, {"a": 10, "b": 10})
+    assert p == pytest.approx(sps.fisher_exact([[0, 10], [3, 7]])[1])
+    with pytest.raises(DataValidationError, match="hits among"):
+        s.equal_shares_test({"a": 11}, {"a": 10})
+
+
+def test_mde_by_hand():
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)  # 2.8016
+    assert s.mde_from_se(0.01) == pytest.approx(z * 0.01)
+    # base rate 3%, 4,658 offered against 568 control clients
+    se = math.sqrt(0.03 * 0.97 * (1 / 4658 + 1 / 568))
+    assert s.mde_rate_difference(0.03, 4658, 568) == pytest.approx(z * se)
+    assert s.mde_rate_difference(0.03, 4658, 568) == pytest.approx(0.0212, abs=5e-5)
+    # a test at that effect has 80% power: z_alpha/2 standard errors below it is the 20% quantile
+    assert sps.norm.cdf(s.mde_from_se(se) / se - sps.norm.ppf(0.975)) == pytest.approx(0.8)
+    with pytest.raises(DataValidationError, match="base_rate"):
+        s.mde_rate_difference(0.0, 10, 10)
+    with pytest.raises(ConfigError, match="power"):
+        s.mde_from_se(0.1, power=1.0)
+
+
+def test_diff_in_amounts_by_hand():
+    y_t, y_c = [10.0, 20.0, 0.0, 0.0], [6.0, 0.0, 0.0]
+    # buyers' amounts pooled: 10, 20, 6 -> E[A] = 12, E[A^2] = 536/3; shares of buyers 1/2 and 1/3
+    m1, m2 = 12.0, 536 / 3
+    v_t = (0.5 * m2 - (0.5 * m1) ** 2) * 4 / 3
+    v_c = (m2 / 3 - (m1 / 3) ** 2) * 3 / 2
+    eff = s.diff_in_amounts(y_t, y_c)
+    assert eff.estimate == pytest.approx(7.5 - 2.0) and eff.se == pytest.approx(math.sqrt(v_t / 4 + v_c / 3))
+    assert s.amount_moments(y_t, y_c) == pytest.approx((m1, m2))
+    assert s.diff_in_amounts([0.0, 0.0], [0.0, 0.0]).se == 0.0

@@ -1,8 +1,11 @@
 """Estimators and tests for campaign evaluation.
 
 Differences of means with confidence intervals (difference of proportions for 0/1 outcomes,
-Welch for anything else), relative lift, the two-proportion z-test, the sample-ratio
-mismatch test, standardised mean differences for balance checks, and multiple-testing
+Welch for anything else), score intervals for small cells (Wilson for a rate, Newcombe for a
+difference of rates), a difference of mean amounts for skewed, mostly-zero outcomes such as revenue,
+relative lift, the two-proportion z-test, the sample-ratio mismatch test and the test of
+equal shares across groups (e.g. of missing outcome records), standardised mean differences
+for balance checks, the minimum detectable effect of a design, and multiple-testing
 corrections. Inputs are array-likes; bad input raises :class:`~tasks.core.errors.DataValidationError`
 or :class:`~tasks.core.errors.ConfigError` (a bad parameter such as ``alpha``).
 
@@ -22,6 +25,15 @@ from tasks.core.errors import ConfigError, DataValidationError
 from tasks.analytics.metrics import as_float_array, finite_float_array
 
 ArrayLike = Any
+
+#: Significance level of every design check that raises an alarm (sample-ratio mismatch, missing
+#: outcomes, undelivered offers, the profile's arm-size test): one value for the whole product.
+#: Checks run on every campaign, so the level is strict to keep false alarms rare.
+SRM_ALPHA = 0.001
+
+#: Below this many events (responders or non-responders) in a cell, a rate's interval is the
+#: Wilson score interval and a difference of rates gets Newcombe's interval instead of Wald's.
+SMALL_CELL_EVENTS = 30
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,69 @@ def diff_in_proportions(p_t: float, n_t: int, p_c: float, n_c: int, alpha: float
     estimate = mean_t - mean_c
     se = math.sqrt(mean_t * (1 - mean_t) / n_t + mean_c * (1 - mean_c) / n_c)
     return normal_effect(estimate, se, alpha, n_t, n_c, mean_t, mean_c, "difference of proportions (unpooled normal)")
+
+
+def _count(value: Any, name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DataValidationError(where, name, f"must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval ``(low, high)`` of a rate ``successes / n`` at level ``1 - alpha``.
+
+    ``(k + z^2/2) / (n + z^2) -/+ z / (n + z^2) * sqrt(k (n - k) / n + z^2 / 4)``: it stays
+    inside [0, 1] and keeps its coverage when the count is small or zero, where the Wald
+    interval collapses (Newcombe 1998, method 3).
+    """
+    where = "wilson_interval input"
+    _check_alpha(alpha, "wilson_interval")
+    k, n = _count(successes, "successes", where), _count(n, "n", where)
+    if n == 0 or k > n:
+        raise DataValidationError(where, "n", f"needs 0 <= successes <= n and n >= 1, got {k} of {n}")
+    z = float(sps.norm.ppf(1 - alpha / 2))
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(k * (n - k) / n + z * z / 4)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_interval(k_t: int, n_t: int, k_c: int, n_c: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of ``k_t / n_t - k_c / n_c`` (Newcombe 1998, method 10).
+
+    Built from the two Wilson intervals ``(l_t, u_t)``, ``(l_c, u_c)``: ``d - sqrt((p_t - l_t)^2 +
+    (u_c - p_c)^2)`` to ``d + sqrt((u_t - p_t)^2 + (p_c - l_c)^2)``. Holds its level in small
+    cells and at rates near 0 or 1.
+    """
+    lt, ut = wilson_interval(k_t, n_t, alpha)
+    lc, uc = wilson_interval(k_c, n_c, alpha)
+    pt, pc = k_t / n_t, k_c / n_c
+    d = pt - pc
+    return d - math.sqrt((pt - lt) ** 2 + (uc - pc) ** 2), d + math.sqrt((ut - pt) ** 2 + (pc - lc) ** 2)
+
+
+def rate_difference(k_t: int, n_t: int, k_c: int, n_c: int, alpha: float = 0.05,
+                    small_cell: int = SMALL_CELL_EVENTS) -> Effect:
+    """Difference of two response rates from counts, with the interval the cell sizes call for.
+
+    When every arm holds at least ``small_cell`` responders and ``small_cell`` non-responders:
+    :func:`diff_in_proportions` (Wald interval, unpooled standard error). Otherwise Newcombe's
+    score interval (:func:`newcombe_interval`) with the p-value of the pooled two-proportion
+    z-test (a score test, like the interval); ``se`` stays the unpooled standard error.
+    ``method`` says which was used.
+    """
+    where = "rate_difference input"
+    k_t, n_t = _count(k_t, "k_t", where), _count(n_t, "n_t", where)
+    k_c, n_c = _count(k_c, "k_c", where), _count(n_c, "n_c", where)
+    if n_t == 0 or n_c == 0 or k_t > n_t or k_c > n_c:
+        raise DataValidationError(where, None, f"needs 0 <= k <= n and n >= 1 per arm, got {k_t}/{n_t}, {k_c}/{n_c}")
+    wald = diff_in_proportions(k_t / n_t, n_t, k_c / n_c, n_c, alpha)
+    if min(k_t, n_t - k_t, k_c, n_c - k_c) >= small_cell:
+        return wald
+    lo, hi = newcombe_interval(k_t, n_t, k_c, n_c, alpha)
+    _, p = two_proportion_ztest(k_t, n_t, k_c, n_c)
+    return Effect(wald.estimate, wald.se, float(lo), float(hi), float(p), n_t, n_c, wald.mean_t, wald.mean_c,
+                  float(alpha), f"difference of proportions (Newcombe score interval: an arm has under "
+                  f"{small_cell} responders or non-responders; pooled z-test)")
 
 
 def diff_in_means(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect:
@@ -246,6 +321,35 @@ def srm_test(observed: Mapping[str, int], expected_share: Mapping[str, float]) -
     return chi2, float(sps.chi2.sf(chi2, len(names) - 1))
 
 
+def equal_shares_test(hits: Mapping[str, int], totals: Mapping[str, int]) -> tuple[float, float]:
+    """Do the groups share one rate of ``hits / totals`` (e.g. missing outcome records)?
+
+    Pearson's chi-square test of independence of group and hit on the ``groups x 2`` table,
+    ``groups - 1`` degrees of freedom: ``(chi2, p_value)``. Groups with no clients are left
+    out; with fewer than two groups left, or no hit or no miss at all, there is nothing to
+    compare and the result is ``(0.0, 1.0)``. A small p-value means the rate differs between
+    groups. For 2 x 2 tables with an expected count under 5, Fisher's exact p-value is used.
+    """
+    where = "equal_shares_test input"
+    if set(hits) != set(totals):
+        raise DataValidationError(where, None, f"groups differ: {sorted(hits)} vs {sorted(totals)}")
+    rows = []
+    for g in sorted(hits):
+        h, n = _count(hits[g], g, where), _count(totals[g], g, where)
+        if h > n:
+            raise DataValidationError(where, g, f"{h} hits among {n} clients")
+        if n:
+            rows.append((h, n - h))
+    table = np.asarray(rows, dtype="float64").reshape(-1, 2)
+    if len(table) < 2 or table[:, 0].sum() == 0 or table[:, 1].sum() == 0:
+        return 0.0, 1.0
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    if table.shape == (2, 2) and expected.min() < 5:
+        return chi2, float(sps.fisher_exact(table.astype("int64"))[1])
+    return chi2, float(sps.chi2.sf(chi2, len(table) - 1))
+
+
 def standardized_mean_difference(a: ArrayLike, b: ArrayLike) -> float:
     """(mean_a - mean_b) / sqrt((var_a + var_b) / 2) with sample variances (ddof=1).
 
@@ -299,16 +403,91 @@ def benjamini_hochberg(pvalues: ArrayLike, alpha: float = 0.05) -> np.ndarray:
     return bh_adjusted(pvalues) <= alpha
 
 
+def holm_adjusted(pvalues: ArrayLike) -> np.ndarray:
+    """Holm step-down adjusted p-values, in the input order: the ``i``-th smallest p-value
+    times ``m - i + 1``, made non-decreasing and capped at 1. A hypothesis is rejected at
+    family-wise error ``alpha`` exactly when its adjusted p-value is at most ``alpha``."""
+    p = _pvalues(pvalues, "holm_adjusted input")
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(np.maximum.accumulate(p[order] * (m - np.arange(m))), 1.0)
+    out = np.empty(m)
+    out[order] = stepped
+    return out
+
+
 def holm(pvalues: ArrayLike, alpha: float = 0.05) -> np.ndarray:
     """Which hypotheses Holm's step-down procedure rejects at family-wise error ``alpha``:
-    a boolean mask in the input order."""
+    a boolean mask in the input order (:func:`holm_adjusted` at most ``alpha``)."""
     _check_alpha(alpha, "holm")
-    p = _pvalues(pvalues, "holm input")
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    passes = p[order] <= alpha / (m - np.arange(m))
-    # step-down: stop at the first hypothesis that is not rejected
-    n_rejected = m if passes.all() else int(np.argmin(passes))
-    out = np.zeros(m, dtype=bool)
-    out[order[:n_rejected]] = True
-    return out
+    return holm_adjusted(pvalues) <= alpha
+
+
+# --------------------------------------------------------------------------- design
+
+
+def mde_from_se(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable effect of an estimate with standard error ``se``: the true effect a
+    two-sided test at level ``alpha`` detects with probability ``power``,
+    ``(z_{1 - alpha/2} + z_{power}) * se``."""
+    _check_alpha(alpha, "mde_from_se")
+    if not 0 < power < 1:
+        raise ConfigError(f"mde_from_se: power must be in (0, 1), got {power!r}")
+    if not se >= 0:
+        raise DataValidationError("mde_from_se input", "se", f"must be >= 0, got {se!r}")
+    return float((sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * se)
+
+
+def mde_rate_difference(base_rate: float, n_t: int, n_c: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest difference of response rates between arms of ``n_t`` and ``n_c`` clients that a
+    two-sided test at ``alpha`` detects with probability ``power``, both arms' variance taken at
+    ``base_rate``: ``(z_{1-alpha/2} + z_power) * sqrt(p (1 - p) (1/n_t + 1/n_c))``."""
+    if not 0 < base_rate < 1:
+        raise DataValidationError("mde_rate_difference input", "base_rate", f"must be in (0, 1), got {base_rate!r}")
+    for name, n in (("n_t", n_t), ("n_c", n_c)):
+        if _count(n, name, "mde_rate_difference input") < 1:
+            raise DataValidationError("mde_rate_difference input", name, "an arm needs at least one client")
+    return mde_from_se(math.sqrt(base_rate * (1 - base_rate) * (1 / n_t + 1 / n_c)), alpha, power)
+
+
+# --------------------------------------------------------------------------- amounts (revenue)
+
+
+def amount_moments(*samples: ArrayLike) -> tuple[float, float]:
+    """``(E[A], E[A^2])`` of the non-zero amounts ``A`` of all ``samples`` pooled (0, 0 when none)."""
+    nz = np.concatenate([np.asarray(x, dtype="float64")[np.asarray(x, dtype="float64") != 0] for x in samples])
+    return (float(nz.mean()), float((nz * nz).mean())) if nz.size else (0.0, 0.0)
+
+
+def amount_variance(y: ArrayLike, m1: float, m2: float) -> float:
+    """Per-client variance of an amount that is zero for most clients (revenue), from the
+    sample's share ``q`` of non-zero values and pooled moments ``m1 = E[A]``, ``m2 = E[A^2]`` of
+    the non-zero amounts: ``(q m2 - (q m1)^2) * n / (n - 1)``."""
+    arr = np.asarray(y, dtype="float64")
+    q = float(np.mean(arr != 0))
+    return (q * m2 - (q * m1) ** 2) * arr.size / max(arr.size - 1, 1)
+
+
+def diff_in_amounts(y_t: ArrayLike, y_c: ArrayLike, alpha: float = 0.05) -> Effect:
+    """Difference of mean amounts (revenue per client), treated minus control, for skewed,
+    heavy-tailed amounts that are zero for most clients.
+
+    Revenue per client is (bought or not) x (amount when bought). A small arm with a few dozen
+    buyers rarely holds the rare large baskets, and then its sample variance is too low just when
+    its mean is too low, so Welch's interval misses on one side. Here each arm's variance is
+    :func:`amount_variance`: its own share of buyers with the moments of the amounts pooled over
+    both arms (:func:`amount_moments`), i.e. the offer is taken to change who buys more than how
+    much a buyer spends. Normal interval and two-sided p-value. Each arm needs two clients.
+    """
+    where = "diff_in_amounts input"
+    _check_alpha(alpha, "diff_in_amounts")
+    t = _sample(y_t, "y_t", where)
+    c = _sample(y_c, "y_c", where)
+    m1, m2 = amount_moments(t, c)
+    se = math.sqrt(amount_variance(t, m1, m2) / t.size + amount_variance(c, m1, m2) / c.size)
+    mean_t, mean_c = float(t.mean()), float(c.mean())
+    return normal_effect(mean_t - mean_c, se, alpha, t.size, c.size, mean_t, mean_c,
+                         "difference of means (variance from each arm's share of buyers and the amounts "
+                         "of both arms' buyers; normal)")

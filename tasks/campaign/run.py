@@ -27,7 +27,7 @@ from tasks.campaign.policy import policy_params
 from tasks.campaign.stages import (
     CHECKPOINTED, STAGES, Mapper, StageOutcome, check_factors_known, input_tables, stage,
 )
-from tasks.campaign.summary import render_summary
+from tasks.campaign.summary import design_power, history_base_rate, render_summary
 from tasks.campaign.transforms import FactorFn, build_campaign_table, derive_seed, score_distribution  # noqa: F401
 from tasks.core.errors import ConfigError, StateError
 from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, sha256_file, stable_hash
@@ -268,7 +268,7 @@ class CampaignRun:
         manifest["stages"]["freeze"] = {"hash": manifest["config_hash"], "key": manifest["config_hash"],
                                         "fingerprint": manifest["campaign_sha256"],
                                         "rows": int(len(table)), "seconds": round(seconds, 3)}
-        summary = render_summary(manifest)
+        summary = render_summary(manifest, design_power(manifest, table, history_base_rate(d["dir"])))
         atomic_write_text(summary, self.paths.summary)
         atomic_write_json(seal_manifest(manifest), self.manifest_path)
         outcome = StageOutcome("freeze", "computed", int(len(table)), seconds, manifest["config_hash"],

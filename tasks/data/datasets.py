@@ -42,6 +42,7 @@ class TabularDataConfig:
     control_arm: str | None = None    # hillstrom: the control segment
     min_active_months: int | None = None  # one_click: keep clients with revenue in every one of these periods
     profit_column: str | None = None      # one_click: profit per client (segmentation, not a feature)
+    treatment_shares: dict[Any, float] | None = None  # design shares of the arms, {treated: .., control: ..}
 
 
 @dataclass

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from tasks.analytics.stats import SRM_ALPHA
 from tasks.core.errors import ConfigError
 
 
@@ -24,8 +26,9 @@ class ProfileConfig:
     near_constant_share: float      # top value share at or above: almost constant
     arm_columns: list[str]          # raw-table columns holding experiment arms
     table_keys: dict[str, list[str]]  # raw tables keyed by other columns than the dataset's id
-    expected_arm_shares: dict[str, float] | None  # None = equal shares
+    expected_arm_shares: dict[Any, float] | None  # None = equal shares
     alpha: float                    # 1 - confidence level of intervals
+    srm_alpha: float = SRM_ALPHA  # no YAML home: flows.profile sets it from evaluate.srm_alpha (one level for all checks)
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
@@ -41,3 +44,5 @@ class ProfileConfig:
             )
         if self.vif_limit <= 1.0:
             raise ConfigError(f"config 'profile', key 'vif_limit': must be > 1, got {self.vif_limit}")
+        if not 0.0 < self.srm_alpha < 1.0:
+            raise ConfigError(f"config 'profile', key 'srm_alpha': must be in (0, 1), got {self.srm_alpha}")

@@ -71,8 +71,10 @@ def profile_world_tables(data_dir: Path, as_of: pd.Timestamp, world_as_of: pd.Ti
 
 
 def profile_world_factors(data_dir: Path, as_of: pd.Timestamp, world_as_of: pd.Timestamp,
-                          factor_names: list[str], factor_set: str, cfg: ProfileConfig) -> AnalysisProfile:
-    """Profile the campaign history as uplift data with point-in-time factors."""
+                          factor_names: list[str], factor_set: str, cfg: ProfileConfig,
+                          treated_share: float | None = None) -> AnalysisProfile:
+    """Profile the campaign history as uplift data with point-in-time factors; ``treated_share``:
+    the world's design share of treated clients in each past campaign (None: equal arms assumed)."""
     history = read_world_table(data_dir, "campaign_history", as_of, world_as_of)
     if history.empty:
         raise DataValidationError("campaign_history", "campaign_date", f"no campaign before the as-of date {as_of.date()}")
@@ -84,8 +86,10 @@ def profile_world_factors(data_dir: Path, as_of: pd.Timestamp, world_as_of: pd.T
     description = (
         f"Campaign history (treatment, response) joined with {source}, computed as of each campaign's date."
     )
+    shares = None if treated_share is None else {"treated": treated_share, "control": 1.0 - treated_share}
     return profile_analysis(table, names, "response", cfg, treatment="treatment",
-                            description=description, population_rows=len(history), group="campaign_id")
+                            description=description, population_rows=len(history), group="campaign_id",
+                            treatment_shares=shares)
 
 
 def raw_table_key(table: str, raw: pd.DataFrame, id_column: str, cfg: ProfileConfig) -> list[str] | None:
@@ -116,4 +120,4 @@ def profile_tabular(dcfg: TabularDataConfig, shared_data: Path,
     if dcfg.drop:
         description += f"; it includes the columns training drops ({', '.join(dcfg.drop)})"
     return tables, profile_analysis(frame, list(X.columns), ds.target, cfg, treatment=ds.treatment,
-                                    description=description + ".")
+                                    description=description + ".", treatment_shares=dcfg.treatment_shares)

@@ -8,7 +8,7 @@ input frame. :mod:`tasks.profile.report` turns the profiles into the report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from tasks.profile.stats import (
     rate_by_arm,
     sample_rows,
     top_values,
+    treatment_design_shares,
     vif,
 )
 
@@ -183,6 +184,7 @@ class AnalysisProfile:
     heatmap: bytes | None = None
     group: str | None = None
     by_group: pd.DataFrame | None = None
+    arm_shares: dict[str, float] | None = None
 
 
 def profile_analysis(
@@ -194,6 +196,7 @@ def profile_analysis(
     description: str = "",
     population_rows: int | None = None,
     group: str | None = None,
+    treatment_shares: Mapping[Any, float] | None = None,
 ) -> AnalysisProfile:
     """Profile the factor table: target and treatment balance, correlations, VIF, leaks.
 
@@ -203,6 +206,8 @@ def profile_analysis(
     a :class:`DataValidationError`. ``population_rows`` tells that ``df`` is already a
     sample of a table that size (the caller sampled before computing factors). ``group``
     names a column (e.g. ``campaign_id``) whose groups get their own arm test and uplift.
+    ``treatment_shares``: the design shares of the arms (the data config's, see
+    :func:`tasks.profile.stats.treatment_design_shares`); None: equal shares are assumed.
     """
     for col in [target, *([treatment] if treatment else [])]:
         if col not in df.columns:
@@ -228,7 +233,7 @@ def profile_analysis(
     num = list(x.columns)
 
     t_bal = crosstab_tab = rates = by_group = None
-    uplift = chi2 = p = None
+    uplift = chi2 = p = shares = None
     if treatment:
         t = sample[treatment].astype("int64")
         t_bal = balance(t)
@@ -237,9 +242,7 @@ def profile_analysis(
         crosstab_tab = crosstab(y, t)
         rates = rate_by_arm(y, t)
         uplift = naive_uplift(y, t, cfg.alpha)
-        shares = None
-        if cfg.expected_arm_shares is not None:
-            shares = {k: v for k, v in cfg.expected_arm_shares.items() if k in ("0", "1")} or None
+        shares = treatment_design_shares(treatment_shares)
         chi2, p = arm_size_chi2(dict(zip(t_bal["value"], t_bal["count"])), shares)
         if group is not None:
             if group not in sample.columns:
@@ -285,4 +288,5 @@ def profile_analysis(
         heatmap=heatmap_png(corr.loc[heat_cols, heat_cols], "Pearson correlation") if len(heat_cols) > 1 else None,
         group=group if by_group is not None else None,
         by_group=by_group,
+        arm_shares=shares if treatment else None,
     )

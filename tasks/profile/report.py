@@ -2,45 +2,20 @@
 
 :func:`build_report` assembles the table profiles and the factor-table profile
 (:mod:`tasks.profile.profiles`) into ordered blocks (headings, text, lists, tables, images)
-with a findings summary at the top; :func:`render_markdown` and :func:`render_html` render
-the blocks. The flow (``flows/profile.py``) writes the result.
+with a findings summary at the top; :func:`render_markdown` and :func:`render_html` (the
+shared renderers of :mod:`tasks.core.report`) render the blocks. The flow (``flows/profile.py``) writes the result.
 """
 from __future__ import annotations
 
-import base64
-import html
 import math
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from tasks.core.report import fmt_value, md_table
+from tasks.core.report import Block, Report, fmt_value, md_table, render_html, render_markdown
 from tasks.profile.config import ProfileConfig
 from tasks.profile.profiles import AnalysisProfile, TableProfile
-
-
-@dataclass
-class Block:
-    """One piece of the report: ``heading`` (with ``level``), ``text``, ``list``, ``table`` or ``image``."""
-
-    kind: str
-    text: str = ""
-    level: int = 2
-    items: list[str] = field(default_factory=list)
-    table: pd.DataFrame | None = None
-    image: str | None = None
-
-
-@dataclass
-class Report:
-    """A rendered-independent report: ordered blocks, PNG images by file name, key findings."""
-
-    title: str
-    blocks: list[Block]
-    images: dict[str, bytes]
-    findings: dict[str, Any]
 
 
 def _pct(share: float) -> str:
@@ -83,21 +58,27 @@ def _table_blocks(t: TableProfile, cfg: ProfileConfig) -> list[Block]:
     for arm in t.arms:
         b.append(Block("heading", f"Arms of `{arm.column}`", level=3))
         b.append(Block("table", table=arm.counts))
-        b.append(Block("text", _arm_verdict(arm.chi2, arm.p_value, cfg)))
+        b.append(Block("text", _arm_verdict(arm.chi2, arm.p_value, cfg, cfg.expected_arm_shares)))
         if arm.rates is not None:
             b.append(Block("text", f"Rate of `{arm.outcome}` per arm:"))
             b.append(Block("table", table=arm.rates))
     return b
 
 
-def _arm_verdict(chi2: float, p: float, cfg: ProfileConfig) -> str:
-    expected = "the configured shares" if cfg.expected_arm_shares else "equal shares"
+def _arm_verdict(chi2: float, p: float, cfg: ProfileConfig, shares: dict | None = None,
+                 source: str = "profile.expected_arm_shares") -> str:
+    """One line on an arm-size test: against the design shares when known, equal shares otherwise."""
+    if shares:
+        expected = "the design shares (" + ", ".join(f"{k}: {float(v):.3g}" for k, v in shares.items()) + f", {source})"
+    else:
+        expected = f"equal shares (no {source} given)"
     verdict = (
         "consistent with the intended randomisation"
-        if p >= cfg.alpha
+        if p >= cfg.srm_alpha
         else f"**not** consistent with {expected} (possible sample-ratio mismatch)"
     )
-    return f"Arm sizes against {expected}: chi-square {fmt_value(chi2)}, p-value {fmt_value(p)}: {verdict}."
+    return (f"Arm sizes against {expected}: chi-square {fmt_value(chi2)}, p-value {fmt_value(p)} "
+            f"(flagged below {cfg.srm_alpha}, the level of the evaluation's checks): {verdict}.")
 
 
 def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
@@ -116,7 +97,9 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
         u = a.uplift
         b.append(Block("heading", "Treatment balance and outcome by arm", level=3))
         b.append(Block("table", table=a.treatment_balance))
-        b.append(Block("text", _arm_verdict(float(a.arm_chi2), float(a.arm_p_value), cfg)))
+        b.append(Block("text", _arm_verdict(float(a.arm_chi2), float(a.arm_p_value), cfg,
+                                               {{"0": "control", "1": "treated"}[k]: v for k, v in a.arm_shares.items()}
+                                               if a.arm_shares else None, "data.treatment_shares")))
         b.append(Block("text", "Target (rows) by treatment (columns):"))
         b.append(Block("table", table=a.crosstab.reset_index(names="target")))
         b.append(Block("table", table=a.rates))
@@ -235,7 +218,7 @@ def build_report(
                        + (f", {t.duplicates['key_rows']} rows with a duplicate key" if t.duplicates["key_rows"] else ""))
         for a in t.arms:
             summary.append(f"`{t.name}.{a.column}` arms: chi-square p-value {fmt_value(a.p_value)} "
-                           f"({'balanced' if a.p_value >= cfg.alpha else 'imbalanced'})")
+                           f"({'balanced' if a.p_value >= cfg.srm_alpha else 'imbalanced'} at {cfg.srm_alpha})")
     if analysis is not None:
         findings.update(
             possible_leaks=analysis.leaks,
@@ -272,71 +255,3 @@ def build_report(
     if analysis is not None:
         blocks.extend(_analysis_blocks(analysis, cfg))
     return Report(title, blocks, images, _json_safe(findings))
-
-
-def render_markdown(report: Report, image_dir: str = "plots") -> str:
-    """The report as Markdown; images are linked as ``<image_dir>/<name>``."""
-    out: list[str] = []
-    for b in report.blocks:
-        if b.kind == "heading":
-            out.append("#" * b.level + " " + b.text)
-        elif b.kind == "text":
-            out.append(b.text)
-        elif b.kind == "list":
-            out.append("\n".join(f"- {i}" for i in b.items))
-        elif b.kind == "table" and b.table is not None:
-            out.append(md_table(b.table))
-        elif b.kind == "image":
-            out.append(f"![{b.text}]({image_dir}/{b.image})")
-    return "\n\n".join(out) + "\n"
-
-
-def _inline_html(text: str) -> str:
-    """Escape text and turn the two Markdown marks the report uses (`code`, **bold**) into HTML."""
-    parts = html.escape(text).split("`")
-    s = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-    bold = s.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(bold))
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:13px}
-th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-code{background:#f4f4f4;padding:0 3px}img{max-width:100%}h2{border-bottom:1px solid #ddd;margin-top:2em}
-"""
-
-
-def render_html(report: Report) -> str:
-    """The report as one self-contained HTML page: PNG images embedded as base64 data URIs."""
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
-    sections = [b.text for b in report.blocks if b.kind == "heading" and b.level == 2]
-    section = 0
-    for b in report.blocks:
-        if b.kind == "heading" and b.level == 2:
-            section += 1
-            out.append(f"<h2 id='s{section}'>{_inline_html(b.text)}</h2>")
-        elif b.kind == "heading":
-            out.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
-            if b.level == 1 and sections:
-                links = "".join(f"<li><a href='#s{i}'>{_inline_html(t)}</a></li>" for i, t in enumerate(sections, 1))
-                out.append(f"<nav><ul>{links}</ul></nav>")
-        elif b.kind == "text":
-            out.append(f"<p>{_inline_html(b.text)}</p>")
-        elif b.kind == "list":
-            out.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
-        elif b.kind == "table" and b.table is not None:
-            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.table.columns)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(fmt_value(v))}</td>" for v in row) + "</tr>"
-                for row in b.table.itertuples(index=False)
-            )
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif b.kind == "image" and b.image in report.images:
-            data = base64.b64encode(report.images[b.image]).decode("ascii")
-            out.append(f"<figure><img alt='{html.escape(b.text)}' src='data:image/png;base64,{data}'>"
-                       f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"

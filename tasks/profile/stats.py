@@ -10,7 +10,9 @@ only the profile needs:
 * per-column distributions: numeric summaries, top values of categoricals, constant and
   almost-constant columns (share of the most frequent value, missing counted as a value);
 * target and treatment balance, their cross-table, the response rate per arm, the planned
-  arm shares (equal unless configured), the naive uplift and the arm tests per group;
+  arm shares (the data config's design shares of the treatment, ``treatment_shares``; the
+  profile's ``expected_arm_shares`` for raw arm columns; equal otherwise), the naive uplift
+  and the arm tests per group;
 * Pearson correlation pairs and the variance inflation factor of every numeric factor
   (``inf`` for exact duplicates and perfect collinearity);
 * the univariate strength of each factor: ROC-AUC against the target (a possible leak beyond
@@ -209,6 +211,8 @@ def planned_arm_shares(arms: Sequence[str], expected_shares: Mapping[str, float]
         raise DataValidationError("profile", None, f"an arm-size test needs at least two arms, got {arms}")
     if expected_shares is None:
         return {a: 1.0 / len(arms) for a in arms}
+    # keys as the command line gives them: {0: 0.5, 1: 0.5} has int keys, the arms are text
+    expected_shares = {str(k): v for k, v in expected_shares.items()}
     missing = [a for a in arms if a not in expected_shares]
     if missing:
         raise ConfigError(
@@ -217,6 +221,35 @@ def planned_arm_shares(arms: Sequence[str], expected_shares: Mapping[str, float]
         )
     total = sum(float(expected_shares[a]) for a in arms)
     return {a: float(expected_shares[a]) / total for a in arms}
+
+
+_TREATED_KEYS = {"treated": "1", "1": "1", "true": "1", "control": "0", "0": "0", "false": "0"}
+
+
+def treatment_design_shares(shares: Mapping[Any, float] | None) -> dict[str, float] | None:
+    """The design shares of a 0/1 treatment as ``{"0": control, "1": treated}``, from a data
+    config's ``treatment_shares`` (keys ``treated`` / ``control``, or ``1`` / ``0``); None
+    when not given (the arm test then assumes equal shares and says so).
+
+    On the command line: ``data.treatment_shares={treated:0.75,control:0.25}``.
+    """
+    if shares is None:
+        return None
+    out: dict[str, float] = {}
+    for key, value in shares.items():
+        arm = _TREATED_KEYS.get(str(key).strip().lower())
+        if arm is None:
+            raise ConfigError(
+                f"config 'data', key 'treatment_shares': unknown arm {key!r}; use treated and control, e.g. "
+                "data.treatment_shares={treated:0.75,control:0.25}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"config 'data', key 'treatment_shares.{key}': must be a positive share, got {value!r}")
+        out[arm] = float(value)
+    if set(out) != {"0", "1"}:
+        raise ConfigError("config 'data', key 'treatment_shares': give both arms, e.g. "
+                          "data.treatment_shares={treated:0.75,control:0.25}")
+    total = out["0"] + out["1"]
+    return {"0": out["0"] / total, "1": out["1"] / total}
 
 
 def arm_size_chi2(counts: Mapping[str, int], expected_shares: Mapping[str, float] | None = None) -> tuple[float, float]:
