@@ -115,14 +115,7 @@ def test_every_option_writes_every_key_its_dataclass_needs(cls, node, where):
         assert [k for k in needed if k not in sub_node] == [], f"{sub_where}: keys the YAML must write"
 
 
-# The evaluation's settings are being reworked elsewhere: their defaults still repeat
-# conf/evaluate/default.yaml. Strict: this fails once they are gone, to drop the mark.
-DUPLICATES_LEFT = {EvaluateConfig}
-
-
-@pytest.mark.parametrize("cls, node, where", [
-    pytest.param(c, n, w, marks=[pytest.mark.xfail(strict=True, reason="EvaluateConfig keeps its defaults for now")]
-                 if c in DUPLICATES_LEFT else []) for c, n, w in NODES], ids=[w for _, _, w in NODES])
+@pytest.mark.parametrize("cls, node, where", NODES, ids=[w for _, _, w in NODES])
 def test_no_dataclass_default_repeats_a_yaml_value(cls, node, where):
     for sub, sub_node, sub_where in walk(cls, node, where):
         for f in dataclasses.fields(sub):

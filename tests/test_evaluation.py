@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from tasks.analytics import metrics
 from tasks.analytics import stats as st
+from tasks.core.config import from_conf
 from tasks.evaluation import readout as ev
 from tasks.evaluation.checks import srm_check
 from tasks.evaluation.report import make_plots, render_report, render_report_html
@@ -67,7 +68,7 @@ def joined() -> pd.DataFrame:
     return join_responses(campaign_frame(), responses_frame())
 
 
-CFG = ev.EvaluateConfig(n_boot=0, revenue_variance="welch")  # Welch intervals for revenue, as scipy has them
+CFG = from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0, revenue_variance="welch")  # Welch intervals for revenue, as scipy has them
 
 
 # --------------------------------------------------------------------------- statistics
@@ -147,7 +148,7 @@ def test_targeted_vs_control_above_cutoff(joined):
 
 
 def test_revenue_intervals_pool_the_amounts_of_both_arms(joined):
-    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0))
+    res = ev.evaluate_campaign(joined, manifest(), from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0))
     rev = res["targeted_vs_control"]["revenue"]
     # targeted above [10, 20], control above [6, 0]; buyers' amounts pooled: 10, 20, 6 -> E[A] 12, E[A^2] 536/3
     m1, m2 = 12.0, 536 / 3
@@ -219,7 +220,7 @@ def test_without_a_margin_there_is_no_profit_only_revenue(joined):
 
 
 def test_config_overrides_policy_economics(joined):
-    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, revenue_variance="welch", margin=2.0,
+    res = ev.evaluate_campaign(joined, manifest(), from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0, revenue_variance="welch", margin=2.0,
                                                                       contact_cost=0.0))
     assert res["profit"]["targeted"]["profit"]["estimate"] == pytest.approx(2 * 2.0 * 0.5)
 
@@ -229,7 +230,7 @@ def test_checks_in_result(joined):
     srm = res["checks"]["items"]["sample_ratio"]
     assert srm["p_value"] == pytest.approx(math.exp(-2 / 3))
     assert srm["status"] == "pass" and res["checks"]["failed"] == []
-    res2 = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=0, revenue_variance="welch", srm_alpha=0.6))
+    res2 = ev.evaluate_campaign(joined, manifest(), from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0, revenue_variance="welch", srm_alpha=0.6))
     assert res2["checks"]["failed"] == ["sample_ratio"]
 
 
@@ -241,7 +242,7 @@ def test_group_rates_have_wilson_intervals(joined):
 
 
 def test_model_quality_on_random_target_and_control(joined):
-    res = ev.evaluate_campaign(joined, manifest(), ev.EvaluateConfig(n_boot=20, k=0.5))
+    res = ev.evaluate_campaign(joined, manifest(), from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=20, k=0.5))
     sub = joined[joined["group"] != "targeted"]
     y, u = sub["response"].to_numpy(), sub["score"].to_numpy()
     t = (sub["group"] == "random_target").to_numpy().astype(int)
@@ -310,11 +311,11 @@ def test_unknown_campaign(tmp_path):
 
 def test_bad_config_values():
     with pytest.raises(ConfigError, match="missing_responses"):
-        ev.EvaluateConfig(missing_responses="ignore")
+        from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", missing_responses="ignore")
     with pytest.raises(ConfigError, match="alpha"):
-        ev.EvaluateConfig(alpha=1.5)
+        from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", alpha=1.5)
     with pytest.raises(ConfigError, match="revenue_variance"):
-        ev.EvaluateConfig(revenue_variance="bootstrap")
+        from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", revenue_variance="bootstrap")
 
 
 def test_load_frozen_campaign_roundtrip(tmp_path):
@@ -334,9 +335,9 @@ def test_model_quality_reports_why_it_is_unavailable():
 
 
 def test_economics_sources():
-    cfg = ev.EvaluateConfig(n_boot=0)
+    cfg = from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0)
     assert ev.economics(manifest(), cfg) == (10.0, 1.0)
     top = dict(manifest(), policy={"kind": "top_fraction", "params": {"top_fraction": 0.3}})
     assert ev.economics(top, cfg) == (None, 0.0)
     assert ev.economics(dict(top, economics={"margin": 5.0, "contact_cost": 0.2}), cfg) == (5.0, 0.2)
-    assert ev.economics(top, ev.EvaluateConfig(n_boot=0, margin=3.0)) == (3.0, 0.0)
+    assert ev.economics(top, from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0, margin=3.0)) == (3.0, 0.0)

@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 
 from tasks.analytics import stats as st
+from tasks.core.config import from_conf
 from tasks.evaluation import readout as ev
 from tasks.evaluation.checks import failure_line
 from tasks.evaluation.responses import join_responses
 
 SHARES = {"targeted": 0.8, "random_target": 0.1, "control": 0.1}
-CFG = ev.EvaluateConfig(n_boot=0)
+CFG = from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0)
 
 
 def campaign(n: int = 20_000, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -7,11 +7,12 @@ import pytest
 
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 from tasks.core.io import atomic_write_parquet
+from tasks.core.config import from_conf
 from tasks.evaluation import readout as ev
 from tasks.evaluation.responses import join_responses, parse_responses, read_responses, read_responses_file
 from tests.test_evaluation import IDS, RESPONSE, campaign_frame, manifest, responses_frame
 
-CFG = ev.EvaluateConfig(n_boot=0)
+CFG = from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0)
 
 
 def write_csv(path, text: str):
@@ -94,7 +95,7 @@ def test_missing_clients_observed_by_default_non_responder_or_error_on_request()
     filled = join_responses(campaign_frame(), resp, missing_responses="non_responder")
     tail = filled.set_index("client_id").loc[[11, 12]]
     assert tail["response"].tolist() == [0, 0] and tail["revenue"].tolist() == [0.0, 0.0]
-    res = ev.evaluate_campaign(filled, manifest(), ev.EvaluateConfig(n_boot=0, 
+    res = ev.evaluate_campaign(filled, manifest(), from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", n_boot=0, 
                                                                       missing_responses="non_responder"))
     assert res["random_target_vs_control"]["response"]["n_t"] == 4 and res["outcomes"]["counted_as_non_responders"] == 2
     assert res["checks"]["items"]["missing_outcomes"]["status"] == "not_applicable"

@@ -45,7 +45,8 @@ def _contend(path: str, start: mp.Barrier, tried: mp.Barrier, done: mp.Barrier, 
 
 def test_stale_lock_race_never_has_two_holders(tmp_path: Path):
     path = tmp_path / ".lock"
-    ctx = mp.get_context("fork")
+    # spawn, not fork: a fork of a test process that runs other threads (Prefect's) can hang
+    ctx = mp.get_context("spawn")
     start, tried, done = (ctx.Barrier(CONTENDERS + 1) for _ in range(3))
     wins: mp.Queue = ctx.Queue()
     procs = [ctx.Process(target=_contend, args=(str(path), start, tried, done, wins)) for _ in range(CONTENDERS)]

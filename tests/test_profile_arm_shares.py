@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from flows.profile import profile_settings
 from tasks.analytics.stats import SRM_ALPHA
-from tasks.core.config import compose_config, to_dataclass
+from tasks.core.config import compose_config, from_conf, to_dataclass
 from tasks.core.errors import ConfigError
 from tasks.data.datasets import TabularDataConfig
 from tasks.evaluation.readout import EvaluateConfig
@@ -49,7 +49,7 @@ def test_expected_arm_shares_of_raw_arm_columns_from_the_command_line():
 
 def test_one_level_for_every_sample_ratio_check():
     container = OmegaConf.to_container(compose_config([]), resolve=True)
-    assert container["evaluate"]["srm_alpha"] == SRM_ALPHA == EvaluateConfig().srm_alpha == ProfileConfig().srm_alpha
+    assert container["evaluate"]["srm_alpha"] == SRM_ALPHA == from_conf(EvaluateConfig, "evaluate/default:evaluate").srm_alpha == from_conf(ProfileConfig, "profile/default").srm_alpha
     assert to_dataclass(profile_settings(container), ProfileConfig, "profile").srm_alpha == SRM_ALPHA
     moved = OmegaConf.to_container(compose_config(["evaluate.srm_alpha=0.01"]), resolve=True)
     assert to_dataclass(profile_settings(moved), ProfileConfig, "profile").srm_alpha == 0.01
@@ -63,7 +63,7 @@ def rct(n_treated: int = 3000, n_control: int = 1000, seed: int = 0) -> pd.DataF
 
 
 def test_a_75_25_design_is_balanced_against_its_design_shares_and_not_against_equal_ones():
-    cfg = ProfileConfig(max_plot_columns=2, max_heatmap_columns=2)
+    cfg = from_conf(ProfileConfig, "profile/default", max_plot_columns=2, max_heatmap_columns=2)
     df = rct()
     equal = profile_analysis(df, ["x", "z"], "y", cfg, treatment="t")
     assert equal.arm_p_value < SRM_ALPHA and equal.arm_shares is None

@@ -77,22 +77,22 @@ COMPARISONS = {
 
 @dataclass
 class EvaluateConfig:
-    """Settings of an evaluation (``conf/evaluate/default.yaml``, key ``evaluate``)."""
+    """Settings of an evaluation; the values live in ``conf/evaluate/default.yaml`` (key ``evaluate``)."""
 
-    alpha: float = 0.05
-    srm_alpha: float = stats.SRM_ALPHA
-    missing_responses: str = "observed"
-    positive: str | None = None
-    strict: bool = False
-    k: float = 0.3
-    bins: int = 10
-    n_boot: int = 200
-    revenue_variance: str = "pooled_amounts"
-    small_cell: int = stats.SMALL_CELL_EVENTS
-    seed: int = 0
-    margin: float | None = None
-    contact_cost: float | None = None
-    currency: str = ""
+    alpha: float
+    srm_alpha: float
+    missing_responses: str
+    positive: str | None
+    strict: bool
+    k: float
+    bins: int
+    n_boot: int
+    revenue_variance: str
+    small_cell: int
+    seed: int
+    margin: float | None
+    contact_cost: float | None
+    currency: str
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ConfigError:

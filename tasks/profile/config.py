@@ -28,7 +28,7 @@ class ProfileConfig:
     table_keys: dict[str, list[str]]  # raw tables keyed by other columns than the dataset's id
     expected_arm_shares: dict[Any, float] | None  # None = equal shares
     alpha: float                    # 1 - confidence level of intervals
-    srm_alpha: float = SRM_ALPHA  # no YAML home: flows.profile sets it from evaluate.srm_alpha (one level for all checks)
+    srm_alpha: float | None = None  # no YAML home: flows.profile sets evaluate.srm_alpha (one level for all checks); None: stats.SRM_ALPHA
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
@@ -44,5 +44,7 @@ class ProfileConfig:
             )
         if self.vif_limit <= 1.0:
             raise ConfigError(f"config 'profile', key 'vif_limit': must be > 1, got {self.vif_limit}")
+        if self.srm_alpha is None:
+            self.srm_alpha = SRM_ALPHA
         if not 0.0 < self.srm_alpha < 1.0:
             raise ConfigError(f"config 'profile', key 'srm_alpha': must be in (0, 1), got {self.srm_alpha}")
