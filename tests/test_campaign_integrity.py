@@ -213,7 +213,8 @@ def test_bad_inputs_are_caught_before_prefect_starts_and_nothing_is_written(worl
     assert "checksum mismatch" in run()
     (version / "model.joblib").write_bytes(model_bytes)
     (version / "metadata.json").rename(tmp_path / "metadata.json")
-    assert f"model {MODEL}: version 'v0001' not found" in run()
+    line = run()
+    assert f"model {MODEL}: version 'v0001'" in line and "has no metadata.json" in line and "+action=promote" in line
     (tmp_path / "metadata.json").rename(version / "metadata.json")
     assert run_campaign(campaign("ic"), root).computed == STAGES
 

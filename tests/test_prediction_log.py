@@ -95,3 +95,20 @@ def test_log_buffer_compacts_every_n_segments_and_at_shutdown(tmp_path):
     log = read_predictions(root)
     assert sorted(log["request_id"]) == [f"r{i}" for i in range(8)]
     assert buf.status()["compactions"] == 3
+
+
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_writer(tmp_path):
+    import os
+    import time
+
+    root = tmp_path / "predictions"
+    root.mkdir()
+    old = root / ".campaign-x.parquet.ab12cd.tmp"
+    fresh = root / ".api-1-seg0.parquet.ef34gh.tmp"   # a write in progress elsewhere
+    for f in (old, fresh):
+        f.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    append_predictions(root, rows(3, "campaign", campaign="x"), "campaign-x")
+    assert not old.exists() and fresh.exists()
+    assert len(read_predictions(root)) == 3

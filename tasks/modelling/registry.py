@@ -208,7 +208,15 @@ class ModelRegistry:
                         f"`python -m flows.train +action=promote model.name={name} model.version=<version>`")
                 raise NotFoundError(f"model {name}: no champion in {self.model_dir(name)}; {hint}")
             version = champ
-        if not (self.version_dir(name, version) / METADATA_FILE).exists():
+        vdir = self.version_dir(name, version)
+        if vdir.is_dir() and not (vdir / METADATA_FILE).exists():
+            raise NotFoundError(
+                f"model {name}: version {version!r} in {vdir} has no {METADATA_FILE} (deleted, or a save "
+                f"that did not finish), so it can be neither loaded nor verified; registered versions: "
+                f"{self.versions(name) or 'none'}; restore the file, promote another version with "
+                f"`python -m flows.train +action=promote model.name={name} model.version=<version>`, or retrain"
+            )
+        if not (vdir / METADATA_FILE).exists():
             raise NotFoundError(
                 f"model {name}: version {version!r} not found in {self.model_dir(name)}; "
                 f"known versions: {self.versions(name) or 'none'} "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -38,11 +39,39 @@ def log_dir(artifacts: str | Path) -> Path:
     return Layout(artifacts).predictions
 
 
+STALE_TEMP_SECONDS = 3600.0
+"""A temporary file of the log untouched this long was left by a writer that was killed (a
+segment is written in well under a minute), so the next writer removes it."""
+
+
+def remove_stale_temp_files(root: str | Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the temporary files (``.<name>.*.tmp``) a killed write left in the log folder.
+
+    Only files not modified for ``older_than`` seconds go: a write in progress in another
+    process (the scoring API while a campaign freezes) keeps its own.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    now = time.time()
+    gone = []
+    for tmp in root.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime >= older_than:
+                tmp.unlink()
+                gone.append(tmp)
+        except FileNotFoundError:
+            pass
+    return gone
+
+
 def append_predictions(root: str | Path, df: pd.DataFrame, segment: str) -> Path:
-    """Write ``df`` (columns :data:`COLUMNS`) as segment ``segment`` unless it already exists."""
+    """Write ``df`` (columns :data:`COLUMNS`) as segment ``segment`` unless it already exists;
+    first remove what killed writes left behind (:func:`remove_stale_temp_files`)."""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"prediction log rows lack columns {missing}")
+    remove_stale_temp_files(root)
     path = Path(root) / f"{_SAFE.sub('_', segment)}.parquet"
     if path.exists():
         return path
