@@ -9,7 +9,7 @@ from tasks.core.config import SyntheticDataConfig
 from tasks.core.errors import NotFoundError
 from tasks.core.layout import Layout
 from tasks.data.point_in_time import factors_as_of_rows
-from tasks.data.synthetic import generate_world, write_world
+from tasks.data.synthetic.world import generate_world, write_world
 from tasks.data.tables import read_table
 from tasks.modelling.training_set import TrainingSet, load_training_set
 
