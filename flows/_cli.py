@@ -186,15 +186,29 @@ def _quiet_tracebacks() -> None:
                     h.addFilter(_NoTracebacks())
 
 
+class _NoBareCompletions(logging.Filter):
+    """Drops a task run's bare ``Finished in state Completed()`` line from the console (the
+    stage's own line says what it did; Prefect's UI keeps every line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "prefect.task_runs" and record.levelno == logging.INFO
+                    and record.getMessage().startswith("Finished in state Completed("))
+
+
 def _configure_logging() -> None:
     """Console logging as Prefect sets it up (one handler on the root logger), with the HTTP
-    client's per-request lines left out."""
+    client's per-request lines and the tasks' bare completion lines left out."""
     from prefect.logging.configuration import setup_logging
 
     setup_logging()
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log.setLevel(logging.INFO)
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)]
+    for lg in loggers:
+        for h in getattr(lg, "handlers", []):
+            if isinstance(h, logging.StreamHandler) and not any(isinstance(f, _NoBareCompletions) for f in h.filters):
+                h.addFilter(_NoBareCompletions())
 
 
 # --------------------------------------------------------------------------- the temporary server
@@ -293,22 +307,28 @@ def _exit_interrupted(signum: int, fast: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def report_errors(debug: bool | None = None, command: str | None = None, config_name: str = "config") -> Iterator[None]:
-    """Run the body of a command: one line and exit 2 on an expected error, prompt exit on a signal."""
+def report_errors(debug: bool | None = None, command: str | None = None, config_name: str = "config",
+                  prefect: bool = True) -> Iterator[None]:
+    """Run the body of a command: one line and exit 2 on an expected error, prompt exit on a signal.
+
+    ``prefect=False`` is for commands that run no flow (they only read files): Prefect's
+    logging and its temporary server are left alone, which saves seconds of start-up."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     debug = parse_args(sys.argv[1:]).debug if debug is None else debug
     command = command or _command()
-    _configure_logging()
-    if not debug:
-        _quiet_tracebacks()
+    if prefect:
+        _configure_logging()
+        if not debug:
+            _quiet_tracebacks()
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-    detach_temporary_server()
-    _reaper.start()
+    if prefect:
+        detach_temporary_server()
+        _reaper.start()
     message = None
     try:
         yield
@@ -348,8 +368,10 @@ def _is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, *arrow))
 
 
-def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config", argv: list[str] | None = None) -> None:
-    """Run ``body`` over the composed configuration (see the module docstring)."""
+def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config", argv: list[str] | None = None,
+            prefect: bool = True) -> None:
+    """Run ``body`` over the composed configuration (see the module docstring); ``prefect=False``
+    for a command that runs no flow (see :func:`report_errors`)."""
     from flows._help import help_text
     from tasks.core.config import compose_config
 
@@ -358,7 +380,7 @@ def run_cli(body: Callable[[DictConfig], Any], config_name: str = "config", argv
     if args.help:
         print(help_text(command))
         return
-    with report_errors(debug=args.debug, command=command, config_name=config_name):
+    with report_errors(debug=args.debug, command=command, config_name=config_name, prefect=prefect):
         cfg = compose_config(args.overrides, config_name=config_name)
         if args.show_config:
             print(OmegaConf.to_yaml(cfg), end="")

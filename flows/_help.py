@@ -61,6 +61,19 @@ HELP: dict[str, FlowHelp] = {
         ("python -m flows.campaign campaign=spring_sale",
          "python -m flows.campaign campaign=spring_sale campaign.sample_fraction=0.2"),
     ),
+    "flows.campaigns": FlowHelp(
+        "The campaign workbench: list every campaign under <artifacts>/campaigns (date, dataset, model,\n"
+        "policy, clients, offers, state: computed / frozen / responses / evaluated, headline effect),\n"
+        "show one in detail, or export its offer list (client_id, group, offer, score, rank) as\n"
+        "<artifacts>/campaigns/<id>/offers.csv for the sending system. Reads files; starts no flow.",
+        (("list", "every campaign, one line each (the default)"),
+         ("show campaign_id=ID", "stages, groups, threshold, files and evaluation of one campaign"),
+         ("export campaign_id=ID", "write its offer list beside campaign.parquet"),
+         ("format=csv|parquet", "format of the export (default csv)")),
+        ("python -m flows.campaigns",
+         "python -m flows.campaigns show campaign_id=default_campaign",
+         "python -m flows.campaigns export campaign_id=default_campaign format=csv"),
+    ),
     "flows.simulate_responses": FlowHelp(
         "Synthetic worlds only: draw each client's response and revenue of a frozen campaign from the\n"
         "world's ground truth, into <artifacts>/campaigns/<id>/responses.parquet.",

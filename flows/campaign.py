@@ -34,6 +34,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
+from flows._progress import heartbeat, progress_mapper
+from tasks.campaign.catalog import render_stage_outcomes
 from tasks.campaign.config import CampaignConfig, available_campaigns, resolve_campaign_config
 from tasks.campaign.partitions import (
     check_scheduler_reachable, make_partition_dir, output_paths, read_partition_results, remove_partition_dirs,
@@ -53,8 +55,10 @@ def artifact_key(campaign_id: str, stage: str) -> str:
 
 
 def _run_stage(run: CampaignRun, stage: str) -> dict:
-    outcome: StageOutcome = run.run_stage(stage)
-    get_run_logger().info("stage %s: %s, %d rows, %.2f s", stage, outcome.status, outcome.rows, outcome.seconds)
+    log = get_run_logger()
+    with heartbeat(log.info, f"stage {stage}"):
+        outcome: StageOutcome = run.run_stage(stage)
+    log.info("stage %s: %s, %s rows, %.2f s", stage, outcome.status, f"{outcome.rows:,}", outcome.seconds)
     create_markdown_artifact(key=artifact_key(run.cfg.id, stage), markdown=stage_summary(outcome),
                              description=f"campaign {run.cfg.id}: stage {stage}")
     return {"stage": stage, "status": outcome.status, "rows": outcome.rows, "seconds": round(outcome.seconds, 3)}
@@ -162,7 +166,8 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
         artifacts = str(Path(artifacts).resolve())
     stage_dir = Layout(artifacts).campaign(cfg.id).stage_dir
     with partition_mapper(runner_cfg, stage_dir) as mapper:
-        run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions, mapper=mapper)
+        run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions,
+                          mapper=progress_mapper(mapper, lambda msg: get_run_logger().info(msg)))
         if run.check_frozen() is None:
             run.check_inputs()  # before the lock creates the campaign folder
         with run.lock:
@@ -173,8 +178,9 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
             remove_partition_dirs(run.store.stage_dir)
             stages = {s: STAGE_TASKS[s](run, s) for s in STAGES}
     manifest = run.frozen_manifest() or {}
+    counts = manifest.get("counts", {})
     log.info("campaign %s frozen: %s clients, %s offers", cfg.id,
-             manifest.get("counts", {}).get("clients"), manifest.get("counts", {}).get("offers_total"))
+             f"{counts.get('clients', 0):,}", f"{counts.get('offers_total', 0):,}")
     return {"campaign_id": cfg.id, "folder": str(run.folder), "noop": False, "stages": stages}
 
 
@@ -234,6 +240,8 @@ def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown:
     else:
         done = ", ".join(f"{s} {v['status']}" for s, v in result["stages"].items())
         print(f"campaign {result['campaign_id']} frozen in {result['folder']}: {done}")
+        print("\n".join("  " + line for line in render_stage_outcomes(result["stages"])))
+        print(f"  see it with: python -m flows.campaigns show campaign_id={result['campaign_id']}")
     return result
 
 

@@ -15,26 +15,38 @@ import time
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows._progress import heartbeat
 from tasks.core.config import SyntheticDataConfig, from_conf, to_dataclass
 from tasks.core.layout import Layout
 from tasks.data.synthetic.traits import validate_config
 from tasks.data.synthetic.world import TABLES, generate_group, publish_staged_world, staging_dir
 
 
+def _generate_logged(group: str, cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
+    """One table group, logging its row counts and time (and a heartbeat while it runs)."""
+    log = get_run_logger()
+    t0 = time.perf_counter()
+    with heartbeat(log.info, f"{group} tables of {cfg.n_clients:,} clients"):
+        counts = generate_group(group, cfg, stage)
+    log.info("%s: %s; %.1f s", group, ", ".join(f"{t} {n:,} rows" for t, n in counts.items()),
+             time.perf_counter() - t0)
+    return counts
+
+
 @task(cache_policy=NO_CACHE)
 def simulate_purchases(cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
     """Ground truth, past randomised campaigns and purchase transactions."""
-    return generate_group("purchases", cfg, stage)
+    return _generate_logged("purchases", cfg, stage)
 
 
 @task(cache_policy=NO_CACHE)
 def simulate_contacts(cfg: SyntheticDataConfig, stage: str) -> dict[str, int]:
     """Message events and the client table (opt-outs depend on unsubscribes)."""
-    return generate_group("contacts", cfg, stage)
+    return _generate_logged("contacts", cfg, stage)
 
 
 @task(cache_policy=NO_CACHE)

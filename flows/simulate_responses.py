@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._cli import run_cli
 from tasks.campaign.frozen import read_frozen_campaign, require_frozen
-from tasks.campaign.run import derive_seed
+from tasks.campaign.transforms import derive_seed
 from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.io import atomic_write_parquet
 from tasks.core.layout import Layout

@@ -14,6 +14,7 @@ factors as of each campaign date (never the truth table). Versions land in
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,6 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows._progress import heartbeat
 from tasks.core.config import from_conf, load_conf
 from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
@@ -35,13 +37,23 @@ from tasks.modelling.training_set import TrainingSet, load_training_set
 @task(cache_policy=NO_CACHE, persist_result=False)
 def load_training_data(data: dict[str, Any], factors: dict[str, Any], artifacts: str, shared_data: str) -> TrainingSet:
     """Features, target, treatment (uplift data) and profit (one_click) of the configured dataset."""
-    return load_training_set(data, factors, Layout(artifacts), shared_data)
+    log, t0 = get_run_logger(), time.perf_counter()
+    with heartbeat(log.info, "training set (point-in-time factors per past campaign)"):
+        ts = load_training_set(data, factors, Layout(artifacts), shared_data)
+    log.info("training set of %s: %s rows, %d features, %.1f s", ts.dataset, f"{len(ts.X):,}", ts.X.shape[1],
+             time.perf_counter() - t0)
+    return ts
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def fit_candidates(training_set: TrainingSet, model_cfg: ModelConfig) -> TrainResult:
     """Cross-validate the candidates, refit the best, measure it on held-out rows."""
-    return train_on(training_set, model_cfg, progress=get_run_logger().info)
+    log, t0 = get_run_logger(), time.perf_counter()
+    with heartbeat(log.info, "training"):
+        result = train_on(training_set, model_cfg, progress=log.info)
+    log.info("chose %s: refit on %s rows, measured on %s held-out rows; %.1f s", result.approach,
+             f"{result.n_train:,}", f"{result.n_test:,}", time.perf_counter() - t0)
+    return result
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -55,7 +67,12 @@ def register_model(result: TrainResult, model_cfg: ModelConfig, artifacts: str, 
                    factor_set: str | None, extra_files: dict[str, Any]) -> dict[str, Any]:
     """Write the version into the registry and promote it per the config."""
     reg = ModelRegistry(Layout(artifacts).models)
-    version, promoted, reason = register_version(result, reg, model_cfg.name, model_cfg, dataset, factor_set, extra_files)
+    log, t0 = get_run_logger(), time.perf_counter()
+    with heartbeat(log.info, "registering (report, plots, champion comparison)"):
+        version, promoted, reason = register_version(result, reg, model_cfg.name, model_cfg, dataset, factor_set,
+                                                     extra_files)
+    log.info("registered %s %s (%s: %s); %.1f s", model_cfg.name, version, "champion" if promoted else "not promoted",
+             reason, time.perf_counter() - t0)
     return {"name": model_cfg.name, "version": version, "promoted": promoted, "reason": reason,
             "champion": reg.champion(model_cfg.name), "dir": str(reg.version_dir(model_cfg.name, version))}
 

@@ -28,7 +28,7 @@ from tasks.campaign.stages import (
     CHECKPOINTED, STAGES, Mapper, StageOutcome, check_factors_known, input_tables, stage,
 )
 from tasks.campaign.summary import design_power, history_base_rate, render_summary
-from tasks.campaign.transforms import FactorFn, build_campaign_table, derive_seed, score_distribution  # noqa: F401
+from tasks.campaign.transforms import FactorFn, build_campaign_table, score_distribution  # noqa: F401
 from tasks.core.errors import ConfigError, StateError
 from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, sha256_file, stable_hash
 from tasks.core.layout import Layout

@@ -8,8 +8,9 @@ Every path a run reads or writes below ``<artifacts>/`` is built here; no other 
       models/<name>/<version>/             model.joblib, metadata.json, report.md, *.png
       models/<name>/champion               the champion's version
       campaigns/<id>/                      campaign.parquet, manifest.json, summary.md, .lock,
-                                           responses.parquet, stages/NN_<stage>.parquet
-      evaluations/<id>/                    metrics.json, report.md, *.png
+                                           responses.parquet, stages/NN_<stage>.parquet,
+                                           offers.csv (the exported offer list)
+      evaluations/<id>/                    metrics.json, report.md, report.html, *.png
       monitoring/                          one JSON + Markdown record per monitor run
       predictions/                         the prediction log (Parquet segments)
       profiles/<dataset>/<date>/           report.md, report.html, findings.json, plots/
@@ -26,6 +27,9 @@ CAMPAIGN_SUMMARY = "summary.md"
 CAMPAIGN_LOCK = ".lock"
 RESPONSES = "responses.parquet"
 STAGE_DIR = "stages"
+OFFER_LIST = "offers"  # offers.<format>: the offer list for the sending system
+EVALUATION_METRICS = "metrics.json"
+EVALUATION_REPORTS = ("report.html", "report.md")
 
 
 def stage_file(index: int, stage: str) -> str:
@@ -60,6 +64,10 @@ class CampaignPaths:
         """Checkpoint of the ``index``-th stage (from 0) named ``stage``."""
         return self.stage_dir / stage_file(index, stage)
 
+    def offer_list(self, fmt: str = "csv") -> Path:
+        """The exported offer list in format ``fmt`` (``offers.csv``), beside campaign.parquet."""
+        return self.folder / f"{OFFER_LIST}.{fmt}"
+
     def is_frozen(self) -> bool:
         """True when the campaign table and its manifest both exist."""
         return self.table.exists() and self.manifest.exists()
@@ -92,6 +100,12 @@ class Layout:
     def campaign(self, campaign_id: str) -> CampaignPaths:
         return CampaignPaths(self.campaigns / campaign_id)
 
+    def campaign_folders(self) -> list[CampaignPaths]:
+        """Every campaign folder, frozen or not, by name."""
+        if not self.campaigns.is_dir():
+            return []
+        return [CampaignPaths(p) for p in sorted(self.campaigns.iterdir()) if p.is_dir()]
+
     def frozen_campaigns(self) -> list[CampaignPaths]:
         """Every campaign folder holding a frozen campaign, by name."""
         if not self.campaigns.is_dir():
@@ -104,6 +118,10 @@ class Layout:
         return self.evaluations / campaign_id
 
     evaluations = _Under("root", "evaluations")
+
+    def evaluation_metrics(self, campaign_id: str) -> Path:
+        """metrics.json of a campaign's evaluation (written last: its presence marks a complete one)."""
+        return self.evaluation(campaign_id) / EVALUATION_METRICS
 
     monitoring = _Under("root", "monitoring")
 

@@ -41,6 +41,20 @@ class PidLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def busy(self) -> bool:
+        """True when a run holds the lock now (this object included); takes nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a shared lock taken here
+        return False
+
     def _owner(self) -> dict:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8") or "{}")

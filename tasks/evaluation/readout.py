@@ -57,8 +57,7 @@ from tasks.analytics import metrics, stats
 from tasks.analytics.stats import Effect
 from tasks.campaign.frozen import read_frozen_campaign, require_frozen
 from tasks.campaign.policy import is_strict, offer_mask
-from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, StateError
-from tasks.core.io import read_json
+from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.layout import CampaignPaths
 from tasks.evaluation.checks import run_checks
 from tasks.evaluation.responses import MISSING_POLICIES

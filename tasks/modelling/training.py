@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -112,7 +113,12 @@ def train_uplift(
     X = X.reset_index(drop=True)
     keep = subsample_rows(len(X), model_cfg.max_rows, strata_of(t_arr, y_arr), seed)
     X, y_arr, t_arr = X.iloc[keep].reset_index(drop=True), y_arr[keep], t_arr[keep]
+    t0 = time.perf_counter()
+    n_features = X.shape[1]
     X, checks = screen_features(X, y_arr, model_cfg.checks, seed)
+    if progress is not None:
+        progress(f"feature checks on {len(X):,} rows: kept {X.shape[1]} of {n_features} features "
+                 f"({len(checks.dropped)} dropped, {len(checks.flagged)} flagged); {time.perf_counter() - t0:.1f} s")
     tr, te = stratified_split(len(X), strata_of(t_arr, y_arr), model_cfg.test_size, seed)
     test_rows = keep[te]
     Xtr, ytr, ttr = X.iloc[tr].reset_index(drop=True), y_arr[tr], t_arr[tr]
