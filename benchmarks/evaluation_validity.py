@@ -92,7 +92,7 @@ def main() -> None:
 
     manifest = {"campaign_id": "bench", "groups": GROUP_SHARES, "threshold": {"score_cutoff": cutoff},
                 "policy": {"kind": "score_cutoff", "params": {"margin": 20.0, "contact_cost": 0.5}}}
-    cfg = ev.EvaluateConfig(alpha=args.alpha, srm_alpha=args.srm_alpha, n_boot=0)
+    cfg = from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", alpha=args.alpha, srm_alpha=args.srm_alpha, n_boot=0)
     rows = []
     srm_null_flags = 0
     for r in range(args.runs):
