@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -96,7 +97,7 @@ def monitor_flow(artifacts: str = "artifacts", settings: dict[str, Any] | None =
         else:
             record["retrain"] = {"skipped": "monitor.retrain.enabled is false"}
     record["champion_after"] = registry.champion(name)
-    write_monitoring_record(artifacts, record)
+    record["record_path"] = write_monitoring_record(artifacts, record)
     return record
 
 
@@ -109,7 +110,11 @@ def run(cfg: DictConfig) -> dict:
     to_dataclass(model_settings, ModelConfig, "model")
     ModelRegistry(Layout(cfg.paths.artifacts).models).metadata(mcfg.model or model_settings["name"])
     mon.pick_campaign(cfg.paths.artifacts, cfg.campaign_id)
-    return monitor_flow(str(cfg.paths.artifacts), settings, model_settings, cfg.campaign_id)
+    record = monitor_flow(str(cfg.paths.artifacts), settings, model_settings, cfg.campaign_id)
+    verdict = "retraining needed: " + "; ".join(record["reasons"]) if record.get("retrain_needed") else "healthy"
+    print(f"monitoring of {record['model']}: {verdict}; champion {record.get('champion_after')}; "
+          f"record -> {Path(record['record_path']).resolve()} (and .md)")
+    return record
 
 
 def main() -> None:

@@ -128,10 +128,13 @@ def data_profile_flow(
 def run(cfg: DictConfig) -> dict:
     """The CLI body: profile ``cfg.data`` with ``cfg.factors`` and ``cfg.profile``."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    return data_profile_flow(
+    findings = data_profile_flow(
         container["data"], str(cfg.paths.artifacts), str(cfg.paths.shared_data),
         container.get("factors"), profile_settings(container),
     )
+    report = Path(findings["report"]).resolve()
+    print(f"data profile: {report.with_suffix('.html')} (and {report.name}, findings.json, plots/)")
+    return findings
 
 
 def profile_settings(container: dict) -> dict:
