@@ -90,3 +90,22 @@ def run_profile(overrides: list[str] | None = None) -> dict:
     from flows.profile import run
 
     return run(_compose(overrides))
+
+
+@flow(name="run-ingest")
+def run_ingest(overrides: list[str] | None = None) -> dict:
+    """Snapshot a shop's PostgreSQL database (``source.url=postgresql://user@host:5432/db``,
+    ``data.name=<name>``). The password comes from the worker's PGPASSWORD or ~/.pgpass: a
+    deployment's overrides are recorded by Prefect, so a password in the URL is refused."""
+    from flows.ingest import ingest_database
+    from tasks.core.errors import ConfigError
+    from tasks.data.postgres import split_url
+
+    cfg = _compose(overrides)
+    source = _container(cfg.source)
+    url, password = split_url(str(source.get("url") or ""))
+    if password is not None:
+        raise ConfigError(f"config 'source', key 'url': a deployment's overrides are stored by Prefect; give "
+                          f"source.url={url} and the password in the worker's PGPASSWORD or ~/.pgpass")
+    manifest = ingest_database(source=source, name=str(cfg.data.name), artifacts=str(cfg.paths.artifacts))
+    return {"name": manifest["name"], "as_of": manifest["as_of"], "row_counts": manifest["row_counts"]}

@@ -280,6 +280,18 @@ def test_duplicate_keys_in_different_batches_are_found_over_the_whole_table(pg, 
     _nothing_left(out)
 
 
+def test_duplicate_ids_in_a_table_read_in_one_batch_are_found_by_the_contract(pg, world, tmp_path):
+    clients = world["clients"].copy()
+    clients.loc[10, "client_id"] = int(clients.loc[2, "client_id"])
+    _schema(pg, "dupclients", {**{t: world[t] for t in TABLES}, "clients": clients})
+    out = tmp_path / "data" / "dupclients"
+    with pytest.raises(DataValidationError) as err:
+        _snapshot(pg, out, schema="dupclients")
+    e = err.value
+    assert (e.table, e.column) == ("clients", "client_id") and e.rows == [2, 10]
+    _nothing_left(out)
+
+
 def test_settings_are_checked_before_connecting():
     with pytest.raises(ConfigError, match="did you mean source.queries.clients"):
         validate_source(from_conf(SourceConfig, "source/postgres", url="postgresql://a@b/c", queries={"client": "SELECT 1"}))

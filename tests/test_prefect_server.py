@@ -129,7 +129,7 @@ def test_every_flow_is_deployed(server):
     names = {f"{flows[d['flow_id']]}/{d['name']}" for d in deployments}
     for expected in ("run-generate/synthetic", "run-train/synthetic-uplift", "run-campaign/default",
                      "run-campaign/spring-sale", "run-simulate-responses/simulate", "run-evaluate/evaluate",
-                     "run-monitor/daily", "run-profile/profile"):
+                     "run-monitor/daily", "run-profile/profile", "run-ingest/snapshot"):
         assert expected in names
     daily = next(d for d in deployments if d["name"] == "daily")
     schedules = _api(server, "GET", f"/deployments/{daily['id']}/schedules").json()
