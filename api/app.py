@@ -9,6 +9,7 @@ needs ``Authorization: Bearer <token>`` (:mod:`api.auth`).
 """
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -102,6 +103,19 @@ def _json_type(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def _shown(value: Any) -> str:
+    """A short description of a wrong JSON value: its type, and the value itself when scalar."""
+    kind = _json_type(value)
+    if value is None:
+        return kind
+    if isinstance(value, str):
+        return f"{kind} {json.dumps(value[:40])}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, (bool, int, float)):
+        text = json.dumps(value) if not isinstance(value, int) or abs(value) < 10**30 else "(a huge number)"
+        return f"{kind} {text}"
+    return kind
+
+
 def _body_error(exc: StarletteHTTPException) -> tuple[str, str]:
     """(code, message) for a body FastAPI could not parse, from the underlying exception."""
     cause = exc.__cause__
@@ -181,7 +195,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         where = _field(first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid request')}"
         if str(first.get("type", "")).endswith("_type") and "input" in first:
-            message += f"; got {_json_type(first['input'])} {orjson.dumps(first['input'], default=str).decode()[:60]}"
+            message += f"; got {_shown(first['input'])}"
         if first.get("type") == "json_invalid":
             return _json(422, {"error": "invalid_json", "message": f"body: not valid JSON ({first.get('ctx', {}).get('error', 'syntax error')})",
                                "field": "body"})

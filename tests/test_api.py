@@ -211,6 +211,11 @@ def test_readme_example_works_as_printed_on_demo_like_artifacts(tmp_path, traine
         sample = demo_factors(2000, seed=12)
         sample = sample[sample["client_id"] % 5 == 0]  # 400 clients; 101 and 102 are not among them
         _freeze(art, "spring_sale_2026", sample, "2026-12-01T05:17:42+00:00", policy="profit", cutoff=0.025)
+
+        def merged() -> bool:  # the snapshot is rebuilt in the background after a look-up notices the change
+            c.post(path, json=body)
+            return len(c.get("/health").json()["factor_snapshot"]["sources"]) == 2
+        _wait_for(merged)
         r = c.post(path, json=body)
         assert r.status_code == 200, r.text
         answer = r.json()
@@ -248,6 +253,9 @@ BAD = [
     ({"client_ids": [1000, True]}, 422, "client_ids[1]"),
     ({"client_ids": ["101"]}, 422, "client_ids[0]"),
     ({"client_ids": [1.0]}, 422, "client_ids[0]"),
+    ({"clients": [-(2**63) - 1]}, 422, "clients[0]"),  # found by the fuzzer: a huge int where a row belongs
+    ({"client_ids": [2**64]}, 422, "client_ids[0]"),
+    ({"client_ids": ["x" * 5000]}, 422, "client_ids[0]"),
     ({"clients": [row(visits_90d=1e30)]}, 422, "clients[0].visits_90d"),
     ({"clients": [row(visits_90d=10**30)]}, 422, "clients[0].visits_90d"),
     ({"clients": [row(visits_90d=-1)]}, 422, "clients[0].visits_90d"),
