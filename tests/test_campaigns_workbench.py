@@ -77,7 +77,9 @@ def test_every_state_is_read_from_the_files(prefect_env, root):
     entries = {e.campaign_id: e for e in catalog.list_campaigns(root)}
     part = entries["part"]
     assert part.stages_done == STAGES.index("split") + 1 and part.model == "synthetic_uplift v0001"
-    assert part.date is None and part.offers is None and "7 of 8 checkpoints" in part.note
+    assert part.date is None and part.offers is None and part.note == ""
+    assert catalog.render_detail(catalog.describe_campaign(root, "part")).startswith(
+        "campaign part: computed (7 of 8 checkpoints)")
     frz = entries["frz"]
     manifest = read_json(Layout(root).campaign("frz").manifest)
     assert (frz.date, frz.dataset, frz.policy) == (manifest["campaign_date"], "tiny", "top_fraction=0.3")
@@ -122,8 +124,21 @@ def test_damaged_and_stale_folders_are_listed_not_fatal(prefect_env, root):
     layout.evaluation_metrics("badeval").parent.mkdir(parents=True)
     layout.evaluation_metrics("badeval").write_text("{not json")
 
+    # a run killed between campaign.parquet and manifest.json (the manifest is written last)
+    shutil.copytree(layout.campaign("ok").folder, layout.campaign("unfinished").folder)
+    layout.campaign("unfinished").manifest.unlink()
+
+    # a hand-edited manifest whose fields hold the wrong types
+    shutil.copytree(layout.campaign("ok").folder, layout.campaign("odd").folder)
+    atomic_write_json({"counts": [1], "model": "x", "policy": 3, "data": None, "stages": [],
+                       "threshold": "high"}, layout.campaign("odd").manifest)
+
     entries = {e.campaign_id: e for e in catalog.list_campaigns(root)}
     assert entries["ok"].state == "evaluated"
+    odd = entries["odd"]
+    assert (odd.state, odd.clients, odd.model, odd.policy, odd.dataset) == ("responses", None, None, None, None)
+    assert "campaign odd: responses" in catalog.render_detail(catalog.describe_campaign(root, "odd"))
+    assert entries["unfinished"].state == "computed" and "freeze did not finish" in entries["unfinished"].note
     assert entries["broken"].state == "damaged" and "manifest.json unreadable" in entries["broken"].note
     assert entries["stale"].state == "responses" and "evaluate again" in entries["stale"].note
     assert entries["badeval"].state == "damaged" and "metrics.json unreadable" in entries["badeval"].note

@@ -77,8 +77,9 @@ def test_train_uplift_chooses_by_cv_and_reports_heldout_metrics():
     lines: list[str] = []
     res = train_uplift(X, t, y, small_cfg(grid=[{}, {"num_leaves": 3}]), progress=lines.append)
     assert len(res.cv) == 4 and {"cv_qini_auc", "cv_uplift_at_k"} <= set(res.cv.columns)
-    assert len(lines) == 4 and lines[0].startswith("candidate 1/4 solo (grid 0): CV qini_auc ")
-    assert f"{res.cv['cv_qini_auc'].iloc[3]:.4f}" in lines[3]
+    assert len(lines) == 5 and lines[0].startswith("feature checks on 3,000 rows: kept 3 of 3 features")
+    assert lines[1].startswith("candidate 1/4 solo (grid 0): CV qini_auc ")
+    assert f"{res.cv['cv_qini_auc'].iloc[3]:.4f}" in lines[4]
     best = res.cv.sort_values("cv_qini_auc", ascending=False).iloc[0]
     assert res.approach == best["approach"]
     q = res.heldout["qini_auc"]

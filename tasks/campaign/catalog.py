@@ -141,11 +141,21 @@ def fmt_policy(policy: Mapping[str, Any] | None) -> str | None:
     if not isinstance(policy, Mapping):
         return None
     kind = str(policy.get("kind", "?"))
-    params = {k: v for k, v in (policy.get("params") or {}).items() if v is not None}
+    params = {k: v for k, v in _dict(policy.get("params")).items() if v is not None}
     if list(params) == [kind]:
         return f"{kind}={fmt_value(params[kind])}"
     inner = ", ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
     return f"{kind} ({inner})" if inner else kind
+
+
+def _dict(node: Any) -> dict:
+    """``node`` when it is a mapping, else an empty dict (a hand-edited file may hold anything)."""
+    return dict(node) if isinstance(node, Mapping) else {}
+
+
+def _model_name(model: Any) -> str | None:
+    model = _dict(model)
+    return " ".join(str(model[k]) for k in ("name", "version") if model.get(k)) or None
 
 
 def _records(paths: CampaignPaths) -> dict[str, Checkpoint]:
@@ -182,8 +192,7 @@ def campaign_entry(layout: Layout, paths: CampaignPaths) -> CampaignEntry:
         if not isinstance(m, dict):
             return CampaignEntry(cid, paths.folder, "damaged", stages_done=len(records),
                                  note=why or "manifest.json is not a JSON object")
-        counts = m.get("counts") or {}
-        model = m.get("model") or {}
+        counts = _dict(m.get("counts"))
         state = "responses" if paths.responses.exists() else "frozen"
         metrics, note, broken = _evaluation(layout, cid, m.get("frozen_at"))
         if broken:
@@ -191,20 +200,18 @@ def campaign_entry(layout: Layout, paths: CampaignPaths) -> CampaignEntry:
         elif metrics is not None:
             state = "evaluated"
         return CampaignEntry(
-            cid, paths.folder, state, date=m.get("campaign_date"), dataset=(m.get("data") or {}).get("name"),
-            model=" ".join(str(model[k]) for k in ("name", "version") if model.get(k)) or None,
+            cid, paths.folder, state, date=m.get("campaign_date"), dataset=_dict(m.get("data")).get("name"),
+            model=_model_name(m.get("model")),
             policy=fmt_policy(m.get("policy")), clients=counts.get("clients"), offers=counts.get("offers_total"),
             stages_done=len(STAGES), effect=headline_effect(metrics) if metrics else None, note=note)
     running = paths.lock.exists() and PidLock(paths.lock).busy()
     state = "running" if running else "computed" if records else "empty"
     last = records[max(records, key=CHECKPOINTED.index)] if records else None
-    model = (records["score"].info.get("model") or {}) if "score" in records else {}
-    notes = [f"{len(records)} of {len(CHECKPOINTED)} checkpoints"]
-    if paths.table.exists() and not paths.manifest.exists():
-        notes.append("freeze did not finish")
+    note = ("freeze did not finish: run the campaign again" if paths.table.exists() else
+            "campaign.parquet is missing" if paths.manifest.exists() else "")
     return CampaignEntry(cid, paths.folder, state,
-                         model=" ".join(str(model[k]) for k in ("name", "version") if model.get(k)) or None,
-                         clients=last.rows if last else None, stages_done=len(records), note="; ".join(notes))
+                         model=_model_name(records["score"].info.get("model")) if "score" in records else None,
+                         clients=last.rows if last else None, stages_done=len(records), note=note)
 
 
 def list_campaigns(artifacts: str | Path) -> list[CampaignEntry]:
@@ -249,23 +256,22 @@ def describe_campaign(artifacts: str | Path, campaign_id: str) -> CampaignDetail
     m, _ = _read(paths.manifest) if paths.manifest.exists() else (None, "")
     if isinstance(m, dict) and paths.table.exists():
         detail.manifest = m
-        stages = m.get("stages") or {}
+        stages = _dict(m.get("stages"))
         order = [s for s in STAGES if s in stages] + sorted(s for s in stages if s not in STAGES)
         detail.stages = [{"stage": s, "rows": stages[s].get("rows"), "seconds": stages[s].get("seconds")}
                          for s in order if isinstance(stages[s], Mapping)]
-        counts = m.get("counts") or {}
-        shares = m.get("groups") or {}
-        detail.groups = [{"group": g, "share": shares.get(g), "clients": (counts.get("groups") or {}).get(g),
-                          "offers": (counts.get("offers") or {}).get(g)} for g in GROUPS]
+        counts, shares = _dict(m.get("counts")), _dict(m.get("groups"))
+        detail.groups = [{"group": g, "share": shares.get(g), "clients": _dict(counts.get("groups")).get(g),
+                          "offers": _dict(counts.get("offers")).get(g)} for g in GROUPS]
         detail.groups.append({"group": "total", "share": None, "clients": counts.get("clients"),
                               "offers": counts.get("offers_total")})
-        detail.threshold = dict(m.get("threshold") or {})
+        detail.threshold = _dict(m.get("threshold"))
     else:
         records = _records(paths)
         detail.stages = [{"stage": s, "rows": r.rows, "seconds": r.seconds} for s, r in records.items()]
         detail.stages += [{"stage": s, "rows": None, "seconds": None} for s in STAGES if s not in records]
         if "offer" in records:
-            detail.threshold = dict(records["offer"].info.get("threshold") or {})
+            detail.threshold = _dict(records["offer"].info.get("threshold"))
     candidates = [("campaign table", paths.table), ("manifest", paths.manifest), ("summary", paths.summary),
                   ("responses", paths.responses)]
     candidates += [(f"offer list ({fmt})", paths.offer_list(fmt)) for fmt in EXPORT_FORMATS]
@@ -352,7 +358,7 @@ def render_listing(entries: list[CampaignEntry], root: str | Path) -> str:
              "effect [95% CI]": fmt_headline(e.effect) if e.state == "evaluated" else "n/a"} for e in entries]
     lines = [f"{len(entries)} campaign(s) in {Layout(root).campaigns.resolve()}", ""]
     lines += text_table(rows, list(rows[0]), right=("clients", "offers"))
-    notes = [f"  {e.campaign_id}: {e.note}" for e in entries if e.note and e.state != "computed"]
+    notes = [f"  {e.campaign_id}: {e.note}" for e in entries if e.note]
     if notes:
         lines += ["", "notes:", *notes]
     lines += ["", "effect: offered targeted vs control above the score cutoff, response rate in percentage points.",
@@ -363,10 +369,11 @@ def render_listing(entries: list[CampaignEntry], root: str | Path) -> str:
 def render_detail(d: CampaignDetail) -> str:
     """The page ``python -m flows.campaigns show campaign_id=<id>`` prints."""
     e, m = d.entry, d.manifest
-    lines = [f"campaign {e.campaign_id}: {e.state}" + (f" ({e.note})" if e.note else ""),
+    progress = f"{e.stages_done} of {len(CHECKPOINTED)} checkpoints" if e.state in ("computed", "running") else ""
+    lines = [f"campaign {e.campaign_id}: {e.state}" + "".join(f" ({x})" for x in (progress, e.note) if x),
              f"  folder   {e.folder.resolve()}"]
     if m:
-        model = m.get("model") or {}
+        model = _dict(m.get("model"))
         lines += [f"  date     {e.date}   dataset {e.dataset}   frozen at {m.get('frozen_at', '-')}",
                   f"  model    {e.model} ({model.get('kind', '-')}, sha256 {str(model.get('sha256') or '-')[:12]})",
                   f"  policy   {e.policy}"]
