@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks.core.config import to_dataclass
+from tasks.core.config import from_conf, to_dataclass
 from tasks.core.errors import ConfigError, StateError
 from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tasks.core.layout import Layout
@@ -73,8 +73,11 @@ def write_evaluation(out_dir: str, joined: pd.DataFrame, result: dict, deciles: 
 @flow(name="evaluate-campaign")
 def evaluate_campaign_flow(campaign_id: str, artifacts: str = "artifacts", responses: str | None = None,
                            settings: dict[str, Any] | None = None) -> dict:
-    """Evaluate campaign ``campaign_id``; returns the metrics (also in metrics.json)."""
-    cfg = to_dataclass(settings or {}, ev.EvaluateConfig, "evaluate")
+    """Evaluate campaign ``campaign_id``; returns the metrics (also in metrics.json).
+
+    ``settings`` override conf/evaluate/default.yaml key by key (the command line passes them all).
+    """
+    cfg = from_conf(ev.EvaluateConfig, "evaluate/default:evaluate", **(settings or {}))
     joined, manifest, resp_path = join_campaign_responses(artifacts, campaign_id, responses, cfg)
     manifest = dict(manifest, campaign_id=manifest.get("campaign_id", campaign_id))
     result, deciles = estimate_effects(joined, manifest, cfg)
