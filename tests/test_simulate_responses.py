@@ -84,7 +84,8 @@ def test_cli_reads_campaign_id_and_seed(frozen):
     bad = run("campaign_id=sim", "seed=four")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: config key 'seed'")
     missing = run("campaign_id=nope")
-    assert missing.returncode == 2 and "campaign 'nope' is not frozen" in missing.stderr
+    assert missing.returncode == 2 and "campaign 'nope': folder" in missing.stderr and "does not exist" in missing.stderr
+    assert "campaign.id=" not in missing.stderr  # that would calculate the default campaign under this id
     done = run("campaign_id=sim", "seed=7")
     assert done.returncode == 0, done.stderr[-2000:]
     expected = simulate_outcomes(pd.read_parquet(campaign_dir(frozen, "sim") / "campaign.parquet"),

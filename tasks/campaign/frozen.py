@@ -82,13 +82,14 @@ def require_frozen(paths: CampaignPaths) -> dict:
     cid = paths.folder.name
     if not paths.folder.is_dir():
         raise NotFoundError(
-            f"campaign '{cid}': folder {paths.folder} does not exist; calculate it with "
-            f"`python -m flows.campaign campaign.id={cid}`")
+            f"campaign '{cid}': folder {paths.folder} does not exist; calculate it "
+            f"with `python -m flows.campaign campaign=<name>` (the campaign config whose id is {cid}); "
+            "`python -m flows.campaigns` lists the campaigns there are")
     missing = [p.name for p in (paths.table, paths.manifest) if not p.exists()]
     if missing:
         raise StateError(
             f"campaign '{cid}' is not frozen: {', '.join(missing)} missing in {paths.folder}; "
-            f"finish `python -m flows.campaign campaign.id={cid}` first")
+            f"finish `python -m flows.campaign campaign=<name>` (the campaign config whose id is {cid}) first")
     manifest = verified_manifest(paths)
     assert manifest is not None  # the manifest exists
     return manifest
