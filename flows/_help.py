@@ -44,11 +44,14 @@ HELP: dict[str, FlowHelp] = {
     "flows.train": FlowHelp(
         "Train a model on a dataset, check its features, pick the best candidate by cross-validation,\n"
         "register it in <artifacts>/models/<name>/<version>/ and promote it when it is better.",
-        (("data=NAME", "synthetic (default), hillstrom, ifood, one_click"),
+        (("data=NAME", "synthetic (default), table, hillstrom, ifood, one_click"),
+         ("data.path=FILE data.target=COL", "data=table: your CSV/Parquet table and its outcome column"),
+         ("data.positive=V data.treatment=COL", "the outcome value counted as 1; the column of the arms"),
          ("model=NAME", "uplift (default), response, hillstrom, ifood, one_click"),
          ("model.promote=auto|always|never", "when the new version becomes champion"),
          ("+action=promote model.name=N model.version=vNNNN", "make a version the champion")),
-        ("python -m flows.train", "python -m flows.train data=hillstrom model=hillstrom"),
+        ("python -m flows.train", "python -m flows.train data=hillstrom model=hillstrom",
+         "python -m flows.train data=table data.path=bank.csv data.target=y data.positive=yes model=response"),
     ),
     "flows.campaign": FlowHelp(
         "Calculate a campaign: client base -> base filters -> random subset -> factors -> score ->\n"
@@ -107,10 +110,12 @@ HELP: dict[str, FlowHelp] = {
         "Profile a dataset before anyone trusts a model on it: distributions, balance of the arms,\n"
         "correlations, VIF, univariate AUC with leak flags, constant factors. Output:\n"
         "<artifacts>/profiles/<dataset>/<date>/ (report.html, report.md, findings.json, plots).",
-        (("data=NAME", "synthetic (default), hillstrom, ifood, one_click"),
+        (("data=NAME", "synthetic (default), table, hillstrom, ifood, one_click"),
+         ("data.path=FILE data.target=COL", "data=table: your CSV/Parquet table and its outcome column"),
          ("factors=SET", "the factor set profiled for the synthetic world"),
          ("profile.max_rows=N", "rows sampled from large tables")),
-        ("python -m flows.profile", "python -m flows.profile data=hillstrom"),
+        ("python -m flows.profile", "python -m flows.profile data=hillstrom",
+         "python -m flows.profile data=table data.path=rct.csv data.target=response data.treatment=is_treatment"),
     ),
     "flows.demo": FlowHelp(
         "The main job end to end on the embedded synthetic world, in one Prefect run:\n"

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from tasks.core.config import compose_config
 from tasks.core.errors import ConfigError
 from tasks.core.io import read_json
-from tests.fixtures.tables import rct_frame, write_bank, write_rct
+from tests.fixtures.tables import rct_frame, write_bank
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["model.lgbm.n_estimators=20", "model.cv_folds=2", "model.n_boot=20"]

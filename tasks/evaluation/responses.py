@@ -22,7 +22,6 @@ revenue 0 (for a file that lists only responders); ``error`` refuses any missing
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +29,14 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.data.coding import FALSE_TOKENS as _FALSE
+from tasks.data.coding import TRUE_TOKENS as _TRUE
+from tasks.data.coding import token as _token
 
 #: How campaign clients without an outcome record enter the evaluation.
 MISSING_POLICIES = ("observed", "non_responder", "error")
 COLUMNS = ("client_id", "response", "revenue", "delivered")
-_TRUE = {"1", "true", "yes", "y", "t"}
-_FALSE = {"0", "false", "no", "n", "f"}
 _SHOW = 5
-
-
-def _token(value: Any) -> str | None:
-    """A cell as a lower-case string ("1" for 1, 1.0 and True); None when empty."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "1" if value else "0"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip().lower()
-    return text or None
 
 
 class _Source:
