@@ -351,7 +351,7 @@ def test_command_line_snapshot_and_one_line_errors(pg, world, tmp_path, prefect_
 def _readme_commands() -> list[str]:
     """The commands of README's "From a database" section, continuation lines joined."""
     text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("#### From a database", 1)[1].split("\n## ", 1)[0]
+    section = text.split("#### From a database", 1)[1].split("\n## ", 1)[0].split("\n#### ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```bash\n")[1:]]
     lines = " ".join(" ".join(blocks).replace("\\\n", " ").split("\n  ")).splitlines()
     return [" ".join(line.split()) for line in lines if line.strip().startswith("python -m")]
@@ -370,7 +370,7 @@ def test_readme_commands_work_as_printed(pg, world, tmp_path, prefect_env):
     commands = _readme_commands()
     assert [shlex.split(x)[2] for x in commands] == ["flows.ingest", "flows.train", "flows.campaign", "flows.ingest"]
     arts = tmp_path / "arts"
-    readme_url = "postgresql://shop@db.example.com:5432/shop"
+    readme_url = "postgresql://shop@localhost:5432/shop"
     # the mapped snapshot first, then the plain one replaces it, and the flows run on that
     for command in (commands[3], *commands[:3]):
         assert readme_url in command or "flows.ingest" not in command
