@@ -19,12 +19,14 @@ from tasks.core.layout import Layout
 from tasks.data.datasets import feature_frame, load_tabular_dataset, tabular_config
 from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import read_manifest, read_table
+from tasks.profile.stats import treatment_design_shares
 
 
 @dataclass
 class TrainingSet:
     """Features ``X`` (one row per training row), 0/1 outcome ``y``, 0/1 ``treatment`` (None
-    without one), and for one_click the ``profit`` per row that segmentation needs."""
+    without one), each row's design ``propensity`` (the treated share of its campaign; None:
+    the pooled share), and for one_click the ``profit`` per row that segmentation needs."""
 
     X: pd.DataFrame
     y: np.ndarray
@@ -32,6 +34,26 @@ class TrainingSet:
     dataset: str | None
     factor_set: str | None = None
     profit: np.ndarray | None = None
+    propensity: np.ndarray | None = None
+
+
+def campaign_propensity(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's design propensity: the treated share of the campaign it came from (rows of
+    one ``campaign_id``, or of one ``campaign_date`` when there is no id). Campaigns of the
+    history and fresh experiments are randomised with their own shares; pooling them would
+    weight every campaign's arms with one wrong share."""
+    key = "campaign_id" if "campaign_id" in rows.columns else "campaign_date"
+    if key not in rows.columns or "treatment" not in rows.columns:
+        raise DataValidationError("campaign_history", key, "needs campaign_id or campaign_date, and treatment, "
+                                  "to know each campaign's treated share")
+    t = pd.to_numeric(rows["treatment"], errors="coerce").astype(float)
+    return t.groupby(rows[key].to_numpy()).transform("mean").to_numpy(dtype=float)
+
+
+def design_share(shares: Mapping[Any, float] | None, n: int) -> np.ndarray | None:
+    """A wide table's one design share per row from ``data.treatment_shares`` (None when unset)."""
+    design = treatment_design_shares(shares)
+    return None if design is None else np.full(n, design["1"])
 
 
 def build_training_set(
@@ -78,11 +100,13 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
             raise ConfigError("config 'factors': give the factor list factors.factors or a set name factors.name")
         names = names or factor_set(set_name)
         X, t, y = build_training_set(data_dir, history, names)
-        return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name)
+        return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name,
+                           propensity=campaign_propensity(history))
     cfg = tabular_config(data)
     ds = load_tabular_dataset(cfg, Path(shared_data))
     X = feature_frame(ds, engineer=cfg.feature_engineering)
     t = ds.frame[ds.treatment].to_numpy() if ds.treatment else None
     profit = (ds.frame[cfg.profit_column].to_numpy(dtype=float)
               if ds.kind == "one_click" and cfg.profit_column else None)
-    return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit)
+    return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit,
+                       propensity=design_share(cfg.treatment_shares, len(X)) if t is not None else None)
