@@ -210,3 +210,26 @@ def test_class_weighted_response_model_returns_probabilities():
     assert len(res.calibration["table"]) == 10
     unweighted = train_response(X, y, replace(small_cfg("model/response"), class_weight=None))
     assert unweighted.model.calibration is None and unweighted.calibration["method"].startswith("none")
+
+
+def test_api_scores_calibrated_probabilities_fast_and_decides_profit_on_calibrated_uplift():
+    from api.policy import CampaignPolicy
+    from api.scoring import Scorer
+    from tasks.modelling.registry import LoadedModel
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame({"a": rng.normal(size=3000), "b": rng.normal(size=3000)})
+    y = (rng.random(3000) < _sigmoid(-3 + 1.5 * X["a"])).astype(int)
+    model = ResponseModel(FAST, seed=0).fit(X, y)
+    meta = {"kind": "response", "features": ["a", "b"], "feature_dtypes": {"a": "float64", "b": "float64"}}
+    scorer = Scorer(LoadedModel("r", "v0001", model, meta))
+    assert scorer.path == "lightgbm"            # the fast path applies the Platt scaling too
+    np.testing.assert_allclose(scorer.score(X.head(50).to_numpy()), model.predict(X.head(50)))
+    # a profit cutoff from the config is in uplift units: compared with the calibrated uplift
+    cal = UpliftCalibration(intercept=0.0, slope=0.5, slope_ci_low=0.2, slope_ci_high=0.8, n=100)
+    uplift = UpliftModel("solo", calibration=cal)
+    loaded = LoadedModel("u", "v0001", uplift, {"kind": "uplift", "features": []})
+    policy = CampaignPolicy("c", "c", "profit", 0.025, strict=True, source="config")
+    scores = np.array([0.04, 0.06])
+    np.testing.assert_array_equal(policy.decide(scores, loaded.calibrated), [False, True])
+    np.testing.assert_array_equal(policy.decide(scores), [True, True])

@@ -36,24 +36,15 @@ import pandas as pd
 import scipy.stats as sps
 
 from tasks.analytics import stats
+# the score bins of uplift_by_percentile: the same rows per decile as the report's decile table
+from tasks.analytics.metrics import _bin_ids as _decile_ids
+from tasks.analytics.metrics import _bin_labels as _labels
 from tasks.core.errors import DataValidationError
 
 MIN_SLOPE = 1e-6
 """Floor of the uplift calibration slope: keeps the map strictly increasing (invertible)."""
 
 _EPS = 1e-6
-
-
-def _decile_ids(n: int, bins: int) -> np.ndarray:
-    size, extra = divmod(n, bins)
-    sizes = np.full(bins, size)
-    sizes[:extra] += 1
-    return np.repeat(np.arange(bins), sizes)
-
-
-def _labels(bins: int) -> list[str]:
-    edges = [round(p * 100 / bins) for p in range(bins + 1)]
-    return [f"{edges[i]}-{edges[i + 1]}" for i in range(bins)]
 
 
 # --------------------------------------------------------------------------- uplift

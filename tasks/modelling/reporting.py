@@ -92,7 +92,7 @@ def calibration_section(calibration: dict | None, kind: str) -> list[str]:
     if kind == "uplift":
         lines += [f"Money decisions (the profit policy, the API's profit rule) use the calibrated uplift "
                   f"{calibration['intercept']:+.5f} + {calibration['slope']:.4f} x score "
-                  f"(slope 95% CI {fmt_ci(calibration['slope'], calibration['slope_ci_low'], calibration['slope_ci_high'])}; "
+                  f"(slope with 95% CI {fmt_ci(calibration['slope'], calibration['slope_ci_low'], calibration['slope_ci_high'])}; "
                   f"{calibration['method']}). A slope CI covering 1 says the raw score is already on the uplift "
                   "scale; one covering 0, that it does not rank.",
                   f"Expected calibration error (size-weighted mean |observed - predicted| over deciles): raw "
