@@ -233,3 +233,13 @@ def test_api_scores_calibrated_probabilities_fast_and_decides_profit_on_calibrat
     scores = np.array([0.04, 0.06])
     np.testing.assert_array_equal(policy.decide(scores, loaded.calibrated), [False, True])
     np.testing.assert_array_equal(policy.decide(scores), [True, True])
+
+
+def test_models_pickled_before_calibration_still_predict():
+    X, t, y = uplift_frame(800)
+    m = UpliftModel("solo", FAST).fit(X, t, y)
+    r = ResponseModel(FAST).fit(X, np.asarray(y))
+    for obj in (m, r):
+        del obj.__dict__["calibration"]          # what an older model file unpickles to
+    np.testing.assert_allclose(m.predict_uplift_calibrated(X.head(5)), m.predict(X.head(5)))
+    np.testing.assert_allclose(r.predict(X.head(5)), r.predict_raw(X.head(5)))

@@ -369,7 +369,8 @@ class UpliftModel:
 
     def calibrated(self, score: np.ndarray) -> np.ndarray:
         """Raw scores on the uplift scale (identity while the model has no calibration)."""
-        return np.asarray(score, dtype=float) if self.calibration is None else self.calibration.apply(score)
+        cal = getattr(self, "calibration", None)  # versions registered before calibration have none
+        return np.asarray(score, dtype=float) if cal is None else cal.apply(score)
 
     def predict_uplift_calibrated(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated uplift (probability units): what a profit rule multiplies by money."""
@@ -483,7 +484,8 @@ class ResponseModel:
 
     def to_probability(self, raw: np.ndarray) -> np.ndarray:
         """Raw scores as probabilities (identity without a calibration)."""
-        return np.asarray(raw, dtype=float) if self.calibration is None else self.calibration.apply(raw)
+        cal = getattr(self, "calibration", None)  # versions registered before calibration have none
+        return np.asarray(raw, dtype=float) if cal is None else cal.apply(raw)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted response probability (calibrated when class-weighted)."""
