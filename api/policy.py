@@ -3,9 +3,10 @@
 A campaign is named by its YAML file (``<campaign conf dir>/<name>.yaml``, read and validated
 by :func:`tasks.campaign.config.load_campaign_config`) or by the id of a campaign already
 calculated under the artifacts root. The score cutoff comes from the frozen manifest
-(``threshold.score_cutoff``) when the campaign is frozen; before that it follows from the
-policy itself only for ``score_cutoff`` (the configured cutoff) and ``profit`` (offer when
-score x margin > contact cost), see :func:`tasks.campaign.policy.config_cutoff`.
+(``threshold.score_cutoff``, on the raw score) when the campaign is frozen; before that it
+follows from the policy itself only for ``score_cutoff`` (the configured cutoff) and ``profit``
+(offer when the served model's calibrated uplift x margin > contact cost), see
+:func:`tasks.campaign.policy.config_cutoff`.
 ``top_fraction`` and ``budget`` depend on the whole ranked base, so their cutoff is unknown
 until the campaign is frozen (409). The decision itself is
 :func:`tasks.campaign.policy.offer_mask`.
@@ -45,8 +46,12 @@ class CampaignPolicy:
     frozen_at: str | None = None
     model_version: str | None = None
 
-    def decide(self, scores: np.ndarray) -> np.ndarray:
-        """Offer decisions for ``scores``."""
+    def decide(self, scores: np.ndarray, calibrated: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """Offer decisions for raw ``scores``. A profit cutoff taken from the config is in uplift
+        units, so it is compared with ``calibrated(scores)`` (the served model's calibration);
+        a frozen manifest's cutoff is already on the raw score."""
+        if self.kind == "profit" and self.source == "config" and calibrated is not None:
+            return offer_mask(calibrated(scores), self.score_cutoff, self.strict)
         return offer_mask(scores, self.score_cutoff, self.strict)
 
     def describe(self) -> dict:

@@ -81,7 +81,10 @@ def _fast_function(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     approach = getattr(model, "approach", None)
     if approach == "response":
         b = _booster(est)
-        return (lambda X: b.predict(X)) if b is not None else None
+        cal = getattr(model, "calibration", None)  # Platt scaling of a class-weighted model
+        if b is None:
+            return None
+        return (lambda X: cal.apply(b.predict(X))) if cal is not None else (lambda X: b.predict(X))
     if approach == "solo":
         b = _booster(getattr(est, "estimator", None))
         if b is None or getattr(est, "method", "dummy") != "dummy":

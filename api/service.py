@@ -196,7 +196,7 @@ class PredictionService:
             ids = list(body.client_ids)
             values = self.snapshots.get().lookup(np.asarray(ids, dtype=np.int64), schema)
         scores = served.scorer.score(values)
-        offers = policy.decide(scores) if policy is not None else None
+        offers = policy.decide(scores, served.loaded.calibrated) if policy is not None else None
         if self.log is not None:
             self.log.add(t_ns, request_id, policy.campaign_id if policy else None, ids, scores, offers,
                          served.name, served.version)

@@ -11,7 +11,10 @@
   without that noise come beside it: the same ratio in expectation over the outcomes (each
   held-out client's response probability in its arm in place of its 0/1 response) and the
   share of the oracle's gain measured on the true uplift (no outcomes, no arms). Training
-  never reads the truth. The default worlds (seeds 101, 202, 303) were not used for any
+  never reads the truth. Beside them, the chosen model's uplift calibration on the hold-out:
+  expected calibration error (size-weighted mean |observed - predicted| over score deciles) of
+  the raw score and of the calibrated uplift, the calibration slope, and the error of the
+  calibrated uplift against the true uplift (mean |calibrated - true| per held-out client). The default worlds (seeds 101, 202, 303) were not used for any
   modelling or factor choice; seeds 7, 11 and 42 were (``--world-seeds 7,11,42``).
 * hillstrom: Womens E-Mail vs No E-Mail, target visit, stratified (treatment x target) 70/30
   split, 5 seeds; candidates chosen by CV inside the training split; mean/sd of held-out
@@ -76,7 +79,7 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
     from tasks.core.io import sha256_file
     from tasks.core.layout import Layout
     from tasks.data.tables import read_table
-    from tasks.modelling.training_set import build_training_set
+    from tasks.modelling.training_set import build_training_set, campaign_propensity
 
     layout = Layout(artifacts)
     data_dir = layout.dataset(name)
@@ -100,7 +103,7 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
     splits = []
     for split in split_seeds:
         t0 = time.perf_counter()
-        res = train_uplift(X, t, y, cfg, seed=split)
+        res = train_uplift(X, t, y, cfg, seed=split, propensity=campaign_propensity(history))
         t_train = time.perf_counter() - t0
         rows = res.test_rows
         if sha256_file(manifest) != manifest_hash:
@@ -110,7 +113,13 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
         oracle = oracle_measures(res.test_y, res.test_treatment, tu, k=cfg.k)
         model_q = res.heldout["qini_auc"]["value"]
         expected = expected_qini_ratio(score, p_control[rows], p_treated[rows], res.test_treatment)
+        cal = res.calibration or {}
+        calibrated = res.model.calibrated(score) if hasattr(res.model, "calibrated") else score
         item = {
+            "uplift_ece": cal.get("ece"), "uplift_ece_calibrated": cal.get("ece_calibrated"),
+            "calibration_slope": cal.get("slope"),
+            "true_uplift_mae_raw": float(np.mean(np.abs(score - tu))),
+            "true_uplift_mae_calibrated": float(np.mean(np.abs(calibrated - tu))),
             "split_seed": split, "approach": res.approach, "heldout_rows": int(len(rows)),
             "model_qini_auc": model_q, "oracle_qini_auc": oracle["qini_auc"],
             "qini_ratio": model_q / oracle["qini_auc"],
@@ -123,11 +132,17 @@ def bench_synthetic(artifacts: Path, name: str = "bench200k", n_clients: int = 2
         print(f"synthetic {name} split {split}: {len(X)} rows, chosen {res.approach}; held-out Qini AUC "
               f"{model_q:.4f} vs oracle {oracle['qini_auc']:.4f} -> ratio {item['qini_ratio']:.3f}; "
               f"expected over outcomes {item['expected_qini_ratio']:.3f}, on true uplift "
-              f"{item['true_gain_ratio']:.3f} (train {t_train:.0f}s)", flush=True)
+              f"{item['true_gain_ratio']:.3f} (train {t_train:.0f}s); calibration ECE raw "
+              f"{item['uplift_ece'] or float('nan'):.4f}, calibrated {item['uplift_ece_calibrated'] or float('nan'):.4f}, "
+              f"slope {item['calibration_slope'] or float('nan'):.3f}; mean |uplift - true| raw "
+              f"{item['true_uplift_mae_raw']:.4f}, calibrated {item['true_uplift_mae_calibrated']:.4f}", flush=True)
     out = {"world_seed": seed, "rows": int(len(X)), "features": len(X.columns), "build_seconds": t_build,
            "splits": splits}
     for key in ("qini_ratio", "expected_qini_ratio", "true_gain_ratio"):
         out[f"{key}_mean"] = float(np.mean([sp[key] for sp in splits]))
+    for key in ("uplift_ece", "uplift_ece_calibrated"):
+        vals = [sp[key] for sp in splits if sp[key] is not None]
+        out[f"{key}_mean"] = float(np.mean(vals)) if vals else None
     return out
 
 
@@ -166,6 +181,8 @@ def bench_hillstrom(shared: Path, seeds: list[int]) -> dict:
         best = res.cv.sort_values(f"cv_{cfg.select_metric}", ascending=False).iloc[0]
         per.append({"seed": seed, "uplift_at_30": res.heldout["uplift_at_k"]["value"], "baseline_uplift_at_30": base,
                     "qini_auc": res.heldout["qini_auc"]["value"], "approach": res.approach,
+                    "uplift_ece": (res.calibration or {}).get("ece"),
+                    "uplift_ece_calibrated": (res.calibration or {}).get("ece_calibrated"),
                     "candidate": int(best["candidate"]), "seconds": time.perf_counter() - t0})
         print(f"hillstrom seed {seed}: uplift@30% {per[-1]['uplift_at_30']:.4f} (plain SoloModel {base:.4f}), "
               f"Qini AUC {per[-1]['qini_auc']:.4f} "
@@ -173,7 +190,9 @@ def bench_hillstrom(shared: Path, seeds: list[int]) -> dict:
     u = np.array([p["uplift_at_30"] for p in per])
     q = np.array([p["qini_auc"] for p in per])
     b = np.array([p["baseline_uplift_at_30"] for p in per])
-    out = {"seeds": seeds, "uplift_at_30_mean": float(u.mean()), "uplift_at_30_sd": float(u.std(ddof=1)),
+    ece = [p["uplift_ece"] for p in per if p["uplift_ece"] is not None]
+    out = {"seeds": seeds, "uplift_ece_mean": float(np.mean(ece)) if ece else None,
+           "uplift_at_30_mean": float(u.mean()), "uplift_at_30_sd": float(u.std(ddof=1)),
            "baseline_uplift_at_30_mean": float(b.mean()), "baseline_uplift_at_30_sd": float(b.std(ddof=1)),
            "qini_auc_mean": float(q.mean()), "qini_auc_sd": float(q.std(ddof=1)), "per_seed": per}
     print(f"hillstrom: uplift@30% {u.mean():.4f} +/- {u.std(ddof=1):.4f}, Qini AUC {q.mean():.4f} +/- "
@@ -243,8 +262,8 @@ def main() -> None:
         worlds = [bench_synthetic(Path(args.artifacts), name=world_name(s), seed=s, split_seeds=split_seeds)
                   for s in seeds]
         summary: dict = {"world_seeds": seeds, "split_seeds": list(split_seeds), "worlds": worlds}
-        for key in ("qini_ratio", "expected_qini_ratio", "true_gain_ratio"):
-            values = np.array([sp[key] for w in worlds for sp in w["splits"]])
+        for key in ("qini_ratio", "expected_qini_ratio", "true_gain_ratio", "uplift_ece", "uplift_ece_calibrated"):
+            values = np.array([sp[key] for w in worlds for sp in w["splits"]], dtype=float)
             summary[f"{key}_mean"] = float(values.mean())
             summary[f"{key}_min"] = float(values.min())
             summary[f"{key}_sd"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
@@ -254,7 +273,9 @@ def main() -> None:
               f"split(s) {list(split_seeds)}: realised mean {summary['qini_ratio_mean']:.3f} "
               f"(sd {summary['qini_ratio_sd']:.3f}, min {summary['qini_ratio_min']:.3f}, n {n}); "
               f"expected over outcomes {summary['expected_qini_ratio_mean']:.3f}; "
-              f"on true uplift {summary['true_gain_ratio_mean']:.3f} (target 0.8)", flush=True)
+              f"on true uplift {summary['true_gain_ratio_mean']:.3f} (target 0.8); chosen model's uplift "
+              f"calibration error {summary['uplift_ece_mean']:.4f} raw, {summary['uplift_ece_calibrated_mean']:.4f} "
+              f"calibrated", flush=True)
     print(json.dumps(result, default=float))
 
 

@@ -8,8 +8,11 @@ decision and for training's threshold suggestions. The four kinds (``campaign.po
                     tied with the last of them (so the rule stays ``score >= cutoff``);
 - ``budget``        the best ``min(budget, n)`` targeted clients; a group tied across the
                     boundary is left out, so the budget is never exceeded (``score > cutoff``);
-- ``profit``        offer when ``score * margin > contact_cost`` (expected incremental profit
-                    above the cost of one contact), i.e. ``score > contact_cost / margin``.
+- ``profit``        offer when ``uplift * margin > contact_cost`` (expected incremental profit
+                    above the cost of one contact), i.e. ``uplift > contact_cost / margin``, where
+                    ``uplift`` is the model's calibrated uplift (the raw score when the model has
+                    no calibration). A calibration is strictly increasing, so the rule is one
+                    cutoff on the raw score: :func:`profit_score_cutoff`.
 
 Pure functions any caller can use (training's threshold suggestions among them):
 
@@ -93,6 +96,14 @@ def profit_cutoff(margin: float, contact_cost: float) -> float:
     return float(contact_cost) / float(margin)
 
 
+def profit_score_cutoff(margin: float, contact_cost: float, calibration: Any = None) -> float:
+    """The profit rule's cutoff on the raw score: ``contact_cost / margin`` mapped back through
+    the model's uplift calibration (anything with ``score_cutoff(uplift)``; None: the score is
+    the uplift)."""
+    cut = profit_cutoff(margin, contact_cost)
+    return cut if calibration is None else float(calibration.score_cutoff(cut))
+
+
 def top_fraction_count(fraction: float, n: int) -> int:
     """How many of ``n`` ranked clients the top ``fraction`` takes: ``round(fraction * n)``."""
     return int(round(fraction * n))
@@ -139,8 +150,10 @@ def config_cutoff(policy: PolicyConfig) -> float | None:
 
 
 # --------------------------------------------------------------------------- the offer stage
-def targeted_offers(score: np.ndarray, targeted: np.ndarray, policy: PolicyConfig) -> np.ndarray:
-    """Offer decisions of the targeted rows of a table ordered by rank (score descending)."""
+def targeted_offers(score: np.ndarray, targeted: np.ndarray, policy: PolicyConfig,
+                    calibration: Any = None) -> np.ndarray:
+    """Offer decisions of the targeted rows of a table ordered by rank (score descending);
+    ``calibration``: the model's uplift calibration, used by the profit rule."""
     if policy.kind == "score_cutoff":
         return targeted & offer_mask(score, float(policy.score_cutoff))
     if policy.kind in ("top_fraction", "budget"):
@@ -150,28 +163,31 @@ def targeted_offers(score: np.ndarray, targeted: np.ndarray, policy: PolicyConfi
         cut, strict = top_k_cutoff(score[targeted], k, keep_within=policy.kind == "budget")
         return targeted & offer_mask(score, cut, strict)
     if policy.kind == "profit":
+        if calibration is not None:
+            return targeted & (calibration.apply(score) * float(policy.margin) > float(policy.contact_cost))
         return targeted & (score * float(policy.margin) > float(policy.contact_cost))
     raise ConfigError(f"campaign.policy.kind {policy.kind!r} is unknown")  # pragma: no cover - validated earlier
 
 
-def assign_offers(split: pd.DataFrame, policy: PolicyConfig) -> tuple[pd.DataFrame, dict]:
+def assign_offers(split: pd.DataFrame, policy: PolicyConfig, calibration: Any = None) -> tuple[pd.DataFrame, dict]:
     """Decide the offer per client and record the threshold used.
 
     ``split`` holds client_id, score, rank, percentile, group, ordered by rank. random_target
     clients all get the offer, control clients none, targeted clients per the policy (see the
     module docstring). The threshold's ``score_cutoff`` is the lowest score that got an offer
-    in the targeted group (for profit: contact_cost / margin), so any client can be decided
-    later by ``score >= score_cutoff`` (``>`` for profit).
+    in the targeted group (for profit: :func:`profit_score_cutoff`, on the raw score, with the
+    ``uplift_cutoff`` contact_cost / margin and the ``calibration`` beside it), so any client
+    can be decided later by ``score >= score_cutoff`` (``>`` for profit).
     """
     out = split.copy()
     targeted = (out["group"] == "targeted").to_numpy()
     score = out["score"].to_numpy()
     n_t = int(targeted.sum())
-    offer_t = targeted_offers(score, targeted, policy)
+    offer_t = targeted_offers(score, targeted, policy, calibration)
     out["offer"] = offer_t | (out["group"] == "random_target").to_numpy()
     offered_scores = score[offer_t]
     lowest = float(offered_scores.min()) if len(offered_scores) else None
-    cutoff = profit_cutoff(policy.margin, policy.contact_cost) if policy.kind == "profit" else lowest
+    cutoff = profit_score_cutoff(policy.margin, policy.contact_cost, calibration) if policy.kind == "profit" else lowest
     threshold = {
         "score_cutoff": cutoff,
         "lowest_offered_score": lowest,
@@ -181,4 +197,7 @@ def assign_offers(split: pd.DataFrame, policy: PolicyConfig) -> tuple[pd.DataFra
         "targeted_offers": int(offer_t.sum()),
         "offer_rate_targeted": round(float(offer_t.sum()) / n_t, 6) if n_t else 0.0,
     }
+    if policy.kind == "profit":
+        threshold["uplift_cutoff"] = profit_cutoff(policy.margin, policy.contact_cost)
+        threshold["calibration"] = None if calibration is None else calibration.as_dict()
     return out, threshold

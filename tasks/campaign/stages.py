@@ -258,7 +258,10 @@ def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
 
 
 def _offer(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
-    offers, threshold = assign_offers(ctx.store.read("split"), ctx.cfg.policy)
+    # the profit rule multiplies the calibrated uplift by money (the calibration is part of the
+    # model file, so the score checkpoint's model identity covers it)
+    offers, threshold = assign_offers(ctx.store.read("split"), ctx.cfg.policy,
+                                      getattr(ctx.model(), "calibration", None))
     return offers, {"threshold": threshold}
 
 

@@ -3,13 +3,24 @@
 Uplift approaches come from scikit-uplift: ``solo`` (SoloModel: one classifier with the
 treatment flag as a feature), ``solo_interaction`` (SoloModel with treatment x feature
 interaction columns as well), ``two_models`` (TwoModels: one classifier per arm),
-``class_transformation`` (ClassTransformation: one classifier on the transformed target) and
+``class_transformation`` (one classifier on the transformed target ``z = [y == t]``, written
+here: rows weighted by the inverse of their design propensity so that ``2 P(z=1) - 1`` is the
+uplift whatever the treated share; scikit-uplift's version is right only at a 1:1 design) and
 two meta-learners written here on LightGBM: ``x_learner`` (outcome model per arm, then a
-regression of each arm's imputed individual effects, mixed by the treated share) and
+regression of each arm's imputed individual effects, mixed by the mean design propensity) and
 ``dr_learner`` (a regression of the doubly robust pseudo-outcome built from cross-fitted
-outcome models), and ``ensemble`` (the mean of several of those, each standardised on its
-training predictions).
-The response model is a LightGBM classifier with class weighting and a decision threshold.
+outcome models and each row's design propensity), and ``ensemble`` (the mean of several of
+those, each standardised on predictions for rows it did not see).
+
+The design propensity of a row is the treated share of the campaign (randomised experiment) it
+came from, given per row to ``fit(..., propensity=...)``: retraining mixes campaigns with
+different shares. Without it, the pooled treated share of the rows is used.
+
+An uplift model may carry a calibration (:mod:`tasks.modelling.calibration`, fitted on held-out
+rows by training): ``predict`` stays the raw score (the ranking), ``predict_uplift_calibrated``
+is the uplift in probability units that money decisions multiply.
+The response model is a LightGBM classifier with class weighting and a decision threshold; with
+class weighting its probabilities are Platt-calibrated on out-of-fold scores.
 
 The fitted objects here are what the registry stores: each has ``features`` and
 ``predict(X) -> ndarray`` (uplift, or response probability), and ``contributions(X)``
@@ -17,7 +28,6 @@ The fitted objects here are what the registry stores: each has ``features`` and
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -27,6 +37,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.model_selection import StratifiedKFold
 
 from tasks.core.errors import ConfigError, DataValidationError
+from tasks.modelling.calibration import PlattCalibration, UpliftCalibration, fit_platt
 
 ENSEMBLE = "ensemble"
 SKLIFT_APPROACHES = ("solo", "solo_interaction", "two_models", "class_transformation")
@@ -75,7 +86,42 @@ def _proba(est: LGBMClassifier, X: pd.DataFrame) -> np.ndarray:
 
 
 DEFAULT_DR_FOLDS = 3
-"""Cross-fitting folds of the DR-learner's outcome models unless configured (``model.dr_folds``)."""
+"""Cross-fitting folds of the DR-learner's outcome models unless configured (``model.dr_folds``);
+also the folds of an ensemble's and a class-weighted response model's out-of-fold scores."""
+
+
+def design_propensity(t: np.ndarray, propensity: np.ndarray | None, table: str = "training set") -> np.ndarray:
+    """Each row's probability of treatment by design: ``propensity`` when given (validated:
+    one value per row, strictly between 0 and 1), else the pooled treated share."""
+    if propensity is None:
+        return np.full(len(t), float(np.mean(t)))
+    e = np.asarray(propensity, dtype=float)
+    if e.shape != (len(t),):
+        raise DataValidationError(table, "propensity", f"{e.size} propensities for {len(t)} rows")
+    bad = ~((e > 0) & (e < 1))
+    if bad.any():
+        raise DataValidationError(table, "propensity", f"{int(bad.sum())} design propensities outside (0, 1) "
+                                  "(a campaign whose rows are all treated or all control cannot be used for uplift)",
+                                  list(np.flatnonzero(bad)[:5]))
+    return e
+
+
+class TransformedOutcome:
+    """Class transformation with propensity weights: a classifier of ``z = 1[y == t]`` fitted with
+    weights ``t / (2 e) + (1 - t) / (2 (1 - e))``. The weights give each arm half the weight at
+    every x, so the weighted ``P(z=1 | x) = (1 + p1(x) - p0(x)) / 2`` and ``2 P - 1`` is the
+    uplift; unweighted, it is ``e p1 + (1 - e)(1 - p0)``, the uplift only when e = 0.5."""
+
+    def __init__(self, estimator: LGBMClassifier) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, t: np.ndarray, e: np.ndarray) -> "TransformedOutcome":
+        z = (y == t).astype(np.int8)
+        self.estimator.fit(X, z, sample_weight=t / (2.0 * e) + (1 - t) / (2.0 * (1.0 - e)))
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return 2.0 * _proba(self.estimator, X) - 1.0
 
 
 # ---------------------------------------------------------------------------- validation
@@ -166,9 +212,10 @@ class UpliftModel:
 
     ``ensemble`` fits one model per approach in ``member_approaches`` (same LightGBM
     parameters) and predicts ``offset + sum(weights * member uplift)``: each member is
-    standardised by the mean and sd of its predictions on the training rows (so no member
-    dominates by scale alone) and the mean is put back on the members' average uplift scale,
-    keeping the score in uplift units for the profit rule.
+    standardised by the mean and sd of its out-of-fold predictions (rows the fitted member did
+    not see: in-sample, an overfitting member's spread is inflated by the noise it learnt), so
+    no member dominates by scale alone, and the mean is put back on the members' average uplift
+    scale, keeping the score in uplift units.
     """
 
     approach: str
@@ -181,6 +228,8 @@ class UpliftModel:
     members: list["UpliftModel"] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     offset: float = 0.0
+    standardised_on: dict = field(default_factory=dict)  # ensemble: the members' mean and sd, and on what
+    calibration: UpliftCalibration | None = None        # set by training on held-out rows
 
     def __post_init__(self) -> None:
         if self.approach not in UPLIFT_APPROACHES:
@@ -193,26 +242,39 @@ class UpliftModel:
                                   f"use some of {list(BASE_APPROACHES)}")
 
     @classmethod
-    def from_members(cls, members: list["UpliftModel"], X: pd.DataFrame) -> "UpliftModel":
-        """An ensemble of already fitted members, standardised on their predictions on ``X``
-        (the rows they were fitted on)."""
+    def from_members(cls, members: list["UpliftModel"], preds: list[np.ndarray],
+                     source: str = "out-of-fold") -> "UpliftModel":
+        """An ensemble of already fitted members, standardised on ``preds`` (one array per
+        member: its predictions for rows it did not see, e.g. the CV's out-of-fold ones)."""
         m0 = members[0]
         ens = cls(ENSEMBLE, dict(m0.lgbm_params), m0.seed, list(m0.features),
                   member_approaches=[m.approach for m in members], members=list(members))
-        ens._standardise(X)
+        ens._standardise(preds, source)
         return ens
 
-    def _standardise(self, X: pd.DataFrame) -> None:
-        preds = [m.predict(X) for m in self.members]
-        mu = np.array([p.mean() for p in preds])
-        sd = np.array([max(float(p.std()), 1e-12) for p in preds])
+    def _standardise(self, preds: list[np.ndarray], source: str) -> None:
+        mu = np.array([float(np.mean(p)) for p in preds])
+        sd = np.array([max(float(np.std(p)), 1e-12) for p in preds])
         scale = float(sd.mean())
         w = scale / (len(preds) * sd)
         self.weights = w.tolist()
         self.offset = float(mu.mean() - (w * mu).sum())
+        self.standardised_on = {"source": source, "rows": int(len(preds[0])), "mean": mu.tolist(), "sd": sd.tolist()}
+
+    def _out_of_fold(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, e: np.ndarray,
+                     folds: int) -> list[np.ndarray]:
+        """Each member's predictions for every row from a copy fitted without that row's fold."""
+        out = [np.zeros(len(y)) for _ in self.member_approaches]
+        split = StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(X, 2 * t + y)
+        for a, b in split:
+            for i, approach in enumerate(self.member_approaches):
+                m = UpliftModel(approach, self.lgbm_params, self.seed).fit(
+                    X.iloc[a], t[a], y[a], folds, propensity=e[a])
+                out[i][b] = m.predict(X.iloc[b])
+        return out
 
     def _build(self) -> Any:
-        from sklift.models import ClassTransformation, SoloModel, TwoModels
+        from sklift.models import SoloModel, TwoModels
 
         if self.approach == "solo":
             return SoloModel(make_lgbm(self.lgbm_params, self.seed))
@@ -221,14 +283,16 @@ class UpliftModel:
         if self.approach == "two_models":
             return TwoModels(make_lgbm(self.lgbm_params, self.seed),
                              make_lgbm(self.lgbm_params, self.seed + 1), method="vanilla")
-        return ClassTransformation(make_lgbm(self.lgbm_params, self.seed))
+        return TransformedOutcome(make_lgbm(self.lgbm_params, self.seed))
 
     def fit(self, X: pd.DataFrame, treatment: np.ndarray | pd.Series, y: np.ndarray | pd.Series,
-            dr_folds: int = DEFAULT_DR_FOLDS) -> "UpliftModel":
+            dr_folds: int = DEFAULT_DR_FOLDS, propensity: np.ndarray | None = None) -> "UpliftModel":
         """Fit on features ``X``, 0/1 ``treatment`` and 0/1 outcome ``y`` (validated).
 
         ``dr_folds`` (``model.dr_folds``) is a setting of the fit, not of the fitted model: the
-        DR-learner's cross-fitting folds (an ensemble passes it to its members)."""
+        DR-learner's cross-fitting folds (an ensemble passes it to its members, and cross-fits
+        its members' out-of-fold predictions with as many folds). ``propensity``: each row's
+        design propensity (see the module); None = the pooled treated share."""
         validate_feature_frame(X)
         if _TREATMENT_COL in X.columns:
             raise DataValidationError("training set", _TREATMENT_COL,
@@ -238,31 +302,34 @@ class UpliftModel:
         if len(X) != len(y_arr) or len(X) != len(t_arr):
             raise DataValidationError("training set", None,
                                       f"lengths differ: X {len(X)}, treatment {len(t_arr)}, y {len(y_arr)}")
+        e = design_propensity(t_arr, propensity)
         self.features = [str(c) for c in X.columns]
         Xf = X.reset_index(drop=True)
         if self.approach == ENSEMBLE:
-            self.members = [UpliftModel(a, self.lgbm_params, self.seed).fit(Xf, t_arr, y_arr, dr_folds)
+            self.members = [UpliftModel(a, self.lgbm_params, self.seed).fit(Xf, t_arr, y_arr, dr_folds, e)
                             for a in self.member_approaches]
-            self._standardise(Xf)
+            self._standardise(self._out_of_fold(Xf, t_arr, y_arr, e, dr_folds), "out-of-fold")
             return self
         if self.approach == "x_learner":
-            self.estimator = self._fit_x(Xf, t_arr, y_arr)
+            self.estimator = self._fit_x(Xf, t_arr, y_arr, e)
             return self
         if self.approach == "dr_learner":
-            self.estimator = self._fit_dr(Xf, t_arr, y_arr, dr_folds)
+            self.estimator = self._fit_dr(Xf, t_arr, y_arr, dr_folds, e)
             return self
         est = self._build()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        if isinstance(est, TransformedOutcome):
+            est.fit(Xf, y_arr, t_arr, e)
+        else:
             est.fit(Xf, pd.Series(y_arr), pd.Series(t_arr))
         self.estimator = est
         return self
 
-    def _fit_x(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    def _fit_x(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, e: np.ndarray) -> dict[str, Any]:
         """X-learner: outcome models per arm; each arm's imputed effects (treated: y - m0(x),
         control: m1(x) - y) regressed on x; mixed as ``g * tau0 + (1 - g) * tau1`` with ``g``
-        the treated share (the propensity of a randomised campaign): when few clients were
-        treated, m1 is the noisier outcome model, and tau0, built on it, gets the small weight."""
+        the mean design propensity of the rows: when few clients were treated, m1 is the noisier
+        outcome model, and tau0, built on it, gets the small weight. (The imputed effects do not
+        depend on the propensity; any g in [0, 1] keeps the estimate consistent.)"""
         c, tr = t == 0, t == 1
         m0 = make_lgbm(self.lgbm_params, self.seed).fit(X[c], y[c])
         m1 = make_lgbm(self.lgbm_params, self.seed + 1).fit(X[tr], y[tr])
@@ -270,13 +337,14 @@ class UpliftModel:
         d0 = _proba(m1, X[c]) - y[c]
         tau1 = make_lgbm_regressor(self.lgbm_params, self.seed + 2).fit(X[tr], d1)
         tau0 = make_lgbm_regressor(self.lgbm_params, self.seed + 3).fit(X[c], d0)
-        return {"tau0": tau0, "tau1": tau1, "g": float(tr.mean())}
+        return {"tau0": tau0, "tau1": tau1, "g": float(e.mean())}
 
-    def _fit_dr(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, dr_folds: int) -> dict[str, Any]:
+    def _fit_dr(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, dr_folds: int, e: np.ndarray) -> dict[str, Any]:
         """DR-learner: outcome models per arm fitted out of fold (``dr_folds``), the doubly
         robust pseudo-outcome ``m1 - m0 + t (y - m1) / e - (1 - t) (y - m0) / (1 - e)`` with
-        ``e`` the treated share, regressed on x."""
-        e = float(t.mean())
+        ``e`` each row's design propensity, regressed on x. (With a pooled share in place of
+        each campaign's, the correction terms stop averaging out when the outcome models miss a
+        difference between campaigns.)"""
         m0, m1 = np.zeros(len(y)), np.zeros(len(y))
         folds = StratifiedKFold(dr_folds, shuffle=True, random_state=self.seed).split(X, 2 * t + y)
         for fi, (a, b) in enumerate(folds):
@@ -285,7 +353,7 @@ class UpliftModel:
                 est = make_lgbm(self.lgbm_params, self.seed + 10 * fi + arm).fit(X.iloc[rows], y[rows])
                 out[b] = _proba(est, X.iloc[b])
         phi = m1 - m0 + t * (y - m1) / e - (1 - t) * (y - m0) / (1 - e)
-        return {"tau": make_lgbm_regressor(self.lgbm_params, self.seed + 2).fit(X, phi), "e": e}
+        return {"tau": make_lgbm_regressor(self.lgbm_params, self.seed + 2).fit(X, phi), "e": float(e.mean())}
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted uplift (treated minus control response probability; CT: 2P(z=1)-1)."""
@@ -297,9 +365,16 @@ class UpliftModel:
             return est["g"] * est["tau0"].predict(Xf) + (1.0 - est["g"]) * est["tau1"].predict(Xf)
         if self.approach == "dr_learner":
             return np.asarray(self.estimator["tau"].predict(Xf), dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(self.estimator.predict(Xf), dtype=float)
+        return np.asarray(self.estimator.predict(Xf), dtype=float)
+
+    def calibrated(self, score: np.ndarray) -> np.ndarray:
+        """Raw scores on the uplift scale (identity while the model has no calibration)."""
+        cal = getattr(self, "calibration", None)  # versions registered before calibration have none
+        return np.asarray(score, dtype=float) if cal is None else cal.apply(score)
+
+    def predict_uplift_calibrated(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated uplift (probability units): what a profit rule multiplies by money."""
+        return self.calibrated(self.predict(X))
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """TreeSHAP contributions to the uplift score, per feature, in log-odds units.
@@ -358,7 +433,13 @@ def _in_score_units(model: UpliftModel, X: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- response model
 @dataclass
 class ResponseModel:
-    """A LightGBM response classifier with class weighting and a tuned decision threshold."""
+    """A LightGBM response classifier with class weighting and a tuned decision threshold.
+
+    Class weighting (``scale_pos_weight`` = negatives / positives) multiplies the odds the
+    classifier learns, so its raw scores sit far above the base rate. Such a model is Platt-
+    calibrated on its out-of-fold scores (``calibration_folds`` folds, the same parameters), so
+    ``predict`` returns probabilities; ``predict_raw`` keeps the weighted scores.
+    ``calibrate=False`` skips that (cross-validation, which needs only the ranking)."""
 
     lgbm_params: dict = field(default_factory=dict)
     seed: int = 0
@@ -368,27 +449,47 @@ class ResponseModel:
     estimator: Any = None
     approach: str = RESPONSE_APPROACH
     kind: str = "response"
+    calibrate: bool = True
+    calibration_folds: int = DEFAULT_DR_FOLDS
+    calibration: PlattCalibration | None = None
+
+    def _fit_raw(self, X: pd.DataFrame, y_arr: np.ndarray) -> LGBMClassifier:
+        extra: dict[str, Any] = {}
+        if self.class_weight == "balanced":
+            pos = float(y_arr.sum())
+            extra["scale_pos_weight"] = (len(y_arr) - pos) / pos
+        return make_lgbm(self.lgbm_params, self.seed, **extra).fit(X, y_arr)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray | pd.Series) -> "ResponseModel":
-        """Fit on features ``X`` and 0/1 target ``y`` (validated)."""
+        """Fit on features ``X`` and 0/1 target ``y`` (validated); calibrate (see the class)."""
         validate_feature_frame(X)
         y_arr = check_target(y)
         if len(X) != len(y_arr):
             raise DataValidationError("training set", None, f"lengths differ: X {len(X)}, y {len(y_arr)}")
         self.features = [str(c) for c in X.columns]
-        extra: dict[str, Any] = {}
-        if self.class_weight == "balanced":
-            pos = float(y_arr.sum())
-            extra["scale_pos_weight"] = (len(y_arr) - pos) / pos
-        est = make_lgbm(self.lgbm_params, self.seed, **extra)
-        est.fit(X.reset_index(drop=True), y_arr)
-        self.estimator = est
+        Xf = X.reset_index(drop=True)
+        self.estimator = self._fit_raw(Xf, y_arr)
+        self.calibration = None
+        if self.calibrate and self.class_weight == "balanced":
+            oof = np.zeros(len(y_arr))
+            for a, b in StratifiedKFold(self.calibration_folds, shuffle=True, random_state=self.seed).split(Xf, y_arr):
+                oof[b] = _proba(self._fit_raw(Xf.iloc[a], y_arr[a]), Xf.iloc[b])
+            self.calibration = fit_platt(y_arr, oof)
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predicted response probability."""
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """The classifier's own score (class-weighted: not a probability)."""
         Xf = _frame(X, self.features, "response").reset_index(drop=True)
         return np.asarray(self.estimator.predict_proba(Xf)[:, 1], dtype=float)
+
+    def to_probability(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores as probabilities (identity without a calibration)."""
+        cal = getattr(self, "calibration", None)  # versions registered before calibration have none
+        return np.asarray(raw, dtype=float) if cal is None else cal.apply(raw)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted response probability (calibrated when class-weighted)."""
+        return self.to_probability(self.predict_raw(X))
 
     def predict_label(self, X: pd.DataFrame) -> np.ndarray:
         """0/1 decision at the tuned threshold."""

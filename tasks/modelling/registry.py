@@ -86,6 +86,22 @@ class LoadedModel:
         scores = np.asarray(self.model.predict(X[self.features]), dtype=float)
         return scores
 
+    @property
+    def calibration(self) -> Any:
+        """The uplift model's calibration (``apply``, ``score_cutoff``), None without one
+        (response models, whose ``predict`` is already a probability, and older versions)."""
+        return getattr(self.model, "calibration", None) if self.kind == "uplift" else None
+
+    def calibrated(self, scores: np.ndarray) -> np.ndarray:
+        """Raw scores of :meth:`predict` on the scale money decisions multiply: calibrated
+        uplift (probability units) for an uplift model; unchanged otherwise."""
+        cal = self.calibration
+        return np.asarray(scores, dtype=float) if cal is None else np.asarray(cal.apply(scores), dtype=float)
+
+    def predict_uplift_calibrated(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated uplift of ``X`` (:meth:`calibrated` of :meth:`predict`)."""
+        return self.calibrated(self.predict(X))
+
 
 class ModelRegistry:
     """Versioned model store rooted at ``root`` (usually ``<artifacts>/models``)."""

@@ -59,6 +59,53 @@ def decile_plot(table: pd.DataFrame) -> bytes:
     return png_bytes(fig)
 
 
+def calibration_plot(calibration: dict, kind: str) -> bytes:
+    """Observed vs predicted per score decile (held-out) with CIs, the diagonal, and for an
+    uplift model the fitted calibration line."""
+    plt = _plt()
+    table = pd.DataFrame(calibration["table"])
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    x = table["predicted"].to_numpy()
+    err = np.clip(np.vstack([table["observed"] - table["ci_low"], table["ci_high"] - table["observed"]]), 0, None)
+    ax.errorbar(x, table["observed"], yerr=err, fmt="o", capsize=3, label="observed per decile (95% CI)")
+    lo, hi = float(min(x.min(), table["ci_low"].min())), float(max(x.max(), table["ci_high"].max()))
+    ax.plot([lo, hi], [lo, hi], "--", color="grey", label="perfect calibration")
+    if kind == "uplift" and "slope" in calibration:
+        grid = np.linspace(x.min(), x.max(), 50)
+        ax.plot(grid, calibration["intercept"] + calibration["slope"] * grid, color="C1",
+                label=f"calibration: {calibration['intercept']:+.4f} + {calibration['slope']:.3f} x score")
+    what = "uplift" if kind == "uplift" else "response rate"
+    ax.set_xlabel(f"predicted {what} (mean in decile)")
+    ax.set_ylabel(f"observed {what}")
+    ax.set_title(f"Calibration (held-out), ECE {calibration['ece']:.4f}")
+    ax.legend(fontsize=7)
+    return png_bytes(fig)
+
+
+def calibration_section(calibration: dict | None, kind: str) -> list[str]:
+    """The report's calibration lines and decile table (empty without a calibration)."""
+    if not calibration:
+        return []
+    if "skipped" in calibration:
+        return ["", "## Calibration (held-out)", "", f"Not fitted: {calibration['skipped']}"]
+    lines = ["", "## Calibration (held-out)", ""]
+    if kind == "uplift":
+        lines += [f"Money decisions (the profit policy, the API's profit rule) use the calibrated uplift "
+                  f"{calibration['intercept']:+.5f} + {calibration['slope']:.4f} x score "
+                  f"(slope with 95% CI {fmt_ci(calibration['slope'], calibration['slope_ci_low'], calibration['slope_ci_high'])}; "
+                  f"{calibration['method']}). A slope CI covering 1 says the raw score is already on the uplift "
+                  "scale; one covering 0, that it does not rank.",
+                  f"Expected calibration error (size-weighted mean |observed - predicted| over deciles): raw "
+                  f"{calibration['ece']:.5f}, calibrated {calibration['ece_calibrated']:.5f} (fitted on these rows).", ""]
+        cols = ["percentile", "n_treatment", "n_control", "predicted", "calibrated", "observed", "ci_low", "ci_high"]
+    else:
+        lines += [f"Probabilities: {calibration['method']}; mean predicted {calibration['mean_predicted']:.4f} vs "
+                  f"base rate {calibration['base_rate']:.4f}; expected calibration error {calibration['ece']:.5f}.", ""]
+        cols = ["percentile", "n", "predicted", "observed", "ci_low", "ci_high"]
+    lines.append(md_table(pd.DataFrame(calibration["table"])[cols], four_decimals))
+    return lines
+
+
 def shap_plot(shap: pd.DataFrame, top: int = 15) -> bytes:
     """Mean absolute SHAP contribution of the top features."""
     plt = _plt()
@@ -105,6 +152,8 @@ def render_plots(result: Any) -> dict[str, bytes]:
     if result.kind == "uplift":
         files["qini_curve.png"] = qini_plot(result.test_y, result.test_scores, result.test_treatment)
         files["uplift_by_decile.png"] = decile_plot(result.by_decile)
+    if result.calibration and "table" in result.calibration:
+        files["calibration.png"] = calibration_plot(result.calibration, result.kind)
     return files
 
 
@@ -136,6 +185,7 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
         parts.append(md_table(result.by_decile.reset_index()[
             ["percentile", "n_treatment", "n_control", "response_rate_treatment", "response_rate_control",
              "uplift", "ci_low", "ci_high"]], four_decimals))
+    parts += calibration_section(result.calibration, result.kind)
     parts += ["", "## Threshold suggestions", ""]
     for k, v in result.threshold_suggestions.items():
         parts.append(f"- {k}: {v}")

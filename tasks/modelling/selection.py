@@ -51,28 +51,39 @@ def _candidates(cfg: ModelConfig, approaches: Sequence[str]) -> list[tuple[str, 
 
 
 def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, model_cfg: ModelConfig,
-                          seed: int, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                          seed: int, progress: Callable[[str], None] | None = None,
+                          propensity: np.ndarray | None = None,
+                          oof: dict[tuple[str, int], np.ndarray] | None = None) -> pd.DataFrame:
     """CV Qini AUC and uplift@k of every candidate (approach x grid entry) on training rows only.
 
     An ``ensemble`` candidate is built in each fold from that fold's members with the same
-    grid entry (fitted once, shared with the members' own candidates). With ``ensemble_top``
-    the members are the best N of the ``ensemble`` pool by this CV (column ``members``).
+    grid entry (fitted once, shared with the members' own candidates), standardised on their
+    predictions for the fold's validation rows (rows they did not see; no outcome is used).
+    With ``ensemble_top`` the members are the best N of the ``ensemble`` pool by this CV
+    (column ``members``); the fold's own ensemble takes the best N by the other folds only, so
+    its members are not chosen on the rows it is scored on. ``propensity``: each row's design
+    propensity (:meth:`UpliftModel.fit`). ``oof``, when given, receives every non-ensemble
+    candidate's out-of-fold predictions keyed by ``(approach, grid entry)``.
     """
     folds = list(StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed).split(Xtr, strata_of(ttr, ytr)))
     fitted: dict[tuple[str, int, int], UpliftModel] = {}
+    fold_preds: dict[tuple[str, int, int], np.ndarray] = {}
+    fold_scores: dict[tuple[str, int], list[float]] = {}
 
-    chosen: dict[int, list[str]] = {}
+    chosen: dict[tuple[int, int], list[str]] = {}
 
     def fold_model(approach: str, gi: int, params: dict, fi: int) -> UpliftModel:
         key = (approach, gi, fi)
         if key not in fitted:
-            f_tr = folds[fi][0]
+            f_tr, f_va = folds[fi]
             if approach == ENSEMBLE:
-                members = [fold_model(a, gi, params, fi) for a in chosen[gi]]
-                fitted[key] = UpliftModel.from_members(members, Xtr.iloc[f_tr].reset_index(drop=True))
+                members = [fold_model(a, gi, params, fi) for a in chosen[(gi, fi)]]
+                preds = [fold_preds[(a, gi, fi)] for a in chosen[(gi, fi)]]
+                fitted[key] = UpliftModel.from_members(members, preds, "validation rows of the fold")
             else:
                 fitted[key] = UpliftModel(approach, params, seed).fit(
-                    Xtr.iloc[f_tr], ttr[f_tr], ytr[f_tr], dr_folds=model_cfg.dr_folds)
+                    Xtr.iloc[f_tr], ttr[f_tr], ytr[f_tr], dr_folds=model_cfg.dr_folds,
+                    propensity=None if propensity is None else propensity[f_tr])
         return fitted[key]
 
     def score_of(approach: str, gi: int) -> float:
@@ -86,15 +97,26 @@ def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, m
         row: dict[str, Any] = {"approach": approach, "grid": gi, "params": params}
         if approach == ENSEMBLE:
             pool = list(model_cfg.ensemble)
+            for a in pool:
+                score_of(a, gi)  # fits and scores the pool members first (their fold predictions)
+            for fi in range(len(folds)):
+                chosen[(gi, fi)] = pool
             if model_cfg.ensemble_top:
+                for fi in range(len(folds)):
+                    others = {a: np.mean([v for j, v in enumerate(fold_scores[(a, gi)]) if j != fi]) for a in pool}
+                    chosen[(gi, fi)] = sorted(pool, key=lambda a: -others[a])[: model_cfg.ensemble_top]
                 pool = sorted(pool, key=lambda a: -score_of(a, gi))[: model_cfg.ensemble_top]
-            chosen[gi] = pool
             row["members"] = list(pool)
         scores = []
         for fi, (_, f_va) in enumerate(folds):
             m = fold_model(approach, gi, params, fi)
-            scores.append(_uplift_metrics(ytr[f_va], m.predict(Xtr.iloc[f_va]), ttr[f_va], model_cfg.k))
+            pred = m.predict(Xtr.iloc[f_va])
+            fold_preds[(approach, gi, fi)] = pred
+            scores.append(_uplift_metrics(ytr[f_va], pred, ttr[f_va], model_cfg.k))
+            if oof is not None and approach != ENSEMBLE:
+                oof.setdefault((approach, gi), np.zeros(len(ytr)))[f_va] = pred
         s = pd.DataFrame(scores)
+        fold_scores[(approach, gi)] = s[model_cfg.select_metric].tolist()
         row.update({f"cv_{c}": float(s[c].mean()) for c in s.columns})
         row.update({f"cv_{c}_sd": float(s[c].std(ddof=1)) for c in s.columns})
         if approach not in model_cfg.approaches:   # a pool member scored only to rank the pool
@@ -128,7 +150,7 @@ def select_response(Xtr: pd.DataFrame, ytr: np.ndarray, model_cfg: ModelConfig, 
         oof = np.zeros(len(ytr))
         scores = []
         for f_tr, f_va in folds:
-            m = ResponseModel(params, seed, model_cfg.class_weight).fit(Xtr.iloc[f_tr], ytr[f_tr])
+            m = ResponseModel(params, seed, model_cfg.class_weight, calibrate=False).fit(Xtr.iloc[f_tr], ytr[f_tr])
             oof[f_va] = m.predict(Xtr.iloc[f_va])
             thr = M.tune_threshold_f1(ytr[f_tr], m.predict(Xtr.iloc[f_tr]))
             scores.append(M.response_metrics(ytr[f_va], oof[f_va], thr))

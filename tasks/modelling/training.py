@@ -23,6 +23,7 @@ import pandas as pd
 from tasks.analytics import metrics as M
 from tasks.core.errors import ConfigError, DataValidationError, UpliftError
 from tasks.core.io import frame_fingerprint
+from tasks.modelling.calibration import calibrate_uplift, calibration_summary_response
 from tasks.modelling.checks import CheckReport, screen_features
 from tasks.modelling.config import ModelConfig, validate_model_config
 from tasks.modelling.models import (
@@ -32,6 +33,7 @@ from tasks.modelling.models import (
     UpliftModel,
     check_target,
     check_treatment,
+    design_propensity,
     shap_importance,
 )
 from tasks.modelling.reference import reference_distributions
@@ -77,6 +79,32 @@ class TrainResult:
     X_test: pd.DataFrame | None = None   # the held-out features (auto promotion scores the champion on them)
     extras: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # the training set's description (source, excluded columns, missing values)
+    calibration: dict | None = None      # held-out calibration: the fitted map, ECE, decile table
+
+
+def fit_chosen_uplift(best: pd.Series, model_cfg: ModelConfig, seed: int, Xtr: pd.DataFrame, ttr: np.ndarray,
+                      ytr: np.ndarray, etr: np.ndarray | None, oof: dict) -> UpliftModel:
+    """The chosen candidate fitted on the whole training split. An ensemble's members are
+    fitted there and standardised on their out-of-fold predictions from the CV (``oof``)."""
+    approach, params = str(best["approach"]), dict(best["params"])
+    if approach != ENSEMBLE:
+        return UpliftModel(approach, params, seed).fit(Xtr, ttr, ytr, dr_folds=model_cfg.dr_folds, propensity=etr)
+    members = best.get("members")
+    names = list(members if isinstance(members, list) else model_cfg.ensemble)
+    fitted = [UpliftModel(a, params, seed).fit(Xtr, ttr, ytr, dr_folds=model_cfg.dr_folds, propensity=etr)
+              for a in names]
+    return UpliftModel.from_members(fitted, [oof[(a, int(best["grid"]))] for a in names], "out-of-fold (CV)")
+
+
+def calibrate_on_heldout(model: UpliftModel, yte: np.ndarray, score: np.ndarray, tte: np.ndarray) -> dict:
+    """Fit the uplift calibration on the held-out rows, store it on ``model``, return its
+    summary (or why there is none: too few held-out rows per decile)."""
+    try:
+        cal, summary = calibrate_uplift(yte, score, tte)
+    except DataValidationError as exc:
+        return {"skipped": str(exc)}
+    model.calibration = cal
+    return summary
 
 
 def _with_ci(fn: Any, arrays: tuple, n_boot: int, seed: int, stratify: np.ndarray) -> dict[str, float]:
@@ -95,13 +123,16 @@ def train_uplift(
     model_cfg: ModelConfig,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    propensity: np.ndarray | pd.Series | None = None,
 ) -> TrainResult:
     """Choose an uplift model by cross-validation on the training split, measure it on the test split.
 
     Split stratified by treatment x response (``model_cfg.test_size``). Every candidate
     (approach x grid entry) is scored by ``cv_folds``-fold CV Qini AUC and uplift@k on the
     training split only; the best by ``select_metric`` is refitted on the whole training split
-    and measured once on the test split (bootstrap CIs).
+    and measured once on the test split (bootstrap CIs), where its uplift calibration is fitted
+    (:func:`calibrate_on_heldout`). ``propensity``: each row's design propensity, the treated
+    share of the campaign it came from (None: the pooled share).
     """
     validate_model_config(model_cfg)
     if model_cfg.kind != "uplift":
@@ -112,8 +143,10 @@ def train_uplift(
     if len(X) != len(y_arr):
         raise DataValidationError("training set", None, f"lengths differ: X {len(X)}, y {len(y_arr)}")
     X = X.reset_index(drop=True)
+    e_arr = None if propensity is None else design_propensity(t_arr, np.asarray(propensity, dtype=float))
     keep = subsample_rows(len(X), model_cfg.max_rows, strata_of(t_arr, y_arr), seed)
     X, y_arr, t_arr = X.iloc[keep].reset_index(drop=True), y_arr[keep], t_arr[keep]
+    e_arr = None if e_arr is None else e_arr[keep]
     t0 = time.perf_counter()
     n_features = X.shape[1]
     X, checks = screen_features(X, y_arr, model_cfg.checks, seed)
@@ -125,13 +158,13 @@ def train_uplift(
     Xtr, ytr, ttr = X.iloc[tr].reset_index(drop=True), y_arr[tr], t_arr[tr]
     Xte, yte, tte = X.iloc[te].reset_index(drop=True), y_arr[te], t_arr[te]
 
-    cv = cross_validate_uplift(Xtr, ttr, ytr, model_cfg, seed, progress)
+    etr = None if e_arr is None else e_arr[tr]
+    oof: dict = {}
+    cv = cross_validate_uplift(Xtr, ttr, ytr, model_cfg, seed, progress, propensity=etr, oof=oof)
     best = cv.sort_values(f"cv_{model_cfg.select_metric}", ascending=False, kind="stable").iloc[0]
-    members = best.get("members") if best["approach"] == ENSEMBLE else None
-    model = UpliftModel(str(best["approach"]), dict(best["params"]), seed,
-                        member_approaches=list(members if isinstance(members, list) else model_cfg.ensemble)
-                        ).fit(Xtr, ttr, ytr, dr_folds=model_cfg.dr_folds)
+    model = fit_chosen_uplift(best, model_cfg, seed, Xtr, ttr, ytr, etr, oof)
     score = model.predict(Xte)
+    calibration = calibrate_on_heldout(model, yte, score, tte)
 
     heldout: dict[str, Any] = {"n": int(len(yte))}
     for name, fn in (("qini_auc", M.qini_auc), ("uplift_auc", M.uplift_auc),
@@ -149,7 +182,7 @@ def train_uplift(
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions=suggest_uplift_thresholds(yte, score, tte, model_cfg),
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=test_rows,
-        X_test=Xte,
+        X_test=Xte, calibration=calibration,
     )
 
 
@@ -180,7 +213,10 @@ def train_response(
     Xtr, ytr = X.iloc[tr].reset_index(drop=True), y_arr[tr]
     Xte, yte = X.iloc[te].reset_index(drop=True), y_arr[te]
     cv, params, threshold = select_response(Xtr, ytr, model_cfg, seed)
-    model = ResponseModel(params, seed, model_cfg.class_weight, threshold=threshold).fit(Xtr, ytr)
+    model = ResponseModel(params, seed, model_cfg.class_weight).fit(Xtr, ytr)
+    # the F1 threshold was tuned on uncalibrated out-of-fold scores: carry it onto the probabilities
+    threshold = float(model.to_probability(np.array([threshold]))[0])
+    model.threshold = threshold
     proba = model.predict(Xte)
     point = M.response_metrics(yte, proba, threshold)
     heldout: dict[str, Any] = {"n": int(len(yte)), "threshold": threshold}
@@ -197,7 +233,7 @@ def train_response(
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions={"f1_threshold": threshold},
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=keep[te],
-        X_test=Xte,
+        X_test=Xte, calibration=calibration_summary_response(yte, proba, model.calibration is not None),
     )
 
 
@@ -211,7 +247,8 @@ def train_on(training_set: TrainingSet, model_cfg: ModelConfig,
             raise ConfigError(f"config 'model': kind uplift needs a dataset with a treatment column; "
                               f"dataset {training_set.dataset!r} has none: name it with data.treatment=<column> "
                               "(a table dataset), or train a response model with model=response")
-        result = train_uplift(training_set.X, training_set.treatment, training_set.y, model_cfg, progress=progress)
+        result = train_uplift(training_set.X, training_set.treatment, training_set.y, model_cfg, progress=progress,
+                              propensity=training_set.propensity)
     else:
         result = train_response(training_set.X, training_set.y, model_cfg)
     result.data = dict(training_set.description)
@@ -255,6 +292,7 @@ def build_metadata(result: TrainResult, name: str, model_cfg: ModelConfig, datas
         "metrics": {"heldout": result.heldout, "cv": cv.to_dict(orient="records"),
                     "select_metric": headline_metric(result.kind, model_cfg.select_metric)},
         "checks": result.checks.as_dict(),
+        "calibration": result.calibration,
         "threshold_suggestions": result.threshold_suggestions,
         "training_fingerprint": result.train_fingerprint,
         "n_train": result.n_train,

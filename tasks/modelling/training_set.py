@@ -21,12 +21,14 @@ from tasks.core.layout import Layout
 from tasks.data.datasets import describe, feature_frame, load_tabular_dataset, missing_values, tabular_config
 from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import read_manifest, read_table
+from tasks.profile.stats import treatment_design_shares
 
 
 @dataclass
 class TrainingSet:
     """Features ``X`` (one row per training row), 0/1 outcome ``y``, 0/1 ``treatment`` (None
-    without one), for one_click the ``profit`` per row that segmentation needs, and
+    without one), each row's design ``propensity`` (the treated share of its campaign; None:
+    the pooled share), for one_click the ``profit`` per row that segmentation needs, and
     ``description``: what the training report and metadata say about the data."""
 
     X: pd.DataFrame
@@ -36,6 +38,26 @@ class TrainingSet:
     factor_set: str | None = None
     profit: np.ndarray | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    propensity: np.ndarray | None = None
+
+
+def campaign_propensity(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's design propensity: the treated share of the campaign it came from (rows of
+    one ``campaign_id``, or of one ``campaign_date`` when there is no id). Campaigns of the
+    history and fresh experiments are randomised with their own shares; pooling them would
+    weight every campaign's arms with one wrong share."""
+    key = "campaign_id" if "campaign_id" in rows.columns else "campaign_date"
+    if key not in rows.columns or "treatment" not in rows.columns:
+        raise DataValidationError("campaign_history", key, "needs campaign_id or campaign_date, and treatment, "
+                                  "to know each campaign's treated share")
+    t = pd.to_numeric(rows["treatment"], errors="coerce").astype(float)
+    return t.groupby(rows[key].to_numpy()).transform("mean").to_numpy(dtype=float)
+
+
+def design_share(shares: Mapping[Any, float] | None, n: int) -> np.ndarray | None:
+    """A wide table's one design share per row from ``data.treatment_shares`` (None when unset)."""
+    design = treatment_design_shares(shares)
+    return None if design is None else np.full(n, design["1"])
 
 
 def build_training_set(
@@ -85,12 +107,14 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
         description = {"dataset": data.get("name"), "kind": data.get("kind"), "rows_used": len(X),
                        "missing_values": missing_values(X)}
         return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name,
-                           description=description)
+                           description=description, propensity=campaign_propensity(history))
     cfg = tabular_config(data)
     ds = load_tabular_dataset(cfg, Path(shared_data))
     X = feature_frame(ds)
     t = ds.frame[ds.treatment].to_numpy() if ds.treatment else None
     profit_column = getattr(cfg, "profit_column", None)
     profit = ds.frame[profit_column].to_numpy(dtype=float) if profit_column else None
+    shares = getattr(cfg, "treatment_shares", None)
     return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit,
-                       description=describe(ds))
+                       description=describe(ds),
+                       propensity=design_share(shares, len(X)) if t is not None else None)

@@ -26,7 +26,7 @@ from tasks.data.tables import read_table
 from tasks.modelling.config import ModelConfig
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.training import register_version, train_uplift
-from tasks.modelling.training_set import build_training_set
+from tasks.modelling.training_set import build_training_set, campaign_propensity
 from tasks.monitoring.decay import RetrainConfig, evaluations_of
 
 HISTORY_COLUMNS = ["client_id", "campaign_id", "campaign_date", "treatment", "response", "revenue"]
@@ -156,7 +156,8 @@ def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, mod
                            ignore_index=True)
     names = factor_set(champion.factor_set) if champion.factor_set else champion.features
     X, t, y = build_training_set(data_dir, train_rows, names)
-    result = train_uplift(X, t, y, model_cfg, seed=cfg.seed)
+    # each campaign's own treated share: the history's and the experiments' designs differ
+    result = train_uplift(X, t, y, model_cfg, seed=cfg.seed, propensity=campaign_propensity(train_rows))
     X_h, t_h, y_h = build_training_set(data_dir, holdout, names)
     comparison = compare_on_holdout(
         champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.metric, k=model_cfg.k,
