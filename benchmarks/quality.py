@@ -56,8 +56,10 @@ def model_cfg(name: str, *overrides: str) -> ModelConfig:
     return to_dataclass(node, ModelConfig, "model")
 
 
-def data_cfg(name: str) -> TabularDataConfig:
-    return to_dataclass(compose_config([f"data={name}"]).data, TabularDataConfig, "data")
+def data_cfg(name: str, shared: Path) -> TabularDataConfig:
+    """conf/data/<name>.yaml (a table dataset) with its files under ``shared``."""
+    node = compose_config([f"data={name}", f"paths.shared_data={shared}"]).data
+    return to_dataclass(node, TabularDataConfig, "data")
 
 
 def world_name(seed: int) -> str:
@@ -150,11 +152,11 @@ def hillstrom_baseline(X_plain, t: np.ndarray, y: np.ndarray, seed: int, test_si
 
 
 def bench_hillstrom(shared: Path, seeds: list[int]) -> dict:
-    ds = load_tabular_dataset(data_cfg("hillstrom"), shared)
+    ds = load_tabular_dataset(data_cfg("hillstrom", shared), shared)
     X = feature_frame(ds)
     X_plain = feature_frame(ds, engineer=False)
-    t = ds.frame["treatment"].to_numpy()
-    y = ds.frame["visit"].to_numpy()
+    t = ds.frame[ds.treatment].to_numpy()
+    y = ds.frame[ds.target].to_numpy()
     cfg = model_cfg("hillstrom")
     per = []
     for seed in seeds:
@@ -180,9 +182,9 @@ def bench_hillstrom(shared: Path, seeds: list[int]) -> dict:
 
 
 def bench_ifood(shared: Path) -> dict:
-    ds = load_tabular_dataset(data_cfg("ifood"), shared)
+    ds = load_tabular_dataset(data_cfg("ifood", shared), shared)
     X = feature_frame(ds)
-    y = ds.frame["Response"].to_numpy()
+    y = ds.frame[ds.target].to_numpy()
     cfg = model_cfg("ifood")
     aucs, dropped = [], set()
     for i, (tr, te) in enumerate(RepeatedStratifiedKFold(n_splits=5, n_repeats=3, random_state=0).split(X, y)):

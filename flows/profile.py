@@ -1,6 +1,7 @@
 """Profile a dataset before anyone trusts a model on it.
 
     python -m flows.profile data=<dataset> [factors=<set>] [profile.as_of=YYYY-MM-DD] [profile.max_rows=N]
+    python -m flows.profile data=table data.path=<file> data.target=<column> [data.treatment=<column>]
 
 Writes ``<artifacts>/profiles/<dataset>/<date>/``: ``plots/*.png``, ``findings.json``, a
 self-contained ``report.html`` (plots embedded) and, last, ``report.md``; publishes the
@@ -28,7 +29,7 @@ from tasks.core.config import SyntheticDataConfig, from_conf
 from tasks.core.errors import ConfigError
 from tasks.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tasks.core.layout import Layout
-from tasks.data.datasets import tabular_config
+from tasks.data.datasets import dataset_name, tabular_config
 from tasks.data.tables import read_manifest
 from tasks.profile import datasets
 from tasks.profile.config import ProfileConfig
@@ -61,7 +62,7 @@ def profile_world_factors(
 
 @task(cache_policy=NONE, persist_result=False)
 def profile_tabular(data_settings: dict, shared_data: str, cfg: ProfileConfig) -> tuple[list[TableProfile], AnalysisProfile]:
-    """Profile a real dataset (``data_settings`` over conf/data/<kind>.yaml): its source files
+    """Profile a wide dataset (``data_settings`` over conf/data/<kind>.yaml): its source files
     as read and its wide factor table."""
     return datasets.profile_tabular(tabular_config(data_settings), Path(shared_data), cfg)
 
@@ -99,7 +100,7 @@ def data_profile_flow(
     ``profile``)."""
     cfg = from_conf(ProfileConfig, "profile/default", **(settings or {}))
     kind = str(data.get("kind", ""))
-    name = str(data.get("name") or kind)
+    name = str(data.get("name") or kind) if kind == "synthetic" else dataset_name(tabular_config(data))
     notes: list[str] = []
     if kind == "synthetic":
         world = from_conf(SyntheticDataConfig, "data/synthetic", **data)
@@ -119,7 +120,8 @@ def data_profile_flow(
     else:
         as_of = _check_date(cfg.as_of, "as_of") if cfg.as_of else str(_dt.date.today())
         tables, analysis = profile_tabular(data, shared_data, cfg)
-        notes.append(f"Real dataset `{name}` ({kind}) from {shared_data}; profiled on {as_of}.")
+        where = data.get("path") or Path(shared_data) / str(data.get("folder", ""))
+        notes.append(f"Wide dataset `{name}` ({kind}) from {where}; profiled on {as_of}.")
     report = build_report(name, as_of, tables, analysis, cfg, notes)
     path = write_profile(str(Layout(artifacts).profile(name, as_of)), report)
     return dict(report.findings, report=path)

@@ -4,11 +4,15 @@
     python -m flows.train data=hillstrom model=hillstrom    # real uplift data
     python -m flows.train data=ifood model=ifood            # response model
     python -m flows.train data=one_click model=one_click    # activity decline + segmentation
+    python -m flows.train data=table data.path=/data/bank.csv data.target=y data.positive=yes model=response
+    python -m flows.train data=table data.path=/data/rct.csv data.target=response data.treatment=is_treatment model=uplift
     python -m flows.train ... model.promote=always          # always make the new version champion
     python -m flows.train +action=promote model.name=synthetic_uplift model.version=v0002
 
 The synthetic world's training set is its campaign history joined with point-in-time
-factors as of each campaign date (never the truth table). Versions land in
+factors as of each campaign date (never the truth table); a table's is its feature columns
+(see conf/data/table.yaml). The generic models (model=uplift, model=response) trained on a
+table register as ``<dataset>_<kind>`` unless ``model.name`` is given. Versions land in
 ``<artifacts>/models/<name>/<version>/``. The work is done by plain functions in
 ``tasks/modelling``; this module wraps them as Prefect tasks and holds the CLI.
 """
@@ -27,7 +31,7 @@ from tasks.core.config import from_conf, load_conf
 from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
 from tasks.modelling import segmentation
-from tasks.modelling.config import ModelConfig, validate_model_config
+from tasks.modelling.config import ModelConfig, name_for_dataset, validate_model_config
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.reporting import render_summary
 from tasks.modelling.training import TrainResult, register_version, train_on
@@ -36,7 +40,7 @@ from tasks.modelling.training_set import TrainingSet, load_training_set
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def load_training_data(data: dict[str, Any], factors: dict[str, Any], artifacts: str, shared_data: str) -> TrainingSet:
-    """Features, target, treatment (uplift data) and profit (one_click) of the configured dataset."""
+    """Features, target, treatment (uplift data), profit (one_click) and description of the configured dataset."""
     log, t0 = get_run_logger(), time.perf_counter()
     with heartbeat(log.info, "training set (point-in-time factors per past campaign)"):
         ts = load_training_set(data, factors, Layout(artifacts), shared_data)
@@ -94,6 +98,7 @@ def train_model(data: dict[str, Any] | None = None, model: dict[str, Any] | None
     if factors is None:
         factors = OmegaConf.to_container(load_conf("factors/default"), resolve=True)
     training_set = load_training_data(data, factors, artifacts, shared_data)
+    model_cfg = name_for_dataset(model_cfg, training_set.dataset, data.get("kind"))
     result = fit_candidates(training_set, model_cfg)
     extra: dict[str, Any] = {}
     if training_set.profit is not None:

@@ -25,7 +25,7 @@ from tasks.core.config import (
     to_dataclass,
 )
 from tasks.core.errors import ConfigError
-from tasks.data.datasets import TabularDataConfig
+from tasks.data.datasets import OneClickDataConfig, TabularDataConfig
 from tasks.data.ingest import SourceConfig
 from tasks.evaluation.readout import EvaluateConfig
 from tasks.modelling.checks import ChecksConfig
@@ -35,8 +35,8 @@ from tasks.profile.config import ProfileConfig
 
 # group -> its dataclass, or one per option where the options differ in kind
 SCHEMAS: dict[str, Any] = {
-    "data": {"synthetic": SyntheticDataConfig, "hillstrom": TabularDataConfig, "ifood": TabularDataConfig,
-             "one_click": TabularDataConfig},
+    "data": {"synthetic": SyntheticDataConfig, "table": TabularDataConfig, "hillstrom": TabularDataConfig,
+             "ifood": TabularDataConfig, "one_click": OneClickDataConfig},
     "model": ModelConfig,
     "campaign": CampaignConfig,
     "runner": RunnerConfig,

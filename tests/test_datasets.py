@@ -1,4 +1,5 @@
-"""Real dataset loaders (Hillstrom, iFood, one_click) and their bad-input errors."""
+"""The real datasets (Hillstrom and iFood as table datasets, one_click's own loader) and their
+bad-input errors."""
 from __future__ import annotations
 
 import shutil
@@ -7,32 +8,42 @@ import numpy as np
 import pytest
 
 from tasks.core.config import compose_config, from_conf, to_dataclass
-from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.data.datasets import OneClickDataConfig, TabularDataConfig, feature_frame, load_tabular_dataset
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
 from tasks.modelling.checks import ChecksConfig, screen_features
 
 
-def cfg_for(name: str, *overrides: str) -> TabularDataConfig:
+def cfg_for(name: str, *overrides: str) -> TabularDataConfig | OneClickDataConfig:
     node = compose_config([f"data={name}", *overrides]).data
-    return to_dataclass(node, TabularDataConfig, "data")
+    return to_dataclass(node, OneClickDataConfig if name == "one_click" else TabularDataConfig, "data")
 
 
 def test_hillstrom_womens_vs_no_email(shared_data):
-    ds = load_tabular_dataset(cfg_for("hillstrom"), shared_data)
-    assert len(ds.frame) == 21387 + 21306
-    assert ds.treatment == "treatment" and ds.frame["treatment"].sum() == 21387
-    assert ds.target == "visit"
+    ds = load_tabular_dataset(cfg_for("hillstrom", f"paths.shared_data={shared_data}"), shared_data)
+    assert ds.kind == "table" and len(ds.frame) == 21387 + 21306
+    assert ds.treatment == "segment" and ds.frame["segment"].sum() == 21387
+    assert ds.target == "visit" and ds.known_after == ["conversion", "spend"]
+    assert ds.source["excluded_rows"] == {"Mens E-Mail": 21307}
     X = feature_frame(ds)
-    assert not {"visit", "conversion", "spend", "segment", "treatment", "client_id"} & set(X.columns)
+    assert not {"visit", "conversion", "spend", "segment", "client_id", "history_segment"} & set(X.columns)
     assert {"history_per_month", "zip_code_Urban", "channel_Web"} <= set(X.columns)
     assert len(X) == len(ds.frame)
+    # the other outcome is the target: visit becomes known-after, never a feature
+    conv = load_tabular_dataset(cfg_for("hillstrom", f"paths.shared_data={shared_data}", "data.target=conversion"),
+                                shared_data)
+    assert conv.known_after == ["visit", "spend"] and "visit" not in feature_frame(conv).columns
 
 
 def test_hillstrom_bad_arm_and_bad_file(shared_data, tmp_path):
-    with pytest.raises(ConfigError, match="treatment_arm"):
-        load_tabular_dataset(cfg_for("hillstrom", "data.treatment_arm=Kids E-Mail"), shared_data)
+    with pytest.raises(ConfigError, match="key 'treated': 'Kids E-Mail' is not a value .* 'No E-Mail'"):
+        load_tabular_dataset(cfg_for("hillstrom", f"paths.shared_data={shared_data}", "data.treated=Kids E-Mail"),
+                             shared_data)
+    # without Mens E-Mail excluded, its rows are an arm that is neither treated nor control
+    with pytest.raises(DataValidationError, match="21,307 row.*'Mens E-Mail' x 21,307.*data.exclude_arms"):
+        load_tabular_dataset(cfg_for("hillstrom", f"paths.shared_data={shared_data}", "data.exclude_arms=[]"),
+                             shared_data)
     with pytest.raises(NotFoundError, match="does not exist"):
-        load_tabular_dataset(cfg_for("hillstrom"), tmp_path)
+        load_tabular_dataset(cfg_for("hillstrom", f"paths.shared_data={tmp_path}"), tmp_path)
     folder = tmp_path / "hillstrom"
     folder.mkdir()
     src = next((shared_data / "hillstrom").glob("*.csv"))
@@ -40,11 +51,11 @@ def test_hillstrom_bad_arm_and_bad_file(shared_data, tmp_path):
     header = lines[0].replace(",visit,", ",visits,")
     (folder / src.name).write_text("\n".join([header, *lines[1:50]]) + "\n")
     with pytest.raises(DataValidationError, match="visit"):
-        load_tabular_dataset(cfg_for("hillstrom"), tmp_path)
+        load_tabular_dataset(cfg_for("hillstrom", f"paths.shared_data={tmp_path}"), tmp_path)
 
 
 def test_ifood_checks_find_the_leaky_and_constant_columns(shared_data):
-    ds = load_tabular_dataset(cfg_for("ifood"), shared_data)
+    ds = load_tabular_dataset(cfg_for("ifood", f"paths.shared_data={shared_data}"), shared_data)
     assert ds.treatment is None and ds.frame["Response"].mean() == pytest.approx(0.151, abs=0.001)
     X = feature_frame(ds)
     assert {"spend_per_purchase", "wine_share"} <= set(X.columns)
@@ -54,11 +65,16 @@ def test_ifood_checks_find_the_leaky_and_constant_columns(shared_data):
     assert set(rep.dropped) == {"Z_CostContact", "Z_Revenue", "MntTotal", "MntRegularProds", "AcceptedCmpOverall"}
 
 
-def test_ifood_raw_kaggle_form_loads(shared_data):
-    ds = load_tabular_dataset(cfg_for("ifood", "data.file=marketing_campaign.csv"), shared_data)
+@pytest.mark.parametrize("file", ["marketing_campaign.csv", "ml_project1_data.csv"])
+def test_ifood_raw_forms_load(shared_data, file):
+    # tab-separated with dd-mm-yyyy dates, or comma-separated with ISO dates: the same features
+    ds = load_tabular_dataset(cfg_for("ifood", f"data.path={shared_data / 'ifood' / file}", "data.id_column=ID"),
+                              shared_data)
     assert len(ds.frame) == 2240 and "Customer_Days" in ds.frame and ds.categorical == ["Education", "Marital_Status"]
+    assert ds.id_column == "ID" and ds.frame["Customer_Days"].between(0, 800).all()
     X = feature_frame(ds)
-    assert X.select_dtypes(exclude=["number", "bool"]).empty
+    assert X.select_dtypes(exclude=["number", "bool"]).empty and "ID" not in X.columns
+    assert X["Income"].isna().sum() == 24  # missing incomes stay NaN for LightGBM
 
 
 def test_one_click_joins_four_files(shared_data):
@@ -87,15 +103,10 @@ def test_one_click_missing_profit_rows(shared_data, tmp_path):
 
 def test_unknown_kind():
     with pytest.raises(ConfigError, match="kind"):
-        load_tabular_dataset(from_conf(TabularDataConfig, "data/hillstrom", kind="synthetic", name="x"), ".")
+        load_tabular_dataset(from_conf(TabularDataConfig, "data/table", kind="synthetic", name="x"), ".")
 
 
-@pytest.mark.parametrize("name, key", [("hillstrom", "file"), ("ifood", "file"), ("one_click", "profit_column"),
-                                       ("one_click", "min_active_months")])
-def test_a_key_of_one_dataset_is_required_by_its_loader(tmp_path, name, key):
-    # the key is None for the other datasets (their YAML leaves it out); its own loader needs it
-    with pytest.raises(ConfigError, match=rf"key '{key}': required for {name} data"):
-        load_tabular_dataset(from_conf(TabularDataConfig, f"data/{name}", **{key: None}), tmp_path)
-    for other in {"hillstrom", "ifood", "one_click"} - {name}:
-        if key not in compose_config([f"data={other}"]).data:
-            assert getattr(cfg_for(other), key) is None
+@pytest.mark.parametrize("key", ["profit_column", "min_active_months"])
+def test_a_key_of_one_click_is_required_by_its_loader(shared_data, key):
+    with pytest.raises(ConfigError, match=rf"key '{key}'"):
+        load_tabular_dataset(from_conf(OneClickDataConfig, "data/one_click", **{key: None}), shared_data)

@@ -120,7 +120,8 @@ def test_cli_exits_2_with_one_message(prefect_env, tmp_path):
 def test_hillstrom_arms_are_balanced(shared_data):
     from tasks.data.datasets import TabularDataConfig, load_tabular_dataset
 
-    ds = load_tabular_dataset(from_conf(TabularDataConfig, "data/hillstrom"), shared_data)
+    ds = load_tabular_dataset(from_conf(TabularDataConfig, "data/hillstrom",
+                                        path=str(next((shared_data / "hillstrom").glob("*.csv")))), shared_data)
     (raw,) = ds.raw_tables.values()
     table = profile_table(raw, "hillstrom", from_conf(ProfileConfig, "profile/default", max_plot_columns=2), outcome="visit")
     (arm,) = table.arms
@@ -133,7 +134,8 @@ def test_hillstrom_arms_are_balanced(shared_data):
 
 
 def test_flow_on_ifood(prefect_env, shared_data, tmp_path):
-    data = {"kind": "ifood", "name": "ifood", "target": "Response", "drop": IFOOD_DROP}
+    data = {"kind": "table", "name": "ifood", "path": str(shared_data / "ifood" / "ifood_df.csv"),
+            "target": "Response", "features": "ifood", "drop": IFOOD_DROP}
     findings = data_profile_flow(data, artifacts=str(tmp_path), shared_data=str(shared_data),
                                  settings=dict(FAST, as_of="2026-02-01"))
     out = Layout(tmp_path).profile("ifood", "2026-02-01")
@@ -190,7 +192,7 @@ def test_cli_body_profiles_hillstrom_from_its_data_config(prefect_env, shared_da
     cfg = compose_config(["data=hillstrom", f"paths.artifacts={tmp_path}", f"paths.shared_data={shared_data}",
                           "profile.as_of=2026-03-01", "profile.max_plot_columns=2", "profile.max_heatmap_columns=6"])
     findings = run(cfg)
-    raw = pd.read_csv(shared_data / "hillstrom" / cfg.data.file)
+    raw = pd.read_csv(cfg.data.path)
     assert findings["row_counts"] == {"hillstrom": len(raw)}
     assert findings["arm_tests"]["hillstrom.segment"]["p_value"] > 0.5
     kept = raw[raw["segment"].isin(["Womens E-Mail", "No E-Mail"])]

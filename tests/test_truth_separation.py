@@ -21,6 +21,8 @@ GUARDED = [
     *sorted((PROJECT_ROOT / "tasks" / "modelling").rglob("*.py")),
     *sorted((PROJECT_ROOT / "tasks" / "campaign").rglob("*.py")),
     PROJECT_ROOT / "tasks" / "data" / "datasets.py",
+    PROJECT_ROOT / "tasks" / "data" / "table.py",
+    PROJECT_ROOT / "tasks" / "data" / "engineered.py",
     PROJECT_ROOT / "flows" / "train.py",
     PROJECT_ROOT / "flows" / "campaign.py",
 ]

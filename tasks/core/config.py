@@ -85,6 +85,8 @@ def to_dataclass(node: Any, cls: Type[T], where: str) -> T:
     ``where`` names the config group for the error message (e.g. ``"data"``).
     """
     try:
+        if isinstance(node, DictConfig):  # interpolations resolve in the node's own tree first
+            node = OmegaConf.to_container(node, resolve=True)
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
@@ -102,17 +104,28 @@ def load_conf(source: str) -> DictConfig:
     ``"config"``), optionally followed by ``":"`` and a dotted key for a node inside it
     (``"model/uplift:checks"``, ``"config:paths"``). The file's defaults list is resolved:
     an option of its own group (``- uplift``), ``{group: option}`` entries and ``_self_``;
-    Hydra's own groups (``hydra/...``) are left out. Raises :class:`ConfigError` for a
+    Hydra's own groups (``hydra/...``) are left out; ``${paths.*}`` interpolations resolve
+    against conf/config.yaml's ``paths``, as in the composed config. Raises :class:`ConfigError` for a
     missing file or key.
     """
     name, _, key = source.partition(":")
-    node, _ = _load_option(name, source)
+    node, is_global = _load_option(name, source)
+    if "/" in name and not is_global:
+        node = _beside_paths(node, name.partition("/")[0])
     if key:
         sub = OmegaConf.select(node, key, default=None, throw_on_missing=False)
         if not isinstance(sub, DictConfig):
             raise ConfigError(f"config '{source}': conf/{name}.yaml has no section '{key}'")
         node = sub
     return node
+
+
+def _beside_paths(node: DictConfig, group: str) -> DictConfig:
+    """``node`` placed under ``group`` beside the primary config's ``paths``, so that an
+    interpolation such as ``${paths.shared_data}`` resolves as in the composed config."""
+    primary = OmegaConf.load(CONF_DIR / "config.yaml")
+    root = OmegaConf.create({"paths": primary.get("paths", {}), group: node})
+    return root[group]
 
 
 def _load_option(name: str, source: str) -> tuple[DictConfig, bool]:

@@ -1,11 +1,18 @@
-"""Loaders for the real public datasets (Hillstrom, iFood, one_click) as wide tables.
+"""Wide datasets: one row per client, a 0/1 target, a 0/1 treatment for uplift data.
 
-Each loader reads its source files as shipped, validates the columns it needs and returns a
-:class:`TabularDataset`: one row per client, a 0/1 target, a 0/1 treatment for uplift data,
-and the raw categorical columns. :func:`feature_frame` turns it into a numeric feature frame
-(optional dataset-specific engineered features, then
-:func:`factors.passthrough.prepare_wide`: categoricals one-hot encoded, names sanitised for
-LightGBM).
+* ``kind: table`` (conf/data/table.yaml, and the shipped hillstrom.yaml and ifood.yaml): any
+  CSV or Parquet table, configured, not coded (:func:`load_table_dataset`): the target and
+  the value counted as 1, the treatment column and the values of each arm (other arms
+  excluded by name), the id column, categorical columns, the columns known only after the
+  decision (never features), columns to drop, and an engineered feature set by name
+  (:mod:`tasks.data.engineered`).
+* ``kind: one_click``: the one dataset that needs code (four files joined;
+  :mod:`tasks.data.one_click` says why).
+
+:func:`feature_frame` turns a :class:`TabularDataset` into a numeric feature frame (the
+engineered features, then :func:`factors.passthrough.prepare_wide`: categoricals one-hot
+encoded, names made safe for LightGBM). Missing values stay NaN: LightGBM learns on which
+side of each split they go; :func:`describe` reports them per column.
 """
 from __future__ import annotations
 
@@ -15,39 +22,62 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as pdt
 
 from factors.passthrough import prepare_wide
 from tasks.core.config import from_conf
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError
+from tasks.data.coding import code_arms, code_target, value_counts
+from tasks.data.engineered import derived_features, feature_set
+from tasks.data.one_click import ONE_CLICK_CATEGORICAL, ONE_CLICK_ID, ONE_CLICK_LABEL, load_one_click
+from tasks.data.table import read_wide_table, table_content_hash
 
-KINDS = ("hillstrom", "ifood", "one_click")
+KINDS = ("table", "one_click")
+ROW_ID = "client_id"  # the id column made from the row number when data.id_column is null
 
 
 @dataclass
 class TabularDataConfig:
-    """conf/data/{hillstrom,ifood,one_click}.yaml (which explain each key).
+    """conf/data/table.yaml (which explains each key), and the datasets configured on it
+    (conf/data/hillstrom.yaml, ifood.yaml)."""
 
-    The keys of one dataset only are None for the others (their YAML leaves them out); its
-    loader raises :class:`ConfigError` when its own is missing.
-    """
+    kind: str                        # table
+    name: str | None                 # None: the file's stem (the folder's name)
+    path: str | None                 # CSV or Parquet file, or a folder of Parquet files
+    sep: str | None                  # CSV separator; None: detected
+    id_column: str | None            # None: the row number (0 = first data row of the file)
+    target: str | None               # the outcome column
+    positive: Any                    # the target value counted as 1; None: 0/1, boolean, yes/no, true/false
+    treatment: str | None            # uplift data: the column of the arms
+    treated: Any                     # the value meaning treated (None: 1/true/yes/treated)
+    control: Any                     # the value meaning control (None: 0/false/no/control)
+    exclude_arms: list[Any]          # arm values whose rows are left out (e.g. a third arm)
+    categorical: list[str] | None    # one-hot encoded; None: the non-numeric columns
+    max_categories: int              # a categorical column with more distinct values is an error
+    known_after: list[str]           # recorded after the decision: never features, reported as excluded
+    drop: list[str]                  # other columns never used as features
+    features: str | None             # engineered feature set (tasks.data.engineered), None: none
+    treatment_shares: dict[Any, float] | None  # design shares of the arms, {treated: .., control: ..}
 
-    kind: str                        # hillstrom | ifood | one_click
+
+@dataclass
+class OneClickDataConfig:
+    """conf/data/one_click.yaml (which explains each key)."""
+
+    kind: str                        # one_click
     name: str
     folder: str                      # folder under paths.shared_data
-    target: str                      # hillstrom: visit | conversion; ifood: Response
-    feature_engineering: bool        # add the dataset's engineered features
-    drop: list[str]                  # columns never used as features
-    file: str | None = None          # hillstrom, ifood: the main file inside the folder
-    treatment_arm: str | None = None  # hillstrom: the treated segment
-    control_arm: str | None = None    # hillstrom: the control segment
-    min_active_months: int | None = None  # one_click: keep clients with revenue in every one of these periods
-    profit_column: str | None = None      # one_click: profit per client (segmentation, not a feature)
-    treatment_shares: dict[Any, float] | None = None  # design shares of the arms, {treated: .., control: ..}
+    target: str                      # activity_declined
+    features: str | None
+    known_after: list[str]
+    drop: list[str]
+    min_active_months: int           # keep clients with revenue in every one of these periods
+    profit_column: str               # profit per client (segmentation, not a feature)
 
 
 @dataclass
 class TabularDataset:
-    """A wide dataset: one row per client."""
+    """A wide dataset: one row per client; ``target`` and ``treatment`` columns hold 0/1."""
 
     name: str
     frame: pd.DataFrame
@@ -58,278 +88,189 @@ class TabularDataset:
     raw_tables: dict[str, pd.DataFrame]
     not_features: list[str] = field(default_factory=list)   # outcomes and extras never used as features
     kind: str = ""
+    known_after: list[str] = field(default_factory=list)    # recorded after the decision (never features)
+    features: str | None = None                            # engineered feature set
+    source: dict[str, Any] = field(default_factory=dict)   # path, sha256, rows, arms, coding: for reports
 
 
-def _read_csv(path: Path, table: str, **kwargs) -> pd.DataFrame:
-    if not path.exists():
-        raise NotFoundError(f"table '{table}': file {path} does not exist (check paths.shared_data)")
-    try:
-        return pd.read_csv(path, **kwargs)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataValidationError(table, None, f"cannot parse {path.name}: {exc}") from None
-
-
-def _require(df: pd.DataFrame, table: str, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataValidationError(table, missing[0], f"missing column(s) {missing}; the table has {list(df.columns)[:20]}")
-
-
-def tabular_config(settings: Mapping[str, Any]) -> TabularDataConfig:
-    """The config of a real dataset: ``settings`` over conf/data/<kind>.yaml (the composed
-    ``data`` node, or only the keys that differ from the shipped file)."""
+def tabular_config(settings: Mapping[str, Any]) -> TabularDataConfig | OneClickDataConfig:
+    """The config of a wide dataset: ``settings`` (the composed ``data`` node, or only the
+    keys that differ) over conf/data/table.yaml or one_click.yaml, by ``kind``."""
     kind = settings.get("kind")
     if kind not in KINDS:
-        raise ConfigError(f"config 'data', key 'kind': {kind!r} is not a tabular dataset; use one of {list(KINDS)}")
-    return from_conf(TabularDataConfig, f"data/{kind}", **settings)
+        raise ConfigError(f"config 'data', key 'kind': {kind!r} is not a wide dataset; use one of {list(KINDS)} "
+                          "(e.g. data=table data.path=<file> data.target=<column>)")
+    cls = TabularDataConfig if kind == "table" else OneClickDataConfig
+    return from_conf(cls, f"data/{kind}", **settings)
 
 
-def _needed(cfg: TabularDataConfig, key: str) -> Any:
-    """A key the dataset of ``cfg.kind`` needs; ConfigError when it is not set."""
-    value = getattr(cfg, key)
-    if value is None or value == "":
-        raise ConfigError(f"config 'data', key '{key}': required for {cfg.kind} data (see conf/data/{cfg.kind}.yaml)")
-    return value
+def dataset_name(cfg: TabularDataConfig | OneClickDataConfig) -> str:
+    """The dataset's name: ``name``, else the stem of ``path`` (``bank-full.csv`` -> ``bank-full``)."""
+    if cfg.name:
+        return str(cfg.name)
+    if getattr(cfg, "path", None):
+        path = Path(str(cfg.path))
+        return path.name if path.is_dir() else path.stem
+    return str(cfg.kind)
 
 
-def _binary(df: pd.DataFrame, table: str, column: str) -> None:
-    s = df[column]
-    bad = s.isna().to_numpy() | ~s.isin([0, 1]).to_numpy()
-    if bad.any():
-        rows = list(np.flatnonzero(bad)[:5])
-        raise DataValidationError(table, column, f"{int(bad.sum())} value(s) that are not 0/1 (or NaN)", rows,
-                                  df.iloc[rows][[column]].to_string())
+def _require_columns(df: pd.DataFrame, table: str, key: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        have = list(map(str, df.columns))
+        shown = have[:30] + (["..."] if len(have) > 30 else [])
+        raise DataValidationError(table, str(missing[0]), f"data.{key} names column(s) {missing} that the table does "
+                                  f"not have; its columns are {shown}; fix data.{key}")
 
 
-# ---------------------------------------------------------------------------- hillstrom
-HILLSTROM_OUTCOMES = ["visit", "conversion", "spend"]
+def _non_numeric(s: pd.Series) -> bool:
+    return not (pdt.is_numeric_dtype(s.dtype) or pdt.is_bool_dtype(s.dtype))
 
 
-def load_hillstrom(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
-    """MineThatData e-mail RCT: ``treatment_arm`` vs ``control_arm``, target visit or conversion."""
-    path = Path(shared_data) / cfg.folder / _needed(cfg, "file")
-    raw = _read_csv(path, "hillstrom")
-    needed = ["recency", "history_segment", "history", "mens", "womens", "zip_code", "newbie",
-              "channel", "segment"] + HILLSTROM_OUTCOMES
-    _require(raw, "hillstrom", needed)
-    target = cfg.target
-    if target not in ("visit", "conversion"):
-        raise ConfigError(f"config 'data', key 'target': hillstrom target must be visit or conversion, got {target!r}")
-    arms = set(raw["segment"].unique())
-    for key in ("treatment_arm", "control_arm"):
-        arm = _needed(cfg, key)
-        if arm not in arms:
-            raise ConfigError(f"config 'data', key '{key}': segment {arm!r} not in hillstrom; known {sorted(arms)}")
-    df = raw[raw["segment"].isin([cfg.treatment_arm, cfg.control_arm])].reset_index(drop=True)
-    df.insert(0, "client_id", np.arange(len(df), dtype=np.int64))
-    df["treatment"] = (df["segment"] == cfg.treatment_arm).astype(np.int8)
-    _binary(df, "hillstrom", target)
-    df[target] = df[target].astype(np.int8)
+def _ids(frame: pd.DataFrame, cfg: TabularDataConfig, table: str) -> tuple[pd.DataFrame, str]:
+    """The frame with its id column: data.id_column checked (no empty, no duplicate id), or the
+    row number of the file in ``client_id``."""
+    if cfg.id_column:
+        ids = frame[cfg.id_column]
+        empty = ids.isna().to_numpy()
+        if empty.any():
+            raise DataValidationError(table, cfg.id_column, f"{int(empty.sum())} empty id(s); every row needs "
+                                      "one (or set data.id_column=null to number the rows)",
+                                      list(np.flatnonzero(empty)[:5]))
+        dup = ids.duplicated(keep=False).to_numpy()
+        if dup.any():
+            shown = sorted(ids[dup].unique().tolist(), key=str)[:5]
+            raise DataValidationError(table, cfg.id_column, f"{int(dup.sum())} rows share an id (e.g. {shown}); "
+                                      "one row per client is needed: fix the table, or name another column with "
+                                      "data.id_column=<column> (null numbers the rows)",
+                                      list(np.flatnonzero(dup)[:5]))
+        return frame, cfg.id_column
+    if ROW_ID in frame.columns:
+        raise ConfigError(f"config 'data', key 'id_column': the table has a column {ROW_ID!r}; name it as the id "
+                          f"with data.id_column={ROW_ID} (or rename it)")
+    out = frame.copy()
+    out.insert(0, ROW_ID, frame.index.to_numpy(dtype=np.int64))
+    return out, ROW_ID
+
+
+def load_table_dataset(cfg: TabularDataConfig) -> TabularDataset:
+    """One wide table read and checked by its config (see :class:`TabularDataConfig`)."""
+    if not cfg.path:
+        raise ConfigError("config 'data', key 'path': give the table, e.g. data=table data.path=/data/bank.csv "
+                          "data.target=y")
+    name = dataset_name(cfg)
+    raw = read_wide_table(cfg.path, cfg.sep, table=name)
+    engineered = feature_set(cfg.features)
+    frame = engineered.prepare(raw, name) if engineered else raw
+    if not cfg.target:
+        have = list(map(str, frame.columns))
+        raise ConfigError(f"config 'data', key 'target': name the outcome column with data.target=<column>; "
+                          f"the table {name} has {have[:30] + (['...'] if len(have) > 30 else [])}")
+    _require_columns(frame, name, "target", [cfg.target])
+    for key in ("id_column", "treatment"):
+        if getattr(cfg, key):
+            _require_columns(frame, name, key, [getattr(cfg, key)])
+    for key in ("known_after", "drop", "categorical"):
+        _require_columns(frame, name, key, list(getattr(cfg, key) or []))
+    source: dict[str, Any] = {"path": str(cfg.path), "sha256": table_content_hash(cfg.path), "rows": len(raw)}
+    if cfg.treatment:
+        arm, keep = code_arms(frame[cfg.treatment], cfg.treated, cfg.control, cfg.exclude_arms, name, cfg.treatment)
+        values = frame[cfg.treatment]
+        source["arms"] = {"column": cfg.treatment,
+                          "treated": sorted(map(str, values[keep & (arm == 1)].unique())),
+                          "control": sorted(map(str, values[keep & (arm == 0)].unique()))}
+        if not keep.all():
+            source["excluded_rows"] = {str(k): int(v) for k, v in values[~keep].value_counts().items()}
+        frame = frame.assign(**{cfg.treatment: arm})[keep]
+    elif cfg.treated is not None or cfg.control is not None or cfg.exclude_arms:
+        raise ConfigError("config 'data', key 'treatment': data.treated / data.control / data.exclude_arms need "
+                          "the treatment column, e.g. data.treatment=<column>")
+    y = code_target(frame[cfg.target], cfg.positive, name, cfg.target)
+    if cfg.positive is not None or _non_numeric(frame[cfg.target]):
+        source["target_values"] = value_counts(frame[cfg.target])
+    frame = frame.assign(**{cfg.target: y})
+    frame, id_column = _ids(frame, cfg, name)
+    frame = frame.reset_index(drop=True)
+    known_after = [c for c in cfg.known_after if c != cfg.target]
+    not_features = list(dict.fromkeys([*cfg.drop, *known_after]))
+    reserved = {id_column, cfg.target, cfg.treatment, *not_features}
+    candidates = [c for c in frame.columns if c not in reserved]
+    categorical = (list(cfg.categorical) if cfg.categorical is not None
+                   else [c for c in candidates if _non_numeric(frame[c])])
+    for col in categorical:
+        if col in reserved:
+            continue
+        n = frame[col].nunique()
+        if n > cfg.max_categories:
+            raise DataValidationError(name, col, f"{n:,} distinct values: too many to one-hot encode (data."
+                                      f"max_categories={cfg.max_categories}); list it in data.drop, or name it as "
+                                      "the id with data.id_column, or convert it to numbers")
     return TabularDataset(
-        name=cfg.name, frame=df, id_column="client_id", target=target, treatment="treatment",
-        categorical=["zip_code", "channel"], raw_tables={"hillstrom": raw},
-        not_features=["segment", "history_segment", *HILLSTROM_OUTCOMES, *cfg.drop], kind="hillstrom",
+        name=name, frame=frame, id_column=id_column, target=cfg.target, treatment=cfg.treatment or None,
+        categorical=categorical, raw_tables={name: raw}, not_features=not_features, kind="table",
+        known_after=known_after, features=cfg.features, source=source,
     )
 
 
-def hillstrom_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Engineered Hillstrom features: spend per month of recency, log spend, both lines bought."""
-    out = pd.DataFrame(index=frame.index)
-    out["history_per_month"] = frame["history"] / frame["recency"].clip(lower=1)
-    out["log_history"] = np.log1p(frame["history"])
-    out["mens_and_womens"] = (frame["mens"] * frame["womens"]).astype(np.int8)
-    return out
-
-
-# ---------------------------------------------------------------------------- ifood
-def load_ifood(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
-    """iFood marketing data; ``ifood_df.csv`` (one-hot) or the raw ml_project1/Kaggle files."""
-    fname = _needed(cfg, "file")
-    path = Path(shared_data) / cfg.folder / fname
-    sep = "\t" if fname == "marketing_campaign.csv" else ","
-    raw = _read_csv(path, "ifood", sep=sep)
-    target = cfg.target
-    _require(raw, "ifood", [target])
-    df = raw.copy()
-    categorical: list[str] = []
-    id_col = "ID" if "ID" in df.columns else "client_id"
-    if "ID" not in df.columns:
-        df.insert(0, "client_id", np.arange(len(df), dtype=np.int64))
-    if "Dt_Customer" in df.columns:
-        dayfirst = sep == "\t"
-        dates = pd.to_datetime(df["Dt_Customer"], dayfirst=dayfirst, errors="coerce")
-        bad = dates.isna().to_numpy()
-        if bad.any():
-            raise DataValidationError("ifood", "Dt_Customer", f"{int(bad.sum())} unparseable date(s)",
-                                      list(np.flatnonzero(bad)[:5]))
-        df["Customer_Days"] = (dates.max() - dates).dt.days
-        df = df.drop(columns=["Dt_Customer"])
-    if "Year_Birth" in df.columns:
-        df["Age"] = 2020 - df["Year_Birth"]
-        df = df.drop(columns=["Year_Birth"])
-    categorical = [c for c in ("Education", "Marital_Status") if c in df.columns]
-    _binary(df, "ifood", target)
-    df[target] = df[target].astype(np.int8)
-    return TabularDataset(
-        name=cfg.name, frame=df, id_column=id_col, target=target, treatment=None,
-        categorical=categorical, raw_tables={"ifood": raw}, not_features=list(cfg.drop), kind="ifood",
-    )
-
-
-def ifood_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Engineered iFood ratios: basket size, deal/catalog shares, product mix, spend to income.
-
-    Ratios, not sums: a plain total of other columns would be caught (and dropped) by the
-    sum-of-others check.
-    """
-    mnt = [c for c in ("MntWines", "MntFruits", "MntMeatProducts", "MntFishProducts", "MntSweetProducts",
-                       "MntGoldProds") if c in frame.columns]
-    num = [c for c in ("NumWebPurchases", "NumCatalogPurchases", "NumStorePurchases") if c in frame.columns]
-    if len(mnt) < 6 or len(num) < 3:
-        return pd.DataFrame(index=frame.index)
-    spend = frame[mnt].sum(axis=1).clip(lower=1)
-    purchases = frame[num].sum(axis=1).clip(lower=1)
-    out = pd.DataFrame(index=frame.index)
-    out["spend_per_purchase"] = spend / purchases
-    out["deals_share"] = frame["NumDealsPurchases"] / purchases
-    out["catalog_share"] = frame["NumCatalogPurchases"] / purchases
-    out["wine_share"] = frame["MntWines"] / spend
-    out["meat_share"] = frame["MntMeatProducts"] / spend
-    out["gold_share"] = frame["MntGoldProds"] / spend
-    out["spend_to_income"] = spend / frame["Income"].clip(lower=1)
-    out["web_visits_per_purchase"] = frame["NumWebVisitsMonth"] / frame["NumWebPurchases"].clip(lower=1)
-    out["recency_per_tenure"] = frame["Recency"] / frame["Customer_Days"].clip(lower=1)
-    return out
-
-
-# ---------------------------------------------------------------------------- one_click
-ONE_CLICK_TARGET = "Покупательская активность"
-ONE_CLICK_DECLINED = "снизилась"
-ONE_CLICK_RENAME = {
-    "Тип сервиса": "service_type",
-    "Разрешить сообщать": "allow_messages",
-    "Маркет_актив_6_мес": "marketing_6m",
-    "Маркет_актив_тек_мес": "marketing_this_month",
-    "Длительность": "tenure_days",
-    "Акционные_покупки": "promo_share",
-    "Популярная_категория": "top_category",
-    "Средний_просмотр_категорий_за_визит": "categories_per_visit",
-    "Неоплаченные_продукты_штук_квартал": "unpaid_items_quarter",
-    "Ошибка_сервиса": "service_errors",
-    "Страниц_за_визит": "pages_per_visit",
-}
-_PERIODS = {
-    "текущий_месяц": "current",
-    "предыдущий_месяц": "previous",
-    "предыдцщий_месяц": "previous",   # typo in the source file
-    "препредыдущий_месяц": "before_previous",
-}
-
-
-def _pivot_periods(df: pd.DataFrame, table: str, value: str, prefix: str) -> pd.DataFrame:
-    _require(df, table, ["id", "Период", value])
-    periods = df["Период"].map(_PERIODS)
-    bad = periods.isna().to_numpy()
-    if bad.any():
-        raise DataValidationError(table, "Период", f"unknown period value(s) {sorted(df['Период'][bad].unique())[:5]}",
-                                  list(np.flatnonzero(bad)[:5]))
-    long = pd.DataFrame({"id": df["id"], "period": periods, "value": pd.to_numeric(df[value], errors="coerce")})
-    dup = long.duplicated(["id", "period"], keep=False).to_numpy()
-    if dup.any():
-        raise DataValidationError(table, "id", "duplicate (id, period) rows", list(np.flatnonzero(dup)[:5]))
-    wide = long.pivot(index="id", columns="period", values="value")
-    wide.columns = [f"{prefix}_{c}" for c in wide.columns]
-    return wide.reset_index()
-
-
-def load_one_click(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
-    """'V odin klik' shop: activity decline target, joined from its four files.
-
-    money.csv uses ``;`` as separator and ``,`` as decimal mark. Clients without revenue in
-    each of the last ``min_active_months`` periods are dropped (the brief's activity filter).
-    """
-    folder = Path(shared_data) / cfg.folder
-    profit_column, min_active_months = _needed(cfg, "profit_column"), _needed(cfg, "min_active_months")
-    market = _read_csv(folder / "market_file.csv", "market_file")
-    money_by_period = _read_csv(folder / "market_money.csv", "market_money")
-    minutes = _read_csv(folder / "market_time.csv", "market_time")
-    profit = _read_csv(folder / "money.csv", "money", sep=";", decimal=",")
-    raw = {"market_file": market, "market_money": money_by_period, "market_time": minutes, "money": profit}
-    _require(market, "market_file", ["id", ONE_CLICK_TARGET, *ONE_CLICK_RENAME])
-    _require(profit, "money", ["id", "Прибыль"])
-    df = market.rename(columns=ONE_CLICK_RENAME)
-    for col in ("service_type", "allow_messages", "top_category"):
-        df[col] = df[col].astype(str).str.strip().str.lower()
-    df["service_type"] = df["service_type"].replace({"стандартт": "стандарт"})
-    target_text = df[ONE_CLICK_TARGET].astype(str).str.strip().str.lower()
-    known = target_text.isin([ONE_CLICK_DECLINED, "прежний уровень"]).to_numpy()
-    if not known.all():
-        raise DataValidationError("market_file", ONE_CLICK_TARGET, "values other than 'Снизилась'/'Прежний уровень'",
-                                  list(np.flatnonzero(~known)[:5]))
-    df["activity_declined"] = (target_text == ONE_CLICK_DECLINED).astype(np.int8)
-    df = df.drop(columns=[ONE_CLICK_TARGET])
-    df["allow_messages"] = (df["allow_messages"] == "да").astype(np.int8)
-    revenue = _pivot_periods(money_by_period, "market_money", "Выручка", "revenue")
-    mins = _pivot_periods(minutes, "market_time", "минут", "minutes")
-    prof = profit.rename(columns={"Прибыль": profit_column})[["id", profit_column]]
-    out = df.merge(revenue, on="id", how="left").merge(mins, on="id", how="left").merge(prof, on="id", how="left")
-    for col in [c for c in out.columns if c.startswith(("revenue_", "minutes_"))] + [profit_column]:
-        miss = out[col].isna().to_numpy()
-        if miss.any():
-            raise DataValidationError("one_click", col, f"{int(miss.sum())} client(s) without a value after the join",
-                                      list(out["id"][miss][:5]))
-    if out["id"].duplicated().any():
-        raise DataValidationError("market_file", "id", "duplicate client ids", list(np.flatnonzero(out["id"].duplicated())[:5]))
-    rev_cols = [c for c in ("revenue_before_previous", "revenue_previous", "revenue_current") if c in out.columns]
-    if min_active_months > 0:
-        active = (out[rev_cols[-min_active_months:]] > 0).all(axis=1)
-        out = out[active].reset_index(drop=True)
-    if out.empty:
-        raise DataValidationError("one_click", None, "no client left after the activity filter")
-    return TabularDataset(
-        name=cfg.name, frame=out, id_column="id", target="activity_declined", treatment=None,
-        categorical=["service_type", "top_category"], raw_tables=raw,
-        not_features=[profit_column, *cfg.drop], kind="one_click",
-    )
-
-
-def one_click_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Engineered one_click features: revenue and minutes trends across periods.
-
-    Trends are ratios: a difference would be an exact combination of its two columns, and
-    the sum-of-others check would drop one of them.
-    """
-    out = pd.DataFrame(index=frame.index)
-    out["revenue_trend"] = frame["revenue_current"] / frame["revenue_previous"].clip(lower=1)
-    out["minutes_trend"] = frame["minutes_current"] / frame["minutes_previous"].clip(lower=1)
-    out["revenue_per_minute"] = frame["revenue_current"] / frame["minutes_current"].clip(lower=1)
-    return out
-
-
-# ---------------------------------------------------------------------------- public API
-_LOADERS = {"hillstrom": load_hillstrom, "ifood": load_ifood, "one_click": load_one_click}
-
-
-def load_tabular_dataset(cfg: TabularDataConfig, shared_data: Path) -> TabularDataset:
-    """Load the real dataset named by ``cfg.kind`` from ``shared_data``."""
-    if cfg.kind not in _LOADERS:
-        raise ConfigError(f"config 'data', key 'kind': {cfg.kind!r} is not a tabular dataset; use one of {list(KINDS)}")
+def load_one_click_dataset(cfg: OneClickDataConfig, shared_data: Path) -> TabularDataset:
+    """The one_click shop from its folder under ``shared_data`` (:mod:`tasks.data.one_click`)."""
     if not Path(shared_data).is_dir():
         raise NotFoundError(f"real datasets folder {shared_data} does not exist (set paths.shared_data)")
-    return _LOADERS[cfg.kind](cfg, Path(shared_data))
+    frame, raw = load_one_click(Path(shared_data) / cfg.folder, cfg.profit_column, cfg.min_active_months)
+    known_after = [c for c in cfg.known_after if c != ONE_CLICK_LABEL]
+    return TabularDataset(
+        name=cfg.name, frame=frame, id_column=ONE_CLICK_ID, target=ONE_CLICK_LABEL, treatment=None,
+        categorical=list(ONE_CLICK_CATEGORICAL), raw_tables=raw,
+        not_features=list(dict.fromkeys([cfg.profit_column, *cfg.drop, *known_after])), kind="one_click",
+        known_after=known_after, features=cfg.features,
+        source={"path": str(Path(shared_data) / cfg.folder), "rows": len(frame)},
+    )
+
+
+def load_tabular_dataset(cfg: TabularDataConfig | OneClickDataConfig, shared_data: Path | str) -> TabularDataset:
+    """Load the wide dataset of ``cfg`` (a table from ``cfg.path``; one_click from ``shared_data``)."""
+    if cfg.kind == "table":
+        return load_table_dataset(cfg)  # type: ignore[arg-type]
+    if cfg.kind == "one_click":
+        return load_one_click_dataset(cfg, Path(shared_data))  # type: ignore[arg-type]
+    raise ConfigError(f"config 'data', key 'kind': {cfg.kind!r} is not a wide dataset; use one of {list(KINDS)}")
+
+
+def feature_columns(ds: TabularDataset) -> list[str]:
+    """The columns of ``ds.frame`` that feed the features: all but the id, target, treatment,
+    known-after and dropped columns."""
+    exclude = {ds.id_column, ds.target, *(ds.not_features or []), *(ds.known_after or [])}
+    if ds.treatment:
+        exclude.add(ds.treatment)
+    return [c for c in ds.frame.columns if c not in exclude]
 
 
 def feature_frame(ds: TabularDataset, engineer: bool = True) -> pd.DataFrame:
-    """Numeric feature frame of ``ds`` (same row order): no id, target, treatment or outcomes."""
-    exclude = {ds.id_column, ds.target, *(ds.not_features or [])}
-    if ds.treatment:
-        exclude.add(ds.treatment)
-    base = ds.frame[[c for c in ds.frame.columns if c not in exclude]]
-    if engineer and ds.kind == "hillstrom":
-        base = pd.concat([base, hillstrom_features(ds.frame)], axis=1)
-    if engineer and ds.kind == "ifood":
-        base = pd.concat([base, ifood_features(ds.frame)], axis=1)
-    if engineer and ds.kind == "one_click":
-        base = pd.concat([base, one_click_features(ds.frame)], axis=1)
+    """Numeric feature frame of ``ds`` (same row order): no id, target, treatment or outcomes;
+    missing values stay NaN."""
+    base = ds.frame[feature_columns(ds)]
+    if engineer and ds.features:
+        base = pd.concat([base, derived_features(ds.features, ds.frame)], axis=1)
     X = prepare_wide(base, categorical=[c for c in ds.categorical if c in base.columns])
     return X.reset_index(drop=True)
+
+
+def missing_values(frame: pd.DataFrame, columns: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """``{column: {"count": n, "share": n / rows}}`` of the columns with an empty cell."""
+    cols = list(frame.columns) if columns is None else columns
+    counts = frame[cols].isna().sum()
+    rows = max(len(frame), 1)
+    return {str(c): {"count": int(n), "share": float(n) / rows} for c, n in counts.items() if n > 0}
+
+
+def describe(ds: TabularDataset) -> dict[str, Any]:
+    """What training and the profile report about the data: its source (path, sha256, rows
+    read, rows excluded by arm, the values of the target and of each arm), the columns
+    excluded from the features and why, and the missing values per feature column (left to
+    LightGBM, which learns where they go)."""
+    out: dict[str, Any] = {"dataset": ds.name, "kind": ds.kind, **ds.source, "rows_used": len(ds.frame),
+                           "id_column": ds.id_column, "target": ds.target, "treatment": ds.treatment}
+    out["excluded_columns"] = {"known_after": list(ds.known_after),
+                               "drop": [c for c in ds.not_features if c not in set(ds.known_after)]}
+    out["missing_values"] = missing_values(ds.frame, feature_columns(ds))
+    return out

@@ -1,8 +1,9 @@
 """The model config (``conf/model/<name>.yaml``) and its consistency checks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from tasks.core.config import load_conf
 from tasks.core.errors import ConfigError
 from tasks.modelling.checks import ChecksConfig
 from tasks.modelling.models import (
@@ -72,3 +73,23 @@ def validate_model_config(cfg: ModelConfig) -> None:
         if getattr(cfg.checks, key) not in ("drop", "flag", "off"):
             raise ConfigError(f"config 'model', key 'checks.{key}': use drop, flag or off")
 
+
+
+GENERIC_OPTIONS = ("uplift", "response")
+"""The model options that fit any dataset (conf/model/uplift.yaml, response.yaml)."""
+
+
+def name_for_dataset(cfg: ModelConfig, dataset: str | None, data_kind: str | None) -> ModelConfig:
+    """``cfg`` with the registry name a model trained on ``dataset`` gets.
+
+    The generic options carry the synthetic world's names (``synthetic_uplift``,
+    ``response``); trained on another kind of dataset (a table, one_click) under that name,
+    a model would sit beside, and compete with, models of other data. There it is named
+    ``<dataset>_<kind>`` (``bank-full_response``); a name given with ``model.name=...`` stays.
+    """
+    if data_kind == "synthetic" or not dataset:
+        return cfg
+    generic = {str(load_conf(f"model/{option}").get("name")) for option in GENERIC_OPTIONS}
+    if cfg.name not in generic:
+        return cfg
+    return replace(cfg, name=f"{dataset}_{cfg.kind}")

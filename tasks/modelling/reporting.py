@@ -119,6 +119,7 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
             parts.append(f"- {k}: {fmt_ci(v['value'], v['ci_low'], v['ci_high'])}")
         else:
             parts.append(f"- {k}: {v}")
+    parts += data_section(getattr(result, "data", None) or {})
     parts += ["", "## Candidates (cross-validation on the training split)", ""]
     cv = result.cv.copy()
     cv["params"] = cv["params"].map(lambda p: ", ".join(f"{k}={v}" for k, v in sorted(p.items())
@@ -144,6 +145,44 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
     if pngs:
         parts += ["", "## Plots", ""] + [f"![{p}]({p})" for p in pngs]
     return "\n".join(parts) + "\n"
+
+
+def data_section(data: dict) -> list[str]:
+    """The report's "Data" lines: source, arms, target values, the columns excluded from the
+    features and why, missing values per column (left to LightGBM)."""
+    if not data:
+        return []
+    lines = ["", "## Data", ""]
+    if data.get("path"):
+        sha = f", sha256 {str(data['sha256'])[:12]}..." if data.get("sha256") else ""
+        lines.append(f"- source: `{data['path']}` ({data.get('rows', '?'):,} rows read{sha})")
+    lines.append(f"- rows used: {data.get('rows_used', '?'):,}")
+    for value, n in (data.get("excluded_rows") or {}).items():
+        lines.append(f"- rows left out (data.exclude_arms): {n:,} with {data['arms']['column']} = {value!r}")
+    arms = data.get("arms")
+    if arms:
+        lines.append(f"- treatment `{arms['column']}`: 1 = {', '.join(arms['treated'])}; "
+                     f"0 = {', '.join(arms['control'])}")
+    if data.get("target_values"):
+        lines.append(f"- target `{data.get('target')}` values: {data['target_values']}")
+    excluded = data.get("excluded_columns") or {}
+    if "known_after" in excluded:
+        lines.append(f"- excluded as known only after the decision (data.known_after): "
+                     f"{', '.join(excluded['known_after']) or 'none'}")
+    if "drop" in excluded:
+        lines.append(f"- dropped (data.drop and the dataset's extras): {', '.join(excluded['drop']) or 'none'}")
+    missing = data.get("missing_values") or {}
+    if not missing:
+        lines.append("- missing values: none")
+        return lines
+    lines += ["", "Missing values per column, left as they are: LightGBM sends them to the side of each split "
+              "that fits the training data best.", ""]
+    table = pd.DataFrame([{"column": c, "missing": v["count"], "share": v["share"]}
+                          for c, v in sorted(missing.items(), key=lambda kv: -kv[1]["count"])])
+    lines.append(md_table(table.head(30), four_decimals))
+    if len(table) > 30:
+        lines += ["", f"... and {len(table) - 30} more column(s) with missing values (metadata.json, data.missing_values)."]
+    return lines
 
 
 def render_summary(name: str, version: str, champion: str | None, reason: str, result: Any) -> str:

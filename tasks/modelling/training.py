@@ -76,6 +76,7 @@ class TrainResult:
     test_rows: np.ndarray | None = None  # positions of the held-out rows in the input X
     X_test: pd.DataFrame | None = None   # the held-out features (auto promotion scores the champion on them)
     extras: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # the training set's description (source, excluded columns, missing values)
 
 
 def _with_ci(fn: Any, arrays: tuple, n_boot: int, seed: int, stratify: np.ndarray) -> dict[str, float]:
@@ -203,13 +204,18 @@ def train_response(
 
 def train_on(training_set: TrainingSet, model_cfg: ModelConfig,
              progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Train the configured kind of model on ``training_set`` (uplift needs a treatment column)."""
+    """Train the configured kind of model on ``training_set`` (uplift needs a treatment column);
+    the result carries the training set's description for the report and metadata."""
     if model_cfg.kind == "uplift":
         if training_set.treatment is None:
             raise ConfigError(f"config 'model': kind uplift needs a dataset with a treatment column; "
-                              f"dataset {training_set.dataset!r} has none (use a response model, e.g. model=response)")
-        return train_uplift(training_set.X, training_set.treatment, training_set.y, model_cfg, progress=progress)
-    return train_response(training_set.X, training_set.y, model_cfg)
+                              f"dataset {training_set.dataset!r} has none: name it with data.treatment=<column> "
+                              "(a table dataset), or train a response model with model=response")
+        result = train_uplift(training_set.X, training_set.treatment, training_set.y, model_cfg, progress=progress)
+    else:
+        result = train_response(training_set.X, training_set.y, model_cfg)
+    result.data = dict(training_set.description)
+    return result
 
 
 # ---------------------------------------------------------------------------- registration
@@ -256,6 +262,7 @@ def build_metadata(result: TrainResult, name: str, model_cfg: ModelConfig, datas
         "seed": result.seed,
         "reference": result.reference,
         "library_versions": _library_versions(),
+        "data": result.data,
         "extras": result.extras,
     }
 

@@ -2,11 +2,13 @@
 
 * The synthetic world: its campaign history joined with point-in-time factors as of each
   campaign's date (:func:`tasks.data.point_in_time.factors_as_of_rows`), never the truth table.
-* A wide table (Hillstrom, iFood, one_click): its feature frame, target and treatment columns.
+* A wide table (any table dataset, Hillstrom, iFood, one_click): its feature frame, target and
+  treatment columns, and what the training report says about the data (:func:`tasks.data.datasets.describe`:
+  source, columns excluded as known only after the decision, missing values per column).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,7 +18,7 @@ import pandas as pd
 from factors import factor_set
 from tasks.core.errors import ConfigError, DataValidationError
 from tasks.core.layout import Layout
-from tasks.data.datasets import feature_frame, load_tabular_dataset, tabular_config
+from tasks.data.datasets import describe, feature_frame, load_tabular_dataset, missing_values, tabular_config
 from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import read_manifest, read_table
 
@@ -24,7 +26,8 @@ from tasks.data.tables import read_manifest, read_table
 @dataclass
 class TrainingSet:
     """Features ``X`` (one row per training row), 0/1 outcome ``y``, 0/1 ``treatment`` (None
-    without one), and for one_click the ``profit`` per row that segmentation needs."""
+    without one), for one_click the ``profit`` per row that segmentation needs, and
+    ``description``: what the training report and metadata say about the data."""
 
     X: pd.DataFrame
     y: np.ndarray
@@ -32,6 +35,7 @@ class TrainingSet:
     dataset: str | None
     factor_set: str | None = None
     profit: np.ndarray | None = None
+    description: dict[str, Any] = field(default_factory=dict)
 
 
 def build_training_set(
@@ -78,11 +82,15 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
             raise ConfigError("config 'factors': give the factor list factors.factors or a set name factors.name")
         names = names or factor_set(set_name)
         X, t, y = build_training_set(data_dir, history, names)
-        return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name)
+        description = {"dataset": data.get("name"), "kind": data.get("kind"), "rows_used": len(X),
+                       "missing_values": missing_values(X)}
+        return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name,
+                           description=description)
     cfg = tabular_config(data)
     ds = load_tabular_dataset(cfg, Path(shared_data))
-    X = feature_frame(ds, engineer=cfg.feature_engineering)
+    X = feature_frame(ds)
     t = ds.frame[ds.treatment].to_numpy() if ds.treatment else None
-    profit = (ds.frame[cfg.profit_column].to_numpy(dtype=float)
-              if ds.kind == "one_click" and cfg.profit_column else None)
-    return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit)
+    profit_column = getattr(cfg, "profit_column", None)
+    profit = ds.frame[profit_column].to_numpy(dtype=float) if profit_column else None
+    return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit,
+                       description=describe(ds))

@@ -4,9 +4,10 @@ For a synthetic world the raw tables are clients, purchases, messages and campai
 (the truth table is never read), limited to what was known before the profile's as-of date;
 the factor table is the campaign history (treatment, response) joined with the factor set
 computed as of each campaign's date (:func:`tasks.data.point_in_time.factors_as_of_rows`).
-For a real dataset (hillstrom, ifood, one_click) the raw tables are the source files as read
-and the factor table is the loader's wide table, including the columns the data config drops
-from training, so the report shows why they are dropped.
+For a wide dataset (a table: any CSV or Parquet, Hillstrom, iFood; one_click) the raw tables
+are the source files as read and the factor table is the loader's wide table, including the
+columns the data config drops from training, so the report shows why they are dropped (but
+not the columns known only after the decision).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from tasks.core.contracts import CONTRACTS
 from tasks.core.errors import ConfigError, DataValidationError
-from tasks.data.datasets import TabularDataConfig, feature_frame, load_tabular_dataset
+from tasks.data.datasets import OneClickDataConfig, TabularDataConfig, feature_frame, load_tabular_dataset
 from tasks.data.point_in_time import factors_as_of_rows
 from tasks.data.tables import read_table
 from tasks.profile.config import ProfileConfig
@@ -103,21 +104,28 @@ def raw_table_key(table: str, raw: pd.DataFrame, id_column: str, cfg: ProfileCon
     return [id_column] if id_column in raw.columns else None
 
 
-def profile_tabular(dcfg: TabularDataConfig, shared_data: Path,
+def profile_tabular(dcfg: TabularDataConfig | OneClickDataConfig, shared_data: Path,
                     cfg: ProfileConfig) -> tuple[list[TableProfile], AnalysisProfile]:
-    """Profile a real dataset: its source files as read and its wide factor table."""
+    """Profile a wide dataset: its source files as read and its wide factor table (the
+    columns known only after the decision left out, the dropped ones shown)."""
     ds = load_tabular_dataset(dcfg, shared_data)
     tables = [profile_table(raw, name, cfg, key=raw_table_key(name, raw, ds.id_column, cfg), outcome=ds.target)
               for name, raw in ds.raw_tables.items()]
     shown = replace(ds, not_features=[c for c in ds.not_features if c not in set(dcfg.drop)])
-    X = feature_frame(shown, engineer=dcfg.feature_engineering)
+    X = feature_frame(shown)
     frame = X.assign(**{ds.target: ds.frame[ds.target].to_numpy()})
     if ds.treatment:
         frame[ds.treatment] = ds.frame[ds.treatment].to_numpy()
-    description = f"The {ds.kind} wide table, categoricals one-hot encoded"
-    if ds.treatment and dcfg.kind == "hillstrom":
-        description += f"; treatment 1 = {dcfg.treatment_arm}, 0 = {dcfg.control_arm}"
+    description = f"The {ds.name} wide table, categoricals one-hot encoded"
+    arms = ds.source.get("arms")
+    if ds.treatment and arms:
+        description += f"; treatment 1 = {', '.join(arms['treated'])}, 0 = {', '.join(arms['control'])}"
+    for value, n in (ds.source.get("excluded_rows") or {}).items():
+        description += f"; {n:,} rows with {ds.treatment} = {value} left out"
     if dcfg.drop:
         description += f"; it includes the columns training drops ({', '.join(dcfg.drop)})"
+    if ds.known_after:
+        description += f"; known only after the decision, never features and not shown: {', '.join(ds.known_after)}"
     return tables, profile_analysis(frame, list(X.columns), ds.target, cfg, treatment=ds.treatment,
-                                    description=description + ".", treatment_shares=dcfg.treatment_shares)
+                                    description=description + ".",
+                                    treatment_shares=getattr(dcfg, "treatment_shares", None))
