@@ -60,19 +60,20 @@ def response_probability(df: pd.DataFrame, offered: np.ndarray) -> np.ndarray:
     return 0.05 + offered * (0.12 * young + 0.08 * north)
 
 
-def train_and_register(root: Path, history: pd.DataFrame) -> str:
-    """A two-model LightGBM uplift model on the past experiment's features, registered as champion."""
-    from factors.passthrough import prepare_wide
-    from tasks.modelling.models import UpliftModel
+def train_and_register(root: Path, past: Path) -> str:
+    """The model as ``python -m flows.train data=table ... model=uplift`` makes it (the table
+    read by the generic loader, features screened, chosen by CV, registered), smaller and faster."""
+    from tasks.modelling.config import ModelConfig
     from tasks.modelling.registry import ModelRegistry
+    from tasks.modelling.training import register_version, train_on
+    from tasks.modelling.training_set import load_training_set
 
-    X = prepare_wide(history[FEATURES])
-    model = UpliftModel("two_models", {"n_estimators": 40, "num_leaves": 4, "min_child_samples": 40,
-                                       "verbose": -1}, seed=1)
-    model.fit(X, history["treatment"].to_numpy(), history["response"].to_numpy())
-    reg = ModelRegistry(root / "models")
-    version = reg.save(MODEL, model, {"kind": "uplift", "features": list(X.columns), "factor_set": None})
-    reg.promote(MODEL, version)
+    data = {"kind": "table", "path": str(past), "id_column": ID, "target": "response", "treatment": "arm",
+            "treated": "offer", "control": "no offer", "drop": ["email"], "known_after": ["spend_after"]}
+    ts = load_training_set(data, {}, Layout(root), root)
+    cfg = from_conf(ModelConfig, "model/uplift", name=MODEL, approaches=["two_models"], cv_folds=2, n_boot=20,
+                    promote="always", lgbm={"n_estimators": 60, "min_child_samples": 40, "n_jobs": 1})
+    version, _, _ = register_version(train_on(ts, cfg), ModelRegistry(root / "models"), MODEL, cfg, ts.dataset)
     return version
 
 
@@ -80,12 +81,15 @@ def train_and_register(root: Path, history: pd.DataFrame) -> str:
 def shop(tmp_path_factory) -> Path:
     """A registered model and this month's mart (mart.csv) in a shared folder."""
     root = tmp_path_factory.mktemp("shop")
-    history = client_rows(4000, 1, seed=1)
+    past = client_rows(4000, 1, seed=1)                  # last quarter's test: string arms, yes/no response
     rng = np.random.default_rng(2)
-    history["treatment"] = rng.integers(0, 2, len(history))
-    history["response"] = (rng.random(len(history)) < response_probability(history, history["treatment"].to_numpy())
-                           ).astype(int)
-    train_and_register(root, history)
+    treated = rng.integers(0, 2, len(past))
+    bought = rng.random(len(past)) < response_probability(past, treated)
+    past["arm"] = np.where(treated == 1, "offer", "no offer")
+    past["response"] = np.where(bought, "yes", "no")
+    past["spend_after"] = np.where(bought, rng.gamma(2.0, 20.0, len(past)), 0.0).round(2)
+    past.to_csv(root / "past_test.csv", sep=";", index=False)
+    train_and_register(root, root / "past_test.csv")
     client_rows(2500, 10_000, seed=3).to_csv(root / "mart.csv", sep=";", index=False)
     return root
 
@@ -145,8 +149,9 @@ def test_campaign_over_a_client_table_frozen_exported_and_evaluated(art):
     assert sorted(table["client_id"]) == sorted(kept)            # the mart's ids, the opted-out left out
     assert manifest["counts"]["client_base"] == len(src) and manifest["counts"]["clients"] == len(kept)
     factors = pd.read_parquet(stage_checkpoint(paths, "factors"))
-    assert list(factors.columns) == ["client_id", "age", "spend_90d", "visits", "region_east", "region_north",
-                                     "region_south"]
+    features = read_json(next((art / "models" / MODEL).glob("v*/metadata.json")))["features"]
+    assert list(factors.columns) == ["client_id", *features]
+    assert {"age", "spend_90d", "visits", "region_east", "region_north", "region_south"} <= set(features)
     assert factors["age"].isna().any()                           # NaN cells reach LightGBM as NaN
     assert "client table" in paths.summary.read_text()
 

@@ -42,6 +42,11 @@ def uses_client_table(cfg: Any) -> bool:
     return table is not None and bool(table.path)
 
 
+def _our_keys(message: str) -> str:
+    """A table reader's message with its hints naming ``campaign.client_table.*``, not ``data.*``."""
+    return message.replace("data.sep", f"{KEY}.sep").replace("data.path", f"{KEY}.path")
+
+
 def table_source(table: ClientTableConfig, date: str | None) -> dict:
     """Where the client table is and what it holds: name, absolute path, content hash, date.
 
@@ -57,8 +62,12 @@ def table_source(table: ClientTableConfig, date: str | None) -> dict:
         files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
         stamp = max((f.stat().st_mtime for f in files), default=path.stat().st_mtime)
         date = _dt.datetime.fromtimestamp(stamp, _dt.timezone.utc).date().isoformat()
+    try:
+        content = table_content_hash(path)
+    except NotFoundError as exc:  # e.g. a folder without Parquet files
+        raise NotFoundError(_our_keys(str(exc))) from None
     return {"kind": "table", "name": path.stem if path.is_file() else path.name, "path": path,
-            "hash": table_content_hash(path), "date": pd.Timestamp(date), "id_column": table.id_column,
+            "hash": content, "date": pd.Timestamp(date), "id_column": table.id_column,
             "sep": table.sep, "categorical": list(table.categorical or [])}
 
 
@@ -69,12 +78,17 @@ def read_client_table(table: ClientTableConfig, path: str | Path) -> pd.DataFram
     responses key on them) and name each client once; :class:`DataValidationError` naming the
     rows otherwise.
     """
-    df = read_wide_table(path, sep=table.sep, table=TABLE)
+    try:
+        df = read_wide_table(path, sep=table.sep, table=TABLE)
+    except DataValidationError as exc:  # the reader's hints name the dataset's keys: name the campaign's
+        raise DataValidationError(exc.table, exc.column, _our_keys(exc.problem), exc.rows) from None
     col = table.id_column
     if col not in df.columns:
+        one = df.shape[1] == 1 and any(ch in str(df.columns[0]) for ch in ";\t|,")
         raise DataValidationError(
             TABLE, col, f"no id column {col!r} in {path}; the table has {list(df.columns)[:_SHOW]}; "
-            f"name the column of client ids with {KEY}.id_column=<column>")
+            + (f"it reads as one column: give the separator with {KEY}.sep=<sep> (or null to detect it)" if one else
+               f"name the column of client ids with {KEY}.id_column=<column>"))
     if col != "client_id" and "client_id" in df.columns:
         raise DataValidationError(
             TABLE, "client_id", f"the table has a 'client_id' column besides the id column {col!r}; "
