@@ -60,6 +60,7 @@ HELP: dict[str, FlowHelp] = {
         (("campaign=NAME", "a campaign of conf/campaign/ (default, spring_sale)"),
          ("conf=FILE", "a campaign YAML file kept outside conf/"),
          ("campaign.KEY=VALUE", "change one setting, e.g. campaign.sample_fraction=0.2"),
+         ("campaign.client_table.path=FILE", "clients and features from one CSV or Parquet table, not data"),
          ("runner=dask", "run the factor and score stages on a Dask cluster")),
         ("python -m flows.campaign campaign=spring_sale",
          "python -m flows.campaign campaign=spring_sale campaign.sample_fraction=0.2"),

@@ -39,7 +39,7 @@ def heartbeat_seconds() -> float:
     return value if value > 0 else HEARTBEAT_SECONDS
 
 # what each per-partition function computes, for the progress lines
-PARTITION_LABELS = {"factor_partition": "factors", "score_partition": "score"}
+PARTITION_LABELS = {"factor_partition": "factors", "table_partition": "factors", "score_partition": "score"}
 
 
 @contextlib.contextmanager

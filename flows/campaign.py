@@ -68,7 +68,8 @@ def _run_stage(run: CampaignRun, stage: str) -> dict:
 STAGE_TASKS = {s.name: task(name=s.task, cache_policy=NO_CACHE, persist_result=False)(_run_stage) for s in STAGE_TABLE}
 
 
-PARTITION_TASK_NAMES = {"factor_partition": "compute_factor_partition", "score_partition": "score_partition"}
+PARTITION_TASK_NAMES = {"factor_partition": "compute_factor_partition", "table_partition": "compute_factor_partition",
+                        "score_partition": "score_partition"}
 
 
 def dask_task_runner(runner: RunnerConfig) -> Any:
@@ -225,10 +226,14 @@ def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown:
     # written (a frozen campaign never changes, so this read needs no lock).
     campaign, cc = resolve_campaign(cfg, conf_path, overrides, unknown)
     probe = CampaignRun(cc, str(cfg.paths.artifacts))
-    if probe.check_frozen() is not None:
+    frozen = probe.check_frozen()
+    if frozen is not None:
         folder = probe.folder
         print(f"campaign {cc.id}: already frozen with this config, nothing to do ({folder})")
-        return {"campaign_id": cc.id, "folder": str(folder), "noop": True, "stages": {}}
+        note = probe.frozen_note(frozen)
+        if note:
+            print(f"  {note}")
+        return {"campaign_id": cc.id, "folder": str(folder), "noop": True, "stages": {}, "note": note}
     probe.check_inputs()
     result = campaign_flow(
         campaign=campaign,

@@ -38,6 +38,11 @@ def simulate_outcomes(campaign: pd.DataFrame, truth: pd.DataFrame, seed: int) ->
 def simulate_campaign_responses(artifacts: str | Path, campaign_id: str, seed: int | None = None) -> Path:
     """Draw and write responses.parquet for a frozen campaign; returns its path."""
     manifest, table = read_frozen_campaign(Layout(artifacts).campaign(campaign_id), columns=["client_id", "offer"])
+    if manifest["data"].get("kind") == "table":
+        raise NotFoundError(
+            f"campaign {campaign_id!r} was calculated over the client table {manifest['data'].get('path')}, which "
+            f"has no ground truth to draw responses from (synthetic worlds only); evaluate it with the responses "
+            f"you got back: python -m flows.evaluate campaign_id={campaign_id} responses=<file.csv>")
     # By name under this artifacts root: the recorded dir may be relative to another cwd.
     data_dir = Layout(artifacts).dataset(manifest["data"]["name"])
     if not table_path(data_dir, "truth").exists():

@@ -63,12 +63,23 @@ class BalanceConfig:
 
 
 @dataclass
+class ClientTableConfig:
+    """``campaign.client_table``: the clients and their features from one table
+    (:mod:`tasks.campaign.client_table`; conf/campaign/default.yaml explains each key)."""
+
+    path: str | None                # CSV or Parquet file, or folder of Parquet files; None = campaign.data
+    id_column: str                  # the column of client ids (whole numbers, one row per client)
+    sep: str | None                 # CSV separator; None = detected
+    categorical: list[str] | None   # columns one-hot encoded besides the text ones, as at training
+
+
+@dataclass
 class CampaignConfig:
     """A campaign as described in ``conf/campaign/<name>.yaml`` (which explains each key)."""
 
     id: str                         # names the folder under <artifacts>/campaigns/
     date: str | None                # as-of date of the factors; None = the dataset's
-    data: str                       # dataset name under <artifacts>/data/
+    data: str                       # dataset name under <artifacts>/data/ (unused with a client table)
     model: str                      # registry model name
     model_version: str              # champion or an explicit version
     filters: list[FilterSpec]       # base filters, applied in order
@@ -80,6 +91,7 @@ class CampaignConfig:
     balance: BalanceConfig
     seed: int
     description: str
+    client_table: ClientTableConfig  # clients and features from a table in place of the dataset folder
 
 
 # The limits every campaign used before they became settings. Not a default (those are in
@@ -128,6 +140,8 @@ def validate_campaign_config(cfg: CampaignConfig) -> None:
     if cfg.groups.get("targeted", 0) <= 0:
         raise ConfigError("campaign.groups.targeted must be above 0")
     validate_policy(cfg.policy)
+    if cfg.client_table.path and not cfg.client_table.id_column:
+        raise ConfigError("campaign.client_table.id_column is empty; name the table's column of client ids")
     b = cfg.balance
     if not b.smd_limit > 0 or not b.smd_z > 0:
         raise ConfigError(f"campaign.balance.smd_limit ({b.smd_limit}) and smd_z ({b.smd_z}) must be above 0")
@@ -151,10 +165,16 @@ def nondefault_balance(cfg: CampaignConfig) -> dict | None:
 
 
 def campaign_config_hash(cfg: CampaignConfig) -> str:
-    """Hash of the resolved campaign config (what makes a frozen campaign 'the same')."""
+    """Hash of the resolved campaign config (what makes a frozen campaign 'the same').
+
+    Like the default balance limits, ``client_table`` stays out while no table is set, so
+    campaigns frozen before it existed stay frozen.
+    """
     resolved = asdict(cfg)
     if nondefault_balance(cfg) is None:
         del resolved["balance"]
+    if not cfg.client_table.path:
+        del resolved["client_table"]
     return stable_hash(resolved)
 
 

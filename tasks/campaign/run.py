@@ -21,6 +21,10 @@ import pandas as pd
 
 import factors
 from tasks.campaign.checkpoints import CheckpointStore, fault_point, stage_key
+from tasks.campaign.client_table import (
+    check_filter_columns, frozen_table_note, missing_features, missing_features_error, read_client_table,
+    table_manifest, table_source, uses_client_table,
+)
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
 from tasks.campaign.frozen import seal_manifest, verified_manifest
 from tasks.campaign.policy import policy_params
@@ -62,6 +66,7 @@ class CampaignResult:
     noop: bool
     outcomes: dict[str, StageOutcome]
     manifest: dict
+    note: str | None = None           # e.g. the client table changed since the freeze
 
     @property
     def computed(self) -> list[str]:
@@ -96,6 +101,7 @@ class CampaignRun:
         self.mapper = mapper or sequential_map
         self._model = model
         self._data: dict | None = None
+        self._table: pd.DataFrame | None = None
         self.outcomes: dict[str, StageOutcome] = {}
         self._fingerprints: dict[str, str] = {}
 
@@ -132,16 +138,30 @@ class CampaignRun:
         return m
 
     def data(self) -> dict:
-        """Dataset folder, manifest hash and the campaign date (default: the data's as-of)."""
+        """Dataset folder, manifest hash and the campaign date (default: the data's as-of); for a
+        campaign over a client table its path, content hash and date
+        (:func:`tasks.campaign.client_table.table_source`), ``kind`` ``table``."""
+        if self._data is None and uses_client_table(self.cfg):
+            self._data = table_source(self.cfg.client_table, self.cfg.date)
         if self._data is None:
             ddir = self.layout.dataset(self.cfg.data)
             manifest = read_manifest(ddir)
             date = self.cfg.date or manifest_as_of(ddir, manifest)
             if date is None:
                 raise ConfigError(f"campaign.date is not set and dataset {self.cfg.data!r} has no as_of date")
-            self._data = {"name": self.cfg.data, "dir": ddir, "hash": stable_hash(manifest),
+            self._data = {"kind": "events", "name": self.cfg.data, "dir": ddir, "hash": stable_hash(manifest),
                           "date": pd.Timestamp(date), "manifest": manifest}
         return self._data
+
+    def client_table(self) -> pd.DataFrame:
+        """The campaign's client table, ids as ``client_id`` (read once per run)."""
+        if self._table is None:
+            self._table = read_client_table(self.cfg.client_table, self.data()["path"])
+        return self._table
+
+    def frozen_note(self, manifest: dict | None) -> str | None:
+        """A line for a frozen campaign whose client table changed or went since the freeze."""
+        return frozen_table_note(manifest) if manifest else None
 
     def check_inputs(self) -> None:
         """Check what the stages will read before anything is written, the folder included.
@@ -154,6 +174,13 @@ class CampaignRun:
         """
         d = self.data()
         check_factors_known(self)
+        if d["kind"] == "table":
+            table = self.client_table()
+            check_filter_columns(self.cfg.filters, list(table.columns))
+            missing = missing_features(table, self.factor_names(), d["categorical"])
+            if missing:
+                raise missing_features_error(self.model(), missing, table, d["path"])
+            return
         check_dataset(d["dir"], input_tables(self))
 
     def model(self) -> Any:
@@ -243,7 +270,8 @@ class CampaignRun:
         manifest = {
             "campaign_id": cfg.id,
             "campaign_date": str(d["date"].date()),
-            "data": {"name": d["name"], "dir": str(d["dir"]), "manifest_hash": d["hash"]},
+            "data": (table_manifest(d) if d["kind"] == "table" else
+                     {"name": d["name"], "dir": str(d["dir"]), "manifest_hash": d["hash"]}),
             "model": m,
             "factor_set": getattr(self.model(), "factor_set", None),
             "features": list(self.model().features),
@@ -268,7 +296,7 @@ class CampaignRun:
         manifest["stages"]["freeze"] = {"hash": manifest["config_hash"], "key": manifest["config_hash"],
                                         "fingerprint": manifest["campaign_sha256"],
                                         "rows": int(len(table)), "seconds": round(seconds, 3)}
-        summary = render_summary(manifest, design_power(manifest, table, history_base_rate(d["dir"])))
+        summary = render_summary(manifest, design_power(manifest, table, history_base_rate(d["dir"]) if d["kind"] == "events" else None))
         atomic_write_text(summary, self.paths.summary)
         atomic_write_json(seal_manifest(manifest), self.manifest_path)
         outcome = StageOutcome("freeze", "computed", int(len(table)), seconds, manifest["config_hash"],
@@ -277,8 +305,10 @@ class CampaignRun:
         return outcome
 
     def result(self, noop: bool = False) -> CampaignResult:
-        """The run's result (the manifest as frozen)."""
-        return CampaignResult(self.cfg.id, self.folder, noop, dict(self.outcomes), self.frozen_manifest() or {})
+        """The run's result (the manifest as frozen; for a no-op, a note when its client table changed)."""
+        manifest = self.frozen_manifest() or {}
+        return CampaignResult(self.cfg.id, self.folder, noop, dict(self.outcomes), manifest,
+                              self.frozen_note(manifest) if noop else None)
 
 
 def run_campaign(cfg: CampaignConfig, artifacts: str | Path, partitions: int = 1, until: str | None = None,

@@ -11,10 +11,12 @@ A checkpoint's key is :func:`tasks.campaign.checkpoints.stage_key` of the stage 
 config slice, the fingerprint of its first input (the stage before it) and its extra
 identity (the model for ``score``, the factor checkpoint for ``split``).
 
-1. ``client_base``  every client registered before the campaign date;
+1. ``client_base``  every client registered before the campaign date (or every row of the
+                    campaign's client table: :mod:`tasks.campaign.client_table`);
 2. ``filters``      the campaign's base filters, in order, with removals per filter;
 3. ``subset``       an optional seeded random subset (a fraction or a count);
-4. ``factors``      the model's features as of the campaign date, computed per partition;
+4. ``factors``      the model's features as of the campaign date, computed per partition
+                    (or made from the client table's columns);
 5. ``score``        the model's score per partition;
 6. ``sort``         descending score with rank (1 = best) and percentile;
 7. ``split``        a seeded three-way random split independent of the score, with a
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.campaign.checkpoints import CheckpointStore
+from tasks.campaign.client_table import check_filter_columns, missing_features, missing_features_error, table_partition
 from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefault_balance
 from tasks.campaign.policy import assign_offers, policy_params
 from tasks.campaign.transforms import (
@@ -56,6 +59,7 @@ class StageContext(Protocol):
     mapper: Mapper
 
     def data(self) -> dict: ...
+    def client_table(self) -> pd.DataFrame: ...
     def model(self) -> Any: ...
     def model_identity(self) -> dict: ...
     def factor_names(self) -> list[str]: ...
@@ -102,13 +106,19 @@ class Stage:
 
 
 # --------------------------------------------------------------------------- keys
+# A client table's stages are keyed on its content hash (and how it is read), not on its
+# path or date: the features are in the table, so the same bytes give the same campaign.
 def _data_slice(ctx: StageContext, **slice_: Any) -> dict:
     d = ctx.data()
+    if d.get("kind") == "table":
+        return {**slice_, "table_sha256": d["hash"]}
     return {**slice_, "data_hash": d["hash"], "date": str(d["date"])}
 
 
 def _key_client_base(ctx: StageContext) -> tuple[Any, Any]:
     d = ctx.data()
+    if d.get("kind") == "table":
+        return {"client_table": {"sha256": d["hash"], "id_column": d["id_column"], "sep": d["sep"]}}, None
     return {"data": d["name"], "data_hash": d["hash"], "date": str(d["date"])}, None
 
 
@@ -122,6 +132,9 @@ def _key_subset(ctx: StageContext) -> tuple[Any, Any]:
 
 
 def _key_factors(ctx: StageContext) -> tuple[Any, Any]:
+    d = ctx.data()
+    if d.get("kind") == "table":
+        return _data_slice(ctx, factors=ctx.factor_names(), categorical=d["categorical"]), None
     return _data_slice(ctx, factors=ctx.factor_names()), None
 
 
@@ -152,6 +165,9 @@ def _client_base(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     from tasks.data.tables import read_table
 
     d = ctx.data()
+    if d.get("kind") == "table":
+        base = ctx.client_table()
+        return base, {"client_table": str(d["path"]), "columns": int(base.shape[1] - 1)}
     clients = read_table(d["dir"], "clients")
     base = select_client_base(clients, d["date"])
     if len(base) == 0:
@@ -165,6 +181,8 @@ def _filters(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     base = ctx.store.read("client_base")
     needed = list(dict.fromkeys(f.column for f in cfg.filters if f.column not in base.columns))
     frame = base
+    if needed and ctx.data().get("kind") == "table":
+        check_filter_columns(cfg.filters, list(base.columns))
     if needed:
         known = ctx.known_factors()
         unknown = [c for c in needed if known is not None and c not in known]
@@ -190,8 +208,11 @@ def _subset(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
 
 
 def check_factors_known(ctx: StageContext) -> list[str]:
-    """The factors the factor stage computes; :class:`ConfigError` when the library lacks one."""
+    """The factors the factor stage computes; :class:`ConfigError` when the library lacks one
+    (a client table's columns are checked when the table is read)."""
     names = ctx.factor_names()
+    if ctx.data().get("kind") == "table":
+        return names
     known = ctx.known_factors()
     unknown = [f for f in names if known is not None and f not in known]
     if unknown:
@@ -213,9 +234,30 @@ def input_tables(ctx: StageContext) -> list[str]:
     return ["clients", *sorted(tables - {"clients"})]
 
 
+def _table_factors(ctx: StageContext, names: list[str]) -> tuple[pd.DataFrame, dict]:
+    d = ctx.data()
+    ids = ctx.store.read("subset")["client_id"].to_numpy()
+    base = ctx.store.read("client_base")
+    rows = base.loc[base["client_id"].isin(ids)].reset_index(drop=True)
+    missing = missing_features(rows, names, d["categorical"])
+    if missing:
+        raise missing_features_error(ctx.model(), missing, rows, d["path"])
+    args = [(names, d["categorical"], rows.iloc[a:b]) for a, b in _bounds(rows["client_id"].to_numpy(), ctx.partitions)]
+    table = concat_partitions(ctx.mapper(table_partition, args))
+    return table, {"factors": names, "partitions": len(args), "source": "client_table"}
+
+
+def _bounds(ids: np.ndarray, partitions: int) -> list[tuple[int, int]]:
+    """Row bounds of the partitions of sorted ``ids`` (as :func:`partition_ids` cuts them)."""
+    ends = np.cumsum([0] + [len(p) for p in partition_ids(ids, partitions)])
+    return list(zip(ends[:-1].tolist(), ends[1:].tolist()))
+
+
 def _factors(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     names = check_factors_known(ctx)
     d = ctx.data()
+    if d.get("kind") == "table":
+        return _table_factors(ctx, names)
     ids = ctx.store.read("subset")["client_id"].to_numpy()
     args = [(ctx.factor_fn, d["dir"], d["date"], names, part) for part in partition_ids(ids, ctx.partitions)]
     table = concat_partitions(ctx.mapper(factor_partition, args))
@@ -230,8 +272,7 @@ def _score(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
         raise ConfigError(
             f"model {m.name} {m.version} needs feature(s) {missing} that the factor stage did not supply "
             f"(it has {list(table.columns)[1:12]}...)")
-    bounds = np.cumsum([0] + [len(p) for p in partition_ids(table["client_id"].to_numpy(), ctx.partitions)])
-    args = [(m, table.iloc[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    args = [(m, table.iloc[a:b]) for a, b in _bounds(table["client_id"].to_numpy(), ctx.partitions)]
     scored = concat_partitions(ctx.mapper(score_partition, args))
     return scored, {"model": ctx.model_identity(), "partitions": len(args)}
 

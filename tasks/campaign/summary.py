@@ -147,8 +147,10 @@ def _power_lines(power: dict[str, Any] | None) -> list[str]:
 def render_summary(manifest: dict, power: dict[str, Any] | None = None) -> str:
     """summary.md of a frozen campaign from its manifest and its :func:`design_power`."""
     m = manifest
+    data = m["data"]["name"] + (f" (client table {m['data']['path']}, sha256 {m['data']['sha256'][:12]}...)"
+                                if m["data"].get("kind") == "table" else "")
     lines = [f"# Campaign {m['campaign_id']}", "",
-             f"- date: {m['campaign_date']}; data: {m['data']['name']}; model: {m['model']['name']} "
+             f"- date: {m['campaign_date']}; data: {data}; model: {m['model']['name']} "
              f"{m['model']['version']} ({m['model'].get('kind', '')})",
              f"- policy: {m['policy']['kind']} {m['policy']['params']}; threshold score_cutoff: "
              f"{_fmt(m['threshold']['score_cutoff'])}", ""]
