@@ -16,6 +16,8 @@ import pandas as pd
 
 from tasks.campaign.config import FILTER_OPS, GROUPS, FilterSpec
 from tasks.core.errors import ConfigError, DataValidationError
+from tasks.modelling.threads import free_cores
+from tasks.modelling.treescore import compiled_scoring
 
 CAMPAIGN_COLUMNS = ["client_id", "group", "offer", "score", "rank", "percentile", "model_version", "campaign_id"]
 
@@ -88,8 +90,12 @@ def missing_model_features(features: Sequence[str], available: Sequence[str]) ->
 
 
 def score_partition(model: Any, factors: pd.DataFrame) -> pd.DataFrame:
-    """Score one partition of the factor table: ``client_id``, ``score`` (float64)."""
-    scores = np.asarray(model.predict(factors), dtype="float64")
+    """Score one partition of the factor table: ``client_id``, ``score`` (float64).
+
+    LightGBM models score through their compiled trees on the cores free now (the same
+    scores as LightGBM's own predictor; tasks/modelling/treescore.py)."""
+    with compiled_scoring(model, free_cores()):
+        scores = np.asarray(model.predict(factors), dtype="float64")
     if scores.shape != (len(factors),):
         raise DataValidationError("scores", "score", f"the model returned shape {scores.shape} for {len(factors)} clients")
     if not np.isfinite(scores).all():

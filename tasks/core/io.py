@@ -50,6 +50,84 @@ def atomic_write_parquet(df: pd.DataFrame, path: str | Path, **kwargs: Any) -> P
     return _atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, **kwargs))
 
 
+class ParquetChunkWriter:
+    """Write a table handed over in chunks as one Parquet file, atomically.
+
+    ``with ParquetChunkWriter(path, row_group_size) as w: w.write(df)`` (any number of
+    DataFrame chunks with the same columns and dtypes, in row order). Rows are written in row
+    groups of exactly ``row_group_size`` rows (the last one shorter) however the chunks are
+    cut, so the file holds the same row groups as ``df.to_parquet(path, index=False,
+    row_group_size=...)`` of the whole table while only about one row group is buffered. The
+    file is written beside ``path`` and renamed into place on a clean exit; an error leaves
+    ``path`` untouched. ``rows`` counts the rows written.
+    """
+
+    def __init__(self, path: str | Path, row_group_size: int) -> None:
+        self.path = Path(path)
+        self.row_group_size = int(row_group_size)
+        self.rows = 0
+        self._buffer: list[Any] = []
+        self._buffered = 0
+        self._writer: Any = None
+        self._schema: Any = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> "ParquetChunkWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp_name)
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append the rows of ``df``."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self._writer is None:
+            self._schema = table.schema
+            self._writer = pq.ParquetWriter(self._tmp, self._schema)
+        elif not table.schema.equals(self._schema):
+            raise ValueError(f"{self.path.name}: chunk schema {table.schema} differs from {self._schema}")
+        if table.num_rows:
+            self._buffer.append(table)
+            self._buffered += table.num_rows
+        if self._buffered >= self.row_group_size:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        import pyarrow as pa
+
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer)
+        size, done = self.row_group_size, 0
+        while table.num_rows - done >= size or (final and done < table.num_rows):
+            group = table.slice(done, size).combine_chunks()
+            self._writer.write_table(group, row_group_size=size)
+            done += group.num_rows
+        self.rows += done
+        rest = table.slice(done)
+        self._buffer = [rest] if rest.num_rows else []
+        self._buffered = rest.num_rows
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._tmp is not None
+        try:
+            if exc_type is None:
+                if self._writer is None:
+                    raise ValueError(f"{self.path.name}: no chunk written (not even an empty one)")
+                self._flush(final=True)
+            if self._writer is not None:
+                self._writer.close()
+            if exc_type is None:
+                tmp = self._tmp
+                _atomic_write(self.path, lambda target: os.replace(tmp, target))
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(text: str, path: str | Path) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

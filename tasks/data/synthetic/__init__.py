@@ -23,7 +23,11 @@ Modules, in the order a world is built:
   traits everything else is drawn from;
 - :mod:`~tasks.data.synthetic.truth`: the ground truth, past randomised campaigns and
   :func:`~tasks.data.synthetic.truth.draw_responses` (outcomes of a new offer);
-- :mod:`~tasks.data.synthetic.behaviour`: purchases, message events and the client table;
+- :mod:`~tasks.data.synthetic.purchases`: purchases, generated in client chunks that give the
+  same rows whatever the chunk size;
+- :mod:`~tasks.data.synthetic.behaviour`: message events (streamed mailing by mailing) and
+  the client table;
 - :mod:`~tasks.data.synthetic.world`: the whole world (``generate_world``, ``generate_group``),
-  validated writing, the manifest and publishing a staged folder (``write_world``).
+  validated writing (event tables in row groups, a chunk at a time), the manifest and
+  publishing a staged folder (``write_world``).
 """
