@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/python -m flows.demo $(ARGS)
 
 test: install-dev
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
