@@ -62,6 +62,12 @@ def _value_label(value: object) -> str:
     return str(value)
 
 
+def is_one_hot(series: pd.Series, name: object, categorical: Sequence[str]) -> bool:
+    """Whether :func:`prepare_wide` one-hot encodes column ``name``: listed as categorical, or text."""
+    return (name in categorical or pdt.is_string_dtype(series.dtype)
+            or isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object)
+
+
 def prepare_wide(
     df: pd.DataFrame,
     categorical: Sequence[str] | None = None,
@@ -106,8 +112,7 @@ def prepare_wide(
         if col in drop:
             continue
         s = df[col]
-        if col in categorical or pdt.is_string_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype) \
-                or s.dtype == object:
+        if is_one_hot(s, col, categorical):
             values = s.dropna().unique()
             try:
                 values = sorted(values)

@@ -24,9 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as pdt
 
-from factors.passthrough import prepare_wide, sanitize_name
+from factors.passthrough import is_one_hot, prepare_wide, sanitize_name
 from tasks.campaign.config import ClientTableConfig
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, UpliftError
 from tasks.data.table import read_wide_table, table_content_hash
@@ -131,12 +130,6 @@ def _safe(name: object) -> str | None:
         return None
 
 
-def _is_encoded(s: pd.Series, name: str, categorical: Sequence[str]) -> bool:
-    """Whether training one-hot encodes column ``name`` (the rule of prepare_wide)."""
-    return (name in categorical or pdt.is_string_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype)
-            or s.dtype == object)
-
-
 def _plan(frame: pd.DataFrame, features: Sequence[str], categorical: Sequence[str]) -> tuple[list, list, dict]:
     """Which table columns make which features: ``(source columns, encoded columns, missing hints)``.
 
@@ -151,7 +144,7 @@ def _plan(frame: pd.DataFrame, features: Sequence[str], categorical: Sequence[st
         safe = _safe(col)
         if safe is None:
             continue
-        if _is_encoded(frame[col], col, categorical):
+        if is_one_hot(frame[col], col, categorical):
             prefix = safe + "_"
             if any(f.startswith(prefix) for f in wanted):
                 sources.append(col)
