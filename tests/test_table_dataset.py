@@ -31,6 +31,18 @@ def test_the_separator_is_detected(tmp_path, sep):
     pd.testing.assert_frame_equal(read_wide_table(path), df)
 
 
+def test_decimal_commas_in_a_semicolon_file_are_numbers(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id;amount;code;total\n1;12,5;1,2;1.234,56\n2;-0,25;x;12\n3;;3;2 345,1\n4;7;4;\n")
+    df = read_wide_table(path)
+    assert df["amount"].tolist()[:2] == [12.5, -0.25] and np.isnan(df["amount"][2]) and df["amount"][3] == 7.0
+    assert df["total"].tolist()[:3] == [1234.56, 12.0, 2345.1]
+    assert df["code"].tolist() == ["1,2", "x", "3", "4"]       # not every value a number: left as text
+    comma = tmp_path / "c.csv"                                  # in a comma file a comma is never a decimal mark
+    comma.write_text('id,amount\n1,"12,5"\n2,"3,0"\n')
+    assert read_wide_table(comma)["amount"].tolist() == ["12,5", "3,0"]
+
+
 def test_parquet_file_and_folder_and_their_content_hash(tmp_path):
     df = rct_frame(200)
     file = tmp_path / "rct.parquet"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,8 @@ SEPARATORS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_LINES = 50
 _SNIFF_BYTES = 1 << 20
+# a number written with a decimal comma, with or without '.' or space thousands groups: 12,5  -0,25  1.234,56
+_DECIMAL_COMMA = re.compile(r"[+-]?(?:\d{1,3}(?:[. ]\d{3})+|\d+),\d+|[+-]?\d+")
 
 
 def _show(sep: str) -> str:
@@ -105,7 +108,25 @@ def read_wide_table(path: str | Path, sep: str | None = None, table: str = "tabl
     if df.shape[1] == 1 and sep is None and len(df.columns) and any(s in str(df.columns[0]) for s in SEPARATORS):
         raise DataValidationError(table, None, f"{path.name} reads as one column {str(df.columns[0])[:60]!r}; "
                                   "give the separator with data.sep=<sep> (e.g. data.sep=';')")
+    if used != ",":
+        _read_decimal_commas(df)
     return df
+
+
+def _read_decimal_commas(df: pd.DataFrame) -> None:
+    """Columns of ``df`` (read from a non-comma CSV) whose every value is a number written with a
+    decimal comma (``12,5``, ``1.234,56``; at least one with a comma) become floats, in place."""
+    for col in df.columns:
+        s = df[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        text = s.dropna().astype(str).str.strip()
+        if text.empty or not text.str.contains(",", regex=False).any():
+            continue
+        if not text.map(lambda v: _DECIMAL_COMMA.fullmatch(v) is not None).all():
+            continue
+        df[col] = pd.to_numeric(s.astype("string").str.strip().str.replace(r"[. ](?=\d{3}(?:[. ,]|$))", "", regex=True)
+                                .str.replace(",", ".", regex=False), errors="raise").astype("float64")
 
 
 def table_content_hash(path: str | Path) -> str:
