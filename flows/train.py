@@ -32,6 +32,7 @@ from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
 from tasks.modelling import segmentation
 from tasks.modelling.config import ModelConfig, name_for_dataset, validate_model_config
+from tasks.modelling.guards import guard_messages
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.reporting import render_summary
 from tasks.modelling.training import TrainResult, register_version, train_on
@@ -77,7 +78,10 @@ def register_model(result: TrainResult, model_cfg: ModelConfig, artifacts: str, 
                                                      extra_files)
     log.info("registered %s %s (%s: %s); %.1f s", model_cfg.name, version, "champion" if promoted else "not promoted",
              reason, time.perf_counter() - t0)
-    return {"name": model_cfg.name, "version": version, "promoted": promoted, "reason": reason,
+    warnings = guard_messages(reg.metadata(model_cfg.name, version))
+    for message in warnings:
+        log.warning(message)
+    return {"name": model_cfg.name, "version": version, "promoted": promoted, "reason": reason, "warnings": warnings,
             "champion": reg.champion(model_cfg.name), "dir": str(reg.version_dir(model_cfg.name, version))}
 
 
@@ -133,6 +137,8 @@ def _body(cfg: DictConfig) -> None:
         raise ConfigError(f"config 'action': {action!r}; use train (default) or promote")
     info = train_model(node.get("data"), node.get("model"), node.get("factors"),
                        node["paths"]["artifacts"], node["paths"]["shared_data"])
+    for message in info.get("warnings") or []:
+        print(f"WARNING {message}")
     state = "champion" if info["promoted"] else "not promoted"
     print(f"model {info['name']} {info['version']} ({state}: {info['reason']}) -> {info['dir']}")
 
