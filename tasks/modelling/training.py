@@ -120,7 +120,7 @@ def _with_ci(fn: Any, arrays: tuple, n_boot: int, seed: int, stratify: np.ndarra
     return {"value": point, "ci_low": lo, "ci_high": hi}
 
 
-def _screen_on_training_split(X: pd.DataFrame, tr: np.ndarray, y: np.ndarray, model_cfg: ModelConfig,
+def screen_training_split(X: pd.DataFrame, tr: np.ndarray, y: np.ndarray, model_cfg: ModelConfig,
                               seed: int) -> tuple[pd.DataFrame, CheckReport]:
     """The feature checks and the leak rule on the training split only (the held-out labels
     stay unseen); returns all rows with the kept columns, and the report."""
@@ -245,7 +245,7 @@ def train_uplift(
     t0 = time.perf_counter()
     tr, te = grouped_split(len(X), strata_of(t_arr, y_arr), g_arr, model_cfg.test_size, seed)
     n_features = X.shape[1]
-    X, checks = _screen_on_training_split(X, tr, y_arr, model_cfg, seed)
+    X, checks = screen_training_split(X, tr, y_arr, model_cfg, seed)
     if progress is not None:
         progress(f"feature checks on {len(tr):,} training rows: kept {X.shape[1]} of {n_features} features "
                  f"({len(checks.dropped)} dropped, {len(checks.flagged)} flagged, "
@@ -332,7 +332,7 @@ def train_response(
     g_arr = None if groups is None else np.asarray(groups)[keep]
     d_arr = None if dates is None else np.asarray(dates)[keep]
     tr, te = grouped_split(len(X), y_arr, g_arr, model_cfg.test_size, seed)
-    X, checks = _screen_on_training_split(X, tr, y_arr, model_cfg, seed)
+    X, checks = screen_training_split(X, tr, y_arr, model_cfg, seed)
     Xtr, ytr = X.iloc[tr].reset_index(drop=True), y_arr[tr]
     Xte, yte = X.iloc[te].reset_index(drop=True), y_arr[te]
     cv, params, raw_threshold = select_response(Xtr, ytr, model_cfg, seed,
