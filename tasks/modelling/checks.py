@@ -26,7 +26,7 @@ class ChecksConfig:
     single_predictor: str           # a column that alone separates the target
     single_predictor_auc: float     # ... with a univariate ROC-AUC at or above this
     max_rows: int                   # the checks run on a seeded sample of at most this many rows
-    allow: list[str] = field(default_factory=list)  # suspected leaks acknowledged (known before the decision)
+    allow: list[str]                # suspected leaks acknowledged (known before the decision)
 
 
 @dataclass

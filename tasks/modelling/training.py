@@ -84,6 +84,7 @@ class TrainResult:
     calibration: dict | None = None      # held-out calibration: the fitted map, ECE, decile table
     validation: dict = field(default_factory=dict)  # split by client or row, out-of-time figures, refit rows
     signal: dict = field(default_factory=dict)      # tasks.modelling.guards.signal_test of the held-out figures
+    split_model: Any = None              # the fit on the training split that the held-out figures measure
 
 
 def fit_chosen_uplift(best: pd.Series, model_cfg: ModelConfig, seed: int, Xtr: pd.DataFrame, ttr: np.ndarray,
@@ -284,7 +285,7 @@ def train_uplift(
         reference=reference_distributions(Xtr, seed=seed),
         threshold_suggestions=suggestions,
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=test_rows,
-        X_test=Xte, calibration=calibration, validation=validation, signal=signal,
+        X_test=Xte, calibration=calibration, validation=validation, signal=signal, split_model=model,
     )
 
 
@@ -356,10 +357,11 @@ def train_response(
         n_train=len(tr), n_test=len(te), test_scores=proba, test_y=yte, test_treatment=None,
         by_decile=None, shap=shap_importance(final, Xte, seed=seed),
         reference=reference_distributions(Xtr, seed=seed),
-        threshold_suggestions={"f1_threshold": final.threshold, "f1_threshold_heldout_fit": threshold},
+        threshold_suggestions={"f1_threshold": final.threshold, "f1_threshold_heldout_fit": threshold,
+                               "f1_threshold_uncalibrated": raw_threshold},
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=keep[te],
         X_test=Xte, calibration=calibration_summary_response(yte, proba, model.calibration is not None),
-        validation=validation, signal=signal_test("response", heldout),
+        validation=validation, signal=signal_test("response", heldout), split_model=model,
     )
 
 
