@@ -56,8 +56,14 @@ def fit_candidates(training_set: TrainingSet, model_cfg: ModelConfig) -> TrainRe
     log, t0 = get_run_logger(), time.perf_counter()
     with heartbeat(log.info, "training"):
         result = train_on(training_set, model_cfg, progress=log.info)
-    log.info("chose %s: refit on %s rows, measured on %s held-out rows; %.1f s", result.approach,
-             f"{result.n_train:,}", f"{result.n_test:,}", time.perf_counter() - t0)
+    log.info("chose %s: fitted on %s training rows, measured on %s held-out rows, registered refitted on all "
+             "%s rows; %.1f s", result.approach, f"{result.n_train:,}", f"{result.n_test:,}",
+             f"{result.validation.get('refit_rows', result.n_train + result.n_test):,}", time.perf_counter() - t0)
+    oot = result.validation.get("out_of_time") or {}
+    key = "qini_auc" if result.kind == "uplift" else "roc_auc"
+    if key in oot:
+        log.info("out-of-time hold-out (the latest campaign, %s, %s rows): %s %.4f, CI [%.4f, %.4f]", oot["date"],
+                 f"{oot['n']:,}", key, oot[key]["value"], oot[key]["ci_low"], oot[key]["ci_high"])
     return result
 
 
