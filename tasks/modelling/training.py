@@ -122,7 +122,7 @@ def _with_ci(fn: Any, arrays: tuple, n_boot: int, seed: int, stratify: np.ndarra
 
 
 def screen_training_split(X: pd.DataFrame, tr: np.ndarray, y: np.ndarray, model_cfg: ModelConfig,
-                              seed: int) -> tuple[pd.DataFrame, CheckReport]:
+                          seed: int) -> tuple[pd.DataFrame, CheckReport]:
     """The feature checks and the leak rule on the training split only (the held-out labels
     stay unseen); returns all rows with the kept columns, and the report."""
     validate_feature_frame(X)
@@ -457,7 +457,8 @@ def heldout_metric(result: TrainResult, key: str, model: Any) -> float:
 
 def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: str,
                      result: TrainResult | None = None) -> tuple[bool, str]:
-    """Whether a new version becomes champion: always / never / auto (first, or better held-out).
+    """Whether a new version becomes champion: always / never / auto (first, or better held-out;
+    never a version with a promotion blocker, :func:`tasks.modelling.guards.promotion_blockers`).
 
     ``auto`` compares like with like: when ``result`` carries its held-out features and the
     champion loads and has every feature it needs there, the champion is scored on the same
