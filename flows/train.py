@@ -32,6 +32,7 @@ from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
 from tasks.modelling import segmentation
 from tasks.modelling.config import ModelConfig, name_for_dataset, validate_model_config
+from tasks.modelling.guards import guard_messages
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.reporting import render_summary
 from tasks.modelling.training import TrainResult, register_version, train_on
@@ -55,8 +56,14 @@ def fit_candidates(training_set: TrainingSet, model_cfg: ModelConfig) -> TrainRe
     log, t0 = get_run_logger(), time.perf_counter()
     with heartbeat(log.info, "training"):
         result = train_on(training_set, model_cfg, progress=log.info)
-    log.info("chose %s: refit on %s rows, measured on %s held-out rows; %.1f s", result.approach,
-             f"{result.n_train:,}", f"{result.n_test:,}", time.perf_counter() - t0)
+    log.info("chose %s: fitted on %s training rows, measured on %s held-out rows, registered refitted on all "
+             "%s rows; %.1f s", result.approach, f"{result.n_train:,}", f"{result.n_test:,}",
+             f"{result.validation.get('refit_rows', result.n_train + result.n_test):,}", time.perf_counter() - t0)
+    oot = result.validation.get("out_of_time") or {}
+    key = "qini_auc" if result.kind == "uplift" else "roc_auc"
+    if key in oot:
+        log.info("out-of-time hold-out (the latest campaign, %s, %s rows): %s %.4f, CI [%.4f, %.4f]", oot["date"],
+                 f"{oot['n']:,}", key, oot[key]["value"], oot[key]["ci_low"], oot[key]["ci_high"])
     return result
 
 
@@ -77,7 +84,10 @@ def register_model(result: TrainResult, model_cfg: ModelConfig, artifacts: str, 
                                                      extra_files)
     log.info("registered %s %s (%s: %s); %.1f s", model_cfg.name, version, "champion" if promoted else "not promoted",
              reason, time.perf_counter() - t0)
-    return {"name": model_cfg.name, "version": version, "promoted": promoted, "reason": reason,
+    warnings = guard_messages(reg.metadata(model_cfg.name, version))
+    for message in warnings:
+        log.warning(message)
+    return {"name": model_cfg.name, "version": version, "promoted": promoted, "reason": reason, "warnings": warnings,
             "champion": reg.champion(model_cfg.name), "dir": str(reg.version_dir(model_cfg.name, version))}
 
 
@@ -133,6 +143,8 @@ def _body(cfg: DictConfig) -> None:
         raise ConfigError(f"config 'action': {action!r}; use train (default) or promote")
     info = train_model(node.get("data"), node.get("model"), node.get("factors"),
                        node["paths"]["artifacts"], node["paths"]["shared_data"])
+    for message in info.get("warnings") or []:
+        print(f"WARNING {message}")
     state = "champion" if info["promoted"] else "not promoted"
     print(f"model {info['name']} {info['version']} ({state}: {info['reason']}) -> {info['dir']}")
 

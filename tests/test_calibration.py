@@ -120,13 +120,26 @@ def test_ensemble_is_standardised_on_out_of_fold_predictions():
     Xtr = X.iloc[tr].reset_index(drop=True)
     oof: dict = {}
     cross_validate_uplift(Xtr, t[tr], y[tr], cfg, cfg.seed, oof=oof)
-    st = res.model.standardised_on
+    split = res.split_model                     # the fit the held-out figures measure
+    st = split.standardised_on
     assert st["source"].startswith("out-of-fold") and st["rows"] == len(tr)
     np.testing.assert_allclose(st["sd"], [np.std(oof[(a, 0)]) for a in ["two_models", "class_transformation"]])
     np.testing.assert_allclose(st["mean"], [np.mean(oof[(a, 0)]) for a in ["two_models", "class_transformation"]])
+    # the registered model, refitted on every row: standardised on the out-of-fold predictions of
+    # the training rows and the split members' predictions of the held-out rows (none seen by its fit)
+    te = np.setdiff1d(np.arange(len(X)), tr)
+    full = []
+    for i, a in enumerate(["two_models", "class_transformation"]):
+        p = np.zeros(len(X))
+        p[tr], p[te] = oof[(a, 0)], split.members[i].predict(X.iloc[te])
+        full.append(p)
+    final = res.model.standardised_on
+    assert final["rows"] == len(X) and final["source"] == "out-of-fold (CV) and held-out"
+    np.testing.assert_allclose(final["sd"], [np.std(p) for p in full])
+    assert res.model.calibration is split.calibration
     # in-sample, the overfitting members spread wider than on rows they did not see (so in-sample
     # standardisation would record other figures and weights)
-    in_sample = [np.std(m.predict(Xtr)) for m in res.model.members]
+    in_sample = [np.std(m.predict(Xtr)) for m in split.members]
     assert all(i > 1.03 * o for i, o in zip(in_sample, st["sd"]))
 
 
@@ -205,7 +218,12 @@ def test_class_weighted_response_model_returns_probabilities():
     assert np.array_equal(np.argsort(cal.predict(Xn), kind="stable"), np.argsort(plain.predict(Xn), kind="stable"))
     # training: the F1 threshold follows onto the probability scale, the report says how calibrated
     res = train_response(X, y, small_cfg("model/response"))
-    assert 0 < res.model.threshold < 1 and res.heldout["threshold"] == res.model.threshold
+    assert 0 < res.split_model.threshold < 1 and res.heldout["threshold"] == res.split_model.threshold
+    # the registered model (refitted on every row) carries the same F1 cutoff onto its own scale
+    raw = res.threshold_suggestions["f1_threshold_uncalibrated"]
+    assert res.heldout["threshold"] == pytest.approx(float(res.split_model.to_probability(np.array([raw]))[0]))
+    assert res.model.threshold == pytest.approx(float(res.model.to_probability(np.array([raw]))[0]))
+    assert res.model.threshold == res.threshold_suggestions["f1_threshold"] and 0 < res.model.threshold < 1
     assert res.calibration["mean_predicted"] == pytest.approx(res.calibration["base_rate"], abs=0.02)
     assert len(res.calibration["table"]) == 10
     unweighted = train_response(X, y, replace(small_cfg("model/response"), class_weight=None))

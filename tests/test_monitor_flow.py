@@ -24,7 +24,9 @@ def world(prefect_env, tmp_path_factory):
     from flows.train import train_model
 
     art = str(tmp_path_factory.mktemp("monitor") / "artifacts")
-    cfg = compose_config(["data.n_clients=2000", "data.seed=5", f"paths.artifacts={art}", *SMALL_MODEL])
+    # 2,000 clients may show no signal to so small a model: promote=always gives the campaign its champion
+    cfg = compose_config(["data.n_clients=2000", "data.seed=5", f"paths.artifacts={art}", *SMALL_MODEL,
+                          "model.promote=always"])
     c = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     generate(c(cfg.data), art)
     train_model(c(cfg.data), c(cfg.model), c(cfg.factors), art)

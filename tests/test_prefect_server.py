@@ -85,7 +85,8 @@ def world(server, tmp_path_factory):
     write_world(generate_world(cfg), artifacts / "data" / "ops", cfg)
     proc = subprocess.run(
         [sys.executable, "-m", "flows.train", f"paths.artifacts={artifacts}", "data.name=ops",
-         "model.approaches=[solo]", "model.cv_folds=2", "model.lgbm.n_estimators=30", "model.n_boot=20"],
+         "model.approaches=[solo]", "model.cv_folds=2", "model.lgbm.n_estimators=30", "model.n_boot=20",
+         "model.promote=always"],  # a small world may show no signal: champion all the same
         cwd=PROJECT_ROOT, env=server["env"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return artifacts

@@ -267,7 +267,7 @@ def test_correlation_pairs_above_limit():
 
 
 def test_config_rejects_bad_limits():
-    with pytest.raises(ConfigError, match="leak_auc"):
+    with pytest.raises(ConfigError, match="leak_auc_high"):   # the leak rule is training's (one home)
         from_conf(ProfileConfig, "profile/default", leak_auc_high=0.4)
     with pytest.raises(ConfigError, match="max_rows"):
         from_conf(ProfileConfig, "profile/default", max_rows=0)

@@ -75,9 +75,10 @@ def test_checks_that_drop_everything_fail():
 def test_train_uplift_chooses_by_cv_and_reports_heldout_metrics():
     X, t, y = uplift_frame(3000)
     lines: list[str] = []
-    res = train_uplift(X, t, y, small_cfg(grid=[{}, {"num_leaves": 3}]), progress=lines.append)
+    res = train_uplift(X, t, y, small_cfg(grid=[{}, {"num_leaves": 3}], margin=20.0, contact_cost=0.5),
+                       progress=lines.append)
     assert len(res.cv) == 4 and {"cv_qini_auc", "cv_uplift_at_k"} <= set(res.cv.columns)
-    assert len(lines) == 5 and lines[0].startswith("feature checks on 3,000 rows: kept 3 of 3 features")
+    assert len(lines) == 5 and lines[0].startswith("feature checks on 2,100 training rows: kept 3 of 3 features")
     assert lines[1].startswith("candidate 1/4 solo (grid 0): CV qini_auc ")
     assert f"{res.cv['cv_qini_auc'].iloc[3]:.4f}" in lines[4]
     best = res.cv.sort_values("cv_qini_auc", ascending=False).iloc[0]
@@ -89,6 +90,10 @@ def test_train_uplift_chooses_by_cv_and_reports_heldout_metrics():
     ts = res.threshold_suggestions
     assert ts["per_client_rule"]["score_cutoff"] == pytest.approx(0.5 / 20.0)
     assert 0 <= ts["profit_optimal"]["fraction"] <= 1
+    assert res.signal["signal"] == "present"
+    # without a margin and a contact cost in the user's config there is no profit suggestion
+    plain = train_uplift(X, t, y, small_cfg())
+    assert "profit_optimal" not in plain.threshold_suggestions and "per_client_rule" not in plain.threshold_suggestions
 
 
 def test_train_uplift_bad_inputs():
@@ -111,10 +116,18 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     n = 1500
     X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
     y = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 2 * X["a"])))).astype(int)
+    # a is the one strong column next to noise: the leak rule suspects it unless acknowledged
     cfg = small_cfg("model/response", name="resp")
+    assert [d["column"] for d in train_response(X, y, cfg).checks.suspected_leaks] == ["a"]
+    cfg.checks.allow = ["a", "a_noisy"]
     res = train_response(X, y, cfg)
     assert res.heldout["roc_auc"]["value"] > 0.75
-    assert 0 < res.model.threshold < 1 and res.heldout["threshold"] == res.model.threshold
+    # the registered model is refitted on all rows: its threshold is the same F1 cutoff on its own
+    # calibrated scale; the held-out figures keep the split fit's
+    assert 0 < res.model.threshold < 1 and res.threshold_suggestions["f1_threshold"] == res.model.threshold
+    assert res.heldout["threshold"] == res.threshold_suggestions["f1_threshold_heldout_fit"]
+    assert res.heldout["threshold"] == pytest.approx(res.model.threshold, abs=0.05)
+    assert res.validation["refit_rows"] == n and res.signal["signal"] == "present"
 
     reg = ModelRegistry(tmp_path / "models")
     v1, promoted1, _ = register_version(res, reg, "resp", cfg, "toy")
@@ -125,7 +138,8 @@ def test_train_response_tunes_threshold_and_register_promotes_by_rule(tmp_path):
     assert meta["features"] == ["a", "b"] and meta["kind"] == "response"
     assert meta["reference"]["a"]["kind"] == "numeric" and len(meta["reference"]["a"]["sample"]) <= 5000
 
-    worse = train_response(X[["b"]], y, cfg)  # b carries no signal
+    X = X.assign(a_noisy=X["a"] + rng.normal(0, 2, n))
+    worse = train_response(X[["a_noisy", "b"]], y, cfg)  # weaker
     v2, promoted2, reason = register_version(worse, reg, "resp", cfg, "toy")
     assert (v2, promoted2) == ("v0002", False) and "does not beat" in reason
     # the champion needs column a, which the challenger's hold-out lacks: stored metrics compared

@@ -26,6 +26,7 @@ class ChecksConfig:
     single_predictor: str           # a column that alone separates the target
     single_predictor_auc: float     # ... with a univariate ROC-AUC at or above this
     max_rows: int                   # the checks run on a seeded sample of at most this many rows
+    allow: list[str]                # suspected leaks acknowledged (known before the decision)
 
 
 @dataclass
@@ -37,6 +38,8 @@ class CheckReport:
     single_predictor: dict[str, float] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
+    suspected_leaks: list[dict] = field(default_factory=list)  # tasks.modelling.guards.suspected_leaks
+    allow: list[str] = field(default_factory=list)             # model.checks.allow
 
     def as_dict(self) -> dict:
         return asdict(self)

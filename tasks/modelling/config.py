@@ -36,8 +36,8 @@ class ModelConfig:
     n_boot: int
     checks: ChecksConfig
     promote: str                    # auto | always | never
-    margin: float                   # value of one incremental response
-    contact_cost: float             # cost of one offer
+    margin: float | None            # value of one incremental response (None: no profit suggestion)
+    contact_cost: float | None      # cost of one offer (None: no profit suggestion)
     max_rows: int | None            # cap on training rows (random subsample)
     segment_quantile: float         # one_click segmentation: probability split
     version: str | None             # +action=promote: the version to promote

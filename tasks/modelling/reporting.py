@@ -9,6 +9,7 @@ import pandas as pd
 
 from tasks.analytics import metrics as M
 from tasks.core.report import fmt_ci, md_table, png_bytes
+from tasks.modelling.guards import guard_messages
 
 
 def four_decimals(v: Any) -> str:
@@ -162,12 +163,15 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
     parts = [f"# Model {name}: {result.kind} ({result.approach})", "",
              f"Dataset `{meta['dataset']}`, {result.n_train} training rows, {result.n_test} held-out rows, "
              f"{len(result.features)} features, seed {result.seed}.", "",
-             f"Promotion: {promotion}.", "", "## Held-out metrics (95% bootstrap CI)", ""]
+             f"Promotion: {promotion}.", ""]
+    parts += guards_section(meta)
+    parts += ["## Held-out metrics (95% bootstrap CI)", ""]
     for k, v in result.heldout.items():
         if isinstance(v, dict):
             parts.append(f"- {k}: {fmt_ci(v['value'], v['ci_low'], v['ci_high'])}")
         else:
             parts.append(f"- {k}: {v}")
+    parts += validation_section(meta.get("validation") or {})
     parts += data_section(getattr(result, "data", None) or {})
     parts += ["", "## Candidates (cross-validation on the training split)", ""]
     cv = result.cv.copy()
@@ -180,6 +184,10 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
     parts.append(f"- sum of other columns: {ch.sum_of_others or 'none'}")
     parts.append(f"- near-perfect single predictors: {ch.single_predictor or 'none'}")
     parts.append(f"- dropped: {ch.dropped or 'none'}; flagged: {ch.flagged or 'none'}")
+    leaks = ", ".join(f"{d['column']} (ROC-AUC {d['auc']:.3f}{', acknowledged' if d.get('acknowledged') else ''})"
+                      for d in ch.suspected_leaks)
+    parts.append(f"- suspected leaks (one column predicts the target far better than the rest, on the training "
+                 f"split): {leaks or 'none'}")
     if result.by_decile is not None:
         parts += ["", "## Uplift by decile (held-out)", ""]
         parts.append(md_table(result.by_decile.reset_index()[
@@ -195,6 +203,43 @@ def render_report(result: Any, meta: dict, name: str, promotion: str, pngs: list
     if pngs:
         parts += ["", "## Plots", ""] + [f"![{p}]({p})" for p in pngs]
     return "\n".join(parts) + "\n"
+
+
+def guards_section(meta: dict) -> list[str]:
+    """The report's warnings in plain words (suspected leaks, no signal), or the all-clear."""
+    messages = guard_messages(meta)
+    if not messages:
+        test = meta.get("signal_test") or {}
+        if not test:
+            return []
+        lo, hi = test.get("ci", [float("nan")] * 2)
+        return ["## Guards", "", f"Signal present: held-out {test.get('metric')} {test.get('estimate'):.4f}, CI "
+                f"[{lo:.4f}, {hi:.4f}] excludes {test.get('no_signal_value')}; no suspected leak.", ""]
+    return ["## Guards: read before using this model", ""] + [f"- **{m}**" for m in messages] + [""]
+
+
+def validation_section(validation: dict) -> list[str]:
+    """How the rows were split, the out-of-time hold-out beside the random one, the refit."""
+    if not validation:
+        return []
+    lines = ["", "## Validation", "", f"- split: {validation.get('split')}"]
+    if "clients_in_both" in validation:
+        lines.append(f"- clients: {validation['train_clients']:,} training, {validation['test_clients']:,} held out, "
+                     f"{validation['clients_in_both']} in both")
+    oot = validation.get("out_of_time")
+    if oot is None:
+        lines.append("- out-of-time hold-out: none (fewer than two campaign dates)")
+    elif "skipped" in oot:
+        lines.append(f"- out-of-time hold-out ({oot.get('date')}): skipped, {oot['skipped']}")
+    else:
+        shown = "; ".join(f"{k} {fmt_ci(v['value'], v['ci_low'], v['ci_high'])}" for k, v in oot.items()
+                          if isinstance(v, dict))
+        lines.append(f"- out-of-time hold-out: the latest campaign ({oot['date']}, {oot['n']:,} rows), the chosen "
+                     f"configuration fitted on the {oot['train_rows']:,} earlier rows: {shown}")
+    if validation.get("refit_rows"):
+        lines.append(f"- registered model: the chosen configuration refitted on all {validation['refit_rows']:,} "
+                     "rows; the held-out figures above are those of the fit that did not see them")
+    return lines
 
 
 def data_section(data: dict) -> list[str]:
@@ -245,4 +290,6 @@ def render_summary(name: str, version: str, champion: str | None, reason: str, r
             lines.append(f"- held-out {k}: {fmt_ci(v['value'], v['ci_low'], v['ci_high'])}")
     if result.checks.dropped:
         lines.append(f"- dropped by checks: {result.checks.dropped}")
+    meta = {"checks": result.checks.as_dict(), "signal": result.signal.get("signal"), "signal_test": result.signal}
+    lines += [f"- **{m}**" for m in guard_messages(meta)]
     return "\n".join(lines) + "\n"

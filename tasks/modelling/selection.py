@@ -19,6 +19,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from tasks.analytics import metrics as M
 from tasks.modelling.config import ModelConfig
 from tasks.modelling.models import ENSEMBLE, RESPONSE_APPROACH, ResponseModel, UpliftModel, check_target
+from tasks.modelling.validation import grouped_folds
 
 
 def stratified_split(n: int, strata: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +54,8 @@ def _candidates(cfg: ModelConfig, approaches: Sequence[str]) -> list[tuple[str, 
 def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, model_cfg: ModelConfig,
                           seed: int, progress: Callable[[str], None] | None = None,
                           propensity: np.ndarray | None = None,
-                          oof: dict[tuple[str, int], np.ndarray] | None = None) -> pd.DataFrame:
+                          oof: dict[tuple[str, int], np.ndarray] | None = None,
+                          groups: np.ndarray | None = None) -> pd.DataFrame:
     """CV Qini AUC and uplift@k of every candidate (approach x grid entry) on training rows only.
 
     An ``ensemble`` candidate is built in each fold from that fold's members with the same
@@ -63,9 +65,10 @@ def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, m
     (column ``members``); the fold's own ensemble takes the best N by the other folds only, so
     its members are not chosen on the rows it is scored on. ``propensity``: each row's design
     propensity (:meth:`UpliftModel.fit`). ``oof``, when given, receives every non-ensemble
-    candidate's out-of-fold predictions keyed by ``(approach, grid entry)``.
+    candidate's out-of-fold predictions keyed by ``(approach, grid entry)``. ``groups``: each
+    row's client; a client's rows stay in one fold (:func:`grouped_folds`).
     """
-    folds = list(StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed).split(Xtr, strata_of(ttr, ytr)))
+    folds = grouped_folds(strata_of(ttr, ytr), groups, model_cfg.cv_folds, seed)
     fitted: dict[tuple[str, int, int], UpliftModel] = {}
     fold_preds: dict[tuple[str, int, int], np.ndarray] = {}
     fold_scores: dict[tuple[str, int], list[float]] = {}
@@ -139,12 +142,14 @@ def cross_validate_uplift(Xtr: pd.DataFrame, ttr: np.ndarray, ytr: np.ndarray, m
     return pd.DataFrame(rows)
 
 
-def select_response(Xtr: pd.DataFrame, ytr: np.ndarray, model_cfg: ModelConfig, seed: int) -> tuple[pd.DataFrame, dict, float]:
+def select_response(Xtr: pd.DataFrame, ytr: np.ndarray, model_cfg: ModelConfig, seed: int,
+                    groups: np.ndarray | None = None) -> tuple[pd.DataFrame, dict, float]:
     """CV over the grid on training rows only: ``(cv table, best params, F1 threshold)``.
 
-    The threshold maximises F1 on the out-of-fold predictions of the best candidate.
+    The threshold maximises F1 on the out-of-fold predictions of the best candidate; a
+    client's rows (``groups``) stay in one fold.
     """
-    folds = list(StratifiedKFold(model_cfg.cv_folds, shuffle=True, random_state=seed).split(Xtr, ytr))
+    folds = grouped_folds(ytr.astype(int), groups, model_cfg.cv_folds, seed)
     rows, oof_by = [], {}
     for i, (_, params) in enumerate(_candidates(model_cfg, [RESPONSE_APPROACH])):
         oof = np.zeros(len(ytr))

@@ -17,11 +17,17 @@ def suggest_uplift_thresholds(y: np.ndarray, score: np.ndarray, t: np.ndarray, c
     Profit of offering the top fraction q (measured on held-out clients):
     ``N*q * uplift_in_top_q * margin - N*q * contact_cost``; the best q on a 1%-grid is
     reported with its score cutoff. The per-client rule ``uplift * margin > contact_cost``
-    gives ``cutoff = contact_cost / margin``.
+    gives ``cutoff = contact_cost / margin``. Both profit suggestions appear only when the
+    user's model config sets ``margin`` and ``contact_cost`` (never a default of other data).
     """
     order = np.argsort(-score, kind="stable")
-    ys, ts, ss = y[order], t[order], score[order]
     n = len(y)
+    top_cutoff, _ = top_k_cutoff(score[order], max(1, top_fraction_count(cfg.k, n)))
+    out: dict = {"top_fraction": {"fraction": cfg.k, "score_cutoff": top_cutoff}}
+    if cfg.margin is None or cfg.contact_cost is None:
+        out["profit"] = "no suggestion: set model.margin and model.contact_cost to get the profit-optimal cutoff"
+        return out
+    ys, ts, ss = y[order], t[order], score[order]
     best = {"fraction": 0.0, "profit": 0.0, "score_cutoff": float(ss[0]) + 1e-12}
     ct = np.cumsum(ts)
     cc = np.cumsum(1 - ts)
@@ -35,9 +41,8 @@ def suggest_uplift_thresholds(y: np.ndarray, score: np.ndarray, t: np.ndarray, c
         profit = m * (lift * cfg.margin - cfg.contact_cost)
         if profit > best["profit"]:
             best = {"fraction": float(round(q, 2)), "profit": float(profit), "score_cutoff": float(ss[m - 1])}
-    top_cutoff, _ = top_k_cutoff(ss, max(1, top_fraction_count(cfg.k, n)))
     return {
-        "top_fraction": {"fraction": cfg.k, "score_cutoff": top_cutoff},
+        **out,
         "profit_optimal": {**best, "margin": cfg.margin, "contact_cost": cfg.contact_cost,
                            "per_held_out_clients": int(n)},
         "per_client_rule": {"score_cutoff": profit_cutoff(cfg.margin, cfg.contact_cost),

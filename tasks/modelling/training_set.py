@@ -29,7 +29,9 @@ class TrainingSet:
     """Features ``X`` (one row per training row), 0/1 outcome ``y``, 0/1 ``treatment`` (None
     without one), each row's design ``propensity`` (the treated share of its campaign; None:
     the pooled share), for one_click the ``profit`` per row that segmentation needs, and
-    ``description``: what the training report and metadata say about the data."""
+    ``description``: what the training report and metadata say about the data; ``groups``:
+    each row's client (validation keeps a client's rows on one side), ``dates``: each row's
+    campaign date (two or more: the latest is an out-of-time hold-out; None for a wide table)."""
 
     X: pd.DataFrame
     y: np.ndarray
@@ -39,6 +41,8 @@ class TrainingSet:
     profit: np.ndarray | None = None
     description: dict[str, Any] = field(default_factory=dict)
     propensity: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    dates: np.ndarray | None = None
 
 
 def campaign_propensity(rows: pd.DataFrame) -> np.ndarray:
@@ -107,7 +111,8 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
         description = {"dataset": data.get("name"), "kind": data.get("kind"), "rows_used": len(X),
                        "missing_values": missing_values(X)}
         return TrainingSet(X=X, y=y, treatment=t, dataset=data.get("name"), factor_set=set_name,
-                           description=description, propensity=campaign_propensity(history))
+                           description=description, propensity=campaign_propensity(history),
+                           groups=history["client_id"].to_numpy(), dates=history["campaign_date"].to_numpy())
     cfg = tabular_config(data)
     ds = load_tabular_dataset(cfg, Path(shared_data))
     X = feature_frame(ds)
@@ -117,4 +122,5 @@ def load_training_set(data: Mapping[str, Any], factors: Mapping[str, Any], layou
     shares = getattr(cfg, "treatment_shares", None)
     return TrainingSet(X=X, y=ds.frame[ds.target].to_numpy(), treatment=t, dataset=ds.name, profit=profit,
                        description=describe(ds),
-                       propensity=design_share(shares, len(X)) if t is not None else None)
+                       propensity=design_share(shares, len(X)) if t is not None else None,
+                       groups=ds.frame[ds.id_column].to_numpy())

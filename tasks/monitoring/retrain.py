@@ -157,7 +157,8 @@ def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, mod
     names = factor_set(champion.factor_set) if champion.factor_set else champion.features
     X, t, y = build_training_set(data_dir, train_rows, names)
     # each campaign's own treated share: the history's and the experiments' designs differ
-    result = train_uplift(X, t, y, model_cfg, seed=cfg.seed, propensity=campaign_propensity(train_rows))
+    result = train_uplift(X, t, y, model_cfg, seed=cfg.seed, propensity=campaign_propensity(train_rows),
+                          groups=train_rows["client_id"].to_numpy(), dates=train_rows["campaign_date"].to_numpy())
     X_h, t_h, y_h = build_training_set(data_dir, holdout, names)
     comparison = compare_on_holdout(
         champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.metric, k=model_cfg.k,

@@ -21,8 +21,6 @@ class ProfileConfig:
     max_heatmap_columns: int        # factors shown in the correlation heatmap
     vif_limit: float                # factors with VIF at or above are highly collinear
     high_correlation: float         # factor pairs with |r| at or above are listed
-    leak_auc_high: float            # univariate ROC-AUC at or above: possible leak
-    leak_auc_low: float             # ... or at or below
     near_constant_share: float      # top value share at or above: almost constant
     arm_columns: list[str]          # raw-table columns holding experiment arms
     table_keys: dict[str, list[str]]  # raw tables keyed by other columns than the dataset's id
@@ -33,11 +31,6 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if self.max_rows < 1:
             raise ConfigError(f"config 'profile', key 'max_rows': must be >= 1, got {self.max_rows}")
-        if not 0.5 < self.leak_auc_high <= 1.0 or not 0.0 <= self.leak_auc_low < 0.5:
-            raise ConfigError(
-                "config 'profile', keys 'leak_auc_high'/'leak_auc_low': need 0.5 < high <= 1 and "
-                f"0 <= low < 0.5, got {self.leak_auc_high}/{self.leak_auc_low}"
-            )
         if not 0.0 < self.near_constant_share <= 1.0:
             raise ConfigError(
                 f"config 'profile', key 'near_constant_share': must be in (0, 1], got {self.near_constant_share}"

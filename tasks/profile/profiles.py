@@ -254,7 +254,7 @@ def profile_analysis(
     heat_cols = varying[: cfg.max_heatmap_columns]
     v = vif(x[varying]) if varying else pd.DataFrame(columns=["column", "vif", "r2", "note"])
     collinear = v[v["vif"] >= cfg.vif_limit].sort_values("vif", ascending=False, kind="mergesort").reset_index(drop=True)
-    strength = factor_strength(sample, num, target, treatment, cfg.leak_auc_high, cfg.leak_auc_low)
+    strength = factor_strength(sample, num, target, treatment)
     numeric = pd.DataFrame(
         [{"column": c, **numeric_summary(x[c])} for c in num],
         columns=["column", "count", "mean", "std", "min", "p25", "p50", "p75", "max"],

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.report import Block, Report, fmt_value, md_table, render_html, render_markdown
+from tasks.modelling.guards import LEAK_AUC, LEAK_AUC_CERTAIN, LEAK_RATIO, NEAR_COPY
 from tasks.profile.config import ProfileConfig
 from tasks.profile.profiles import AnalysisProfile, TableProfile
 
@@ -114,8 +115,11 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
             b.append(Block("table", table=a.by_group))
     b.append(Block("heading", "Possible leaks: univariate strength of each factor", level=3))
     expl = (
-        f"ROC-AUC of each numeric factor used alone as a score for `{a.target}`; AUC >= {cfg.leak_auc_high} "
-        f"or <= {cfg.leak_auc_low} is flagged as a possible leak (a factor that knows the outcome)."
+        f"ROC-AUC of each numeric factor used alone as a score for `{a.target}`. A factor is flagged as a "
+        f"possible leak (a factor that knows the outcome) by the rule training uses: alone it reaches ROC-AUC "
+        f"{LEAK_AUC} or more (or {1 - LEAK_AUC:.2f} or less) and its distance from 0.5 is at least {LEAK_RATIO} "
+        f"times the next best factor's (copies of it, |r| > {NEAR_COPY}, aside), or it reaches {LEAK_AUC_CERTAIN} "
+        f"whatever the others do."
     )
     if a.treatment:
         expl += (
@@ -127,7 +131,7 @@ def _analysis_blocks(a: AnalysisProfile, cfg: ProfileConfig) -> list[Block]:
     if a.leaks:
         b.append(Block("list", items=[f"possible leak: `{f}`" for f in a.leaks]))
     else:
-        b.append(Block("text", "No factor crosses the leak limits."))
+        b.append(Block("text", "No factor is flagged by the leak rule."))
     if len(a.strength):
         b.append(Block("table", table=a.strength))
     b.append(Block("heading", f"Constant and almost constant factors (top value share >= {cfg.near_constant_share})", level=3))

@@ -31,6 +31,7 @@ from pandas.api import types as pdt
 
 from tasks.analytics import metrics, stats
 from tasks.core.errors import ConfigError, DataValidationError, UpliftError
+from tasks.modelling.guards import suspected_leaks
 
 
 # --------------------------------------------------------------------------- basic statistics
@@ -464,14 +465,13 @@ def factor_strength(
     factors: Sequence[str],
     target: str,
     treatment: str | None = None,
-    leak_high: float = 0.95,
-    leak_low: float = 0.05,
 ) -> pd.DataFrame:
     """Univariate strength of each numeric factor against the target.
 
     Returns ``factor``, ``auc``, for uplift data ``uplift_diff`` (see
-    :func:`half_split_uplift`) and ``qini`` (see :func:`factor_qini`), and ``possible_leak`` (``auc >= leak_high`` or
-    ``auc <= leak_low``), strongest AUC (furthest from 0.5) first. Non-numeric factors are
+    :func:`half_split_uplift`) and ``qini`` (see :func:`factor_qini`), and ``possible_leak``: the
+    leak rule training uses (:func:`tasks.modelling.guards.suspected_leaks`: alone far more
+    predictive than every other factor), strongest AUC (furthest from 0.5) first. Non-numeric factors are
     skipped.
     """
     for col in [target, *([treatment] if treatment else [])]:
@@ -486,8 +486,10 @@ def factor_strength(
         if treatment:
             row["uplift_diff"] = half_split_uplift(x[col], y, df[treatment])
             row["qini"] = factor_qini(x[col], y, df[treatment])
-        row["possible_leak"] = bool(np.isfinite(auc) and (auc >= leak_high or auc <= leak_low))
         rows.append(row)
+    leaks = {d["column"] for d in suspected_leaks(x, y.to_numpy(), max_rows=None)}
+    for row in rows:
+        row["possible_leak"] = row["factor"] in leaks
     columns = ["factor", "auc", *(["uplift_diff", "qini"] if treatment else []), "possible_leak"]
     out = pd.DataFrame(rows, columns=columns)
     if len(out):
