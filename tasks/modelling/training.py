@@ -85,6 +85,7 @@ class TrainResult:
     validation: dict = field(default_factory=dict)  # split by client or row, out-of-time figures, refit rows
     signal: dict = field(default_factory=dict)      # tasks.modelling.guards.signal_test of the held-out figures
     split_model: Any = None              # the fit on the training split that the held-out figures measure
+    out_of_time_scores: tuple | None = None  # (positions in the input X, scores) of the out-of-time rows
 
 
 def fit_chosen_uplift(best: pd.Series, model_cfg: ModelConfig, seed: int, Xtr: pd.DataFrame, ttr: np.ndarray,
@@ -177,10 +178,12 @@ def refit_uplift_on_all(best: pd.Series, model_cfg: ModelConfig, seed: int, spli
 
 
 def out_of_time_uplift(best: pd.Series, model_cfg: ModelConfig, seed: int, X: pd.DataFrame, t: np.ndarray,
-                       y: np.ndarray, e: np.ndarray | None, dates: np.ndarray | None) -> dict[str, Any] | None:
+                       y: np.ndarray, e: np.ndarray | None, dates: np.ndarray | None,
+                       scores_out: dict | None = None) -> dict[str, Any] | None:
     """The chosen configuration fitted on the rows before the latest campaign date and measured
     on that campaign's rows (None with fewer than two dates). An ensemble's members are
-    standardised on their predictions for the latest campaign (no outcome used)."""
+    standardised on their predictions for the latest campaign (no outcome used). ``scores_out``
+    receives ``mask`` (the latest campaign's rows) and ``scores`` (its out-of-time scores)."""
     late = latest_date_rows(dates)
     if late is None:
         return None
@@ -199,7 +202,10 @@ def out_of_time_uplift(best: pd.Series, model_cfg: ModelConfig, seed: int, X: pd
         members = [UpliftModel(a, params, seed).fit(Xe, t[early], y[early], dr_folds=model_cfg.dr_folds,
                                                     propensity=ee) for a in names]
         model = UpliftModel.from_members(members, [m.predict(Xl) for m in members], "the out-of-time rows")
-    figures = _uplift_figures(y[mask], model.predict(Xl), t[mask], model_cfg, seed)
+    scores = model.predict(Xl)
+    if scores_out is not None:
+        scores_out.update(mask=mask, scores=scores)
+    figures = _uplift_figures(y[mask], scores, t[mask], model_cfg, seed)
     return {"date": str(latest.date()), "train_rows": int(early.sum()), **figures}
 
 
@@ -266,7 +272,8 @@ def train_uplift(
     heldout = _uplift_figures(yte, score, tte, model_cfg, seed)
     by_decile = M.uplift_by_percentile(yte, score, tte, bins=10)
     validation = split_summary(g_arr, tr, te)
-    validation["out_of_time"] = out_of_time_uplift(best, model_cfg, seed, X, t_arr, y_arr, e_arr, d_arr)
+    oot: dict = {}
+    validation["out_of_time"] = out_of_time_uplift(best, model_cfg, seed, X, t_arr, y_arr, e_arr, d_arr, oot)
     final = refit_uplift_on_all(best, model_cfg, seed, model, X, t_arr, y_arr, e_arr, tr, te, oof)
     validation["refit_rows"] = int(len(X))
     signal = signal_test("uplift", heldout)
@@ -286,6 +293,7 @@ def train_uplift(
         threshold_suggestions=suggestions,
         X_train_sample=Xtr.sample(min(len(Xtr), 2000), random_state=seed), seed=seed, test_rows=test_rows,
         X_test=Xte, calibration=calibration, validation=validation, signal=signal, split_model=model,
+        out_of_time_scores=(keep[oot["mask"]], oot["scores"]) if oot else None,
     )
 
 
