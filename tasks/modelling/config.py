@@ -36,6 +36,7 @@ class ModelConfig:
     n_boot: int
     checks: ChecksConfig
     promote: str                    # auto | always | never
+    promote_margin: float           # auto: the paired CI's lower bound of new - champion must exceed this
     margin: float                   # value of one incremental response
     contact_cost: float             # cost of one offer
     max_rows: int | None            # cap on training rows (random subsample)
