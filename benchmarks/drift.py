@@ -12,12 +12,12 @@ Unshifted worlds (nothing changed) should not alarm; the same worlds regenerated
 campaigned on with the champion trained before the shift must alarm.
 
 Part 2, promotion (``tasks.modelling.promotion``, the rule of training's promote=auto and of
-monitoring's retraining). Models trained on the histories of the part-1 worlds are champions
-and challengers; each trial scores both on a fresh world's campaign history (its factors as of
-each campaign date, the held-out rows neither model saw) and applies the rule. Equal quality:
-two models trained the same way on worlds of the same generating process (other seeds); the
-rule should promote in at most 5% of trials. Clearly better: the challenger is the full model,
-the champion one trained on the profile factors only (age, gender, region, tenure).
+monitoring's retraining). A pool of models is trained the same way on worlds of the same
+generating process (other seeds); each trial scores a champion and a challenger on a fresh
+world's campaign history (its factors as of each campaign date: held-out rows neither model
+saw) and applies the rule. Equal quality: two pool models; the rule should promote in at most
+5% of trials. Clearly better: the same challenger against a champion whose ranking no longer
+carries information (the champion's scores shuffled: a decayed model).
 
     python benchmarks/drift.py [--seeds 20] [--clients 4000] [--trials 40] [--holdout-clients 8000]
                                [--shifts 0.25 0.5 1.0] [--quick]
@@ -40,10 +40,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.core.config import SyntheticDataConfig, from_conf  # noqa: E402
-
-PROFILE_FACTORS = ["age", "is_female", "tenure_days_365", "region_capital", "region_north", "region_south",
-                   "region_east", "region_west", "region_central"]
-
 
 def make_world(art: Path, name: str, n: int, seed: int, shift: float = 0.0) -> Path:
     """A synthetic world written under ``<art>/data/<name>`` (what ``flows.generate`` writes)."""
@@ -128,8 +124,18 @@ def drift_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, dcfg, fa
             "unshifted_factor_flags": sum(r["n_drifted"] for r in unshifted)}
 
 
-def promotion_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, factors: list[str],
-                   models: list[str]) -> dict:
+class ShuffledRanking:
+    """A champion whose ranking carries no information any more (a model whose learned relation
+    stopped holding): ``inner``'s scores of the same rows in a shuffled order."""
+
+    def __init__(self, inner, seed: int) -> None:
+        self.inner, self.seed, self.name = inner, seed, f"shuffled {inner.name}"
+
+    def predict(self, X) -> np.ndarray:
+        return np.random.default_rng(self.seed).permutation(np.asarray(self.inner.predict(X), dtype=float))
+
+
+def promotion_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, factors: list[str]) -> dict:
     from tasks.analytics import metrics
     from tasks.core.layout import Layout
     from tasks.data.tables import read_table
@@ -138,12 +144,16 @@ def promotion_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, fact
     from tasks.modelling.training_set import build_training_set
 
     reg = ModelRegistry(Layout(art).models)
-    full = [reg.load(m) for m in models]
-    weak = []
-    for i in range(args.weak_models):
-        seed = 4000 + i
-        train_and_register(art, f"w{seed}", f"weak{seed}", mcfg, campaign_cfg, PROFILE_FACTORS)
-        weak.append(reg.load(f"weak{seed}"))
+    pool = []
+    for i in range(args.pool_models):
+        seed = 5000 + i
+        t0 = time.perf_counter()
+        make_world(art, f"p{seed}", args.pool_clients, seed)
+        res = train_and_register(art, f"p{seed}", f"p{seed}", replace(mcfg, approaches=list(args.pool_approaches)),
+                                 campaign_cfg, factors)
+        pool.append(reg.load(f"p{seed}"))
+        print(f"pool model p{seed}: {res.approach} on {res.n_train + res.n_test:,} rows, held-out Qini "
+              f"{res.heldout['qini_auc']['value']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     rng = np.random.default_rng(7)
     equal, better = [], []
     for trial in range(args.trials):
@@ -151,25 +161,25 @@ def promotion_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, fact
         data_dir = make_world(art, f"h{seed}", args.holdout_clients, seed)
         rows = read_table(data_dir, "campaign_history")
         X, t, y = build_training_set(data_dir, rows, factors)
-        a, b = rng.choice(len(full), size=2, replace=False)
-        champ, chall = full[a], full[b]
+        a, b = rng.choice(len(pool), size=2, replace=False)
+        champ, chall = pool[a], pool[b]
         ev = promotion_evidence("qini_auc", metrics.qini_auc, y, champ.predict(X), chall.predict(X), t,
                                 n_boot=args.n_boot, seed=trial, champion=f"champion {champ.name}")
         equal.append({"trial": trial, "champion": champ.name, "challenger": chall.name, "difference": ev["difference"],
                       "ci_low": ev["difference_ci_low"], "ci_high": ev["difference_ci_high"], "promote": ev["promote"],
                       "point_rule": bool(ev["difference"] > 0)})
-        w = weak[trial % len(weak)]
-        good = full[int(rng.integers(len(full)))]
-        ev2 = promotion_evidence("qini_auc", metrics.qini_auc, y, w.predict(X), good.predict(X), t,
-                                 n_boot=args.n_boot, seed=trial, champion=f"champion {w.name}")
-        better.append({"trial": trial, "champion": w.name, "challenger": good.name, "difference": ev2["difference"],
+        weak = ShuffledRanking(champ, seed)
+        ev2 = promotion_evidence("qini_auc", metrics.qini_auc, y, weak.predict(X), chall.predict(X), t,
+                                 n_boot=args.n_boot, seed=trial, champion=f"champion {weak.name}")
+        better.append({"trial": trial, "champion": weak.name, "challenger": chall.name, "difference": ev2["difference"],
                        "ci_low": ev2["difference_ci_low"], "ci_high": ev2["difference_ci_high"],
                        "promote": ev2["promote"]})
-        print(f"trial {trial} ({len(y):,} held-out rows, {int(y.sum())} responders): equal {ev['reason']} | "
+        print(f"trial {trial} ({len(y):,} held-out rows, {int(y.sum())} responders): equal: {ev['reason']} | "
               f"better: difference {ev2['difference']:+.4f} CI [{ev2['difference_ci_low']:+.4f}, "
               f"{ev2['difference_ci_high']:+.4f}] promote {ev2['promote']}", flush=True)
     n = len(equal)
-    return {"trials": n, "holdout_clients": args.holdout_clients, "n_boot": args.n_boot,
+    return {"trials": n, "pool_models": args.pool_models, "pool_clients": args.pool_clients,
+            "holdout_clients": args.holdout_clients, "n_boot": args.n_boot,
             "equal_promoted": sum(r["promote"] for r in equal), "equal_promoted_share": sum(r["promote"] for r in equal) / n,
             "equal_point_rule_share": sum(r["point_rule"] for r in equal) / n,
             "better_promoted": sum(r["promote"] for r in better), "better_promoted_share": sum(r["promote"] for r in better) / n,
@@ -183,15 +193,17 @@ def main() -> None:
     ap.add_argument("--shifts", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     ap.add_argument("--trials", type=int, default=40, help="promotion trials (equal and clearly better)")
     ap.add_argument("--holdout-clients", type=int, default=8000, help="clients of each trial's fresh world")
-    ap.add_argument("--weak-models", type=int, default=5)
+    ap.add_argument("--pool-models", type=int, default=5, help="models (one world each) the trials pair up")
+    ap.add_argument("--pool-clients", type=int, default=15000)
+    ap.add_argument("--pool-approaches", nargs="+", default=["x_learner"])
     ap.add_argument("--n-boot", type=int, default=200)
-    ap.add_argument("--approaches", nargs="+", default=["x_learner"])
+    ap.add_argument("--approaches", nargs="+", default=["solo"], help="candidates of the part-1 worlds' models")
     ap.add_argument("--trees", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="5 worlds, 1 shift, 10 trials")
+    ap.add_argument("--quick", action="store_true", help="5 worlds, 1 shift, 10 trials, 3 pool models")
     ap.add_argument("--keep", default=None, help="folder for the artifacts (default: a temporary one)")
     args = ap.parse_args()
     if args.quick:
-        args.seeds, args.shifts, args.trials, args.weak_models = 5, [1.0], 10, 3
+        args.seeds, args.shifts, args.trials, args.pool_models = 5, [1.0], 10, 3
     from factors import factor_set
     from tasks.campaign.config import CampaignConfig
     from tasks.monitoring.decay import MonitorConfig
@@ -205,7 +217,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
         art = Path(args.keep or tmp)
         d = drift_part(args, art, mcfg, campaign_cfg, mon_cfg.drift, factors)
-        p = promotion_part(args, art, mcfg, campaign_cfg, factors, d.pop("models"))
+        d.pop("models")
+        p = promotion_part(args, art, mcfg, campaign_cfg, factors)
     checks = {
         "unshifted_at_most_1_alarm": d["unshifted_alarms"] <= 1,
         "shifted_worlds_alarm": all(s["alarm"] for s in d["shifted"]),
