@@ -48,9 +48,9 @@ def test_no_limit_crossed_no_retraining(world):
 
 def test_drift_alarm_retrains_and_decides_on_holdout(world):
     art, model, cid = world
-    # any drifted factor raises the alarm: the campaign's as-of date lies months after the
-    # training campaigns, so time-dependent factors (tenure, recency) always move
-    settings = {"drift": {"max_drifted_share": 0.0}, "retrain": {"n_boot": 20}}
+    # forced: any PSI above 1e-6 counts as drifted and any drifted factor raises the alarm (with
+    # the eligible-base reference an unshifted world's campaign does not drift)
+    settings = {"drift": {"max_drifted_share": 0.0, "psi_limit": 1e-6}, "retrain": {"n_boot": 20}}
     record = monitor_flow(art, settings, model)
     assert record["retrain_needed"] is True and record["reasons"][0].startswith("data drift")
     r = record["retrain"]
@@ -60,6 +60,9 @@ def test_drift_alarm_retrains_and_decides_on_holdout(world):
     assert c["promote"] == (c["difference_ci_low"] > c["margin"]) and "on the same" in c["reason"]
     assert record["champion_after"] == ("v0002" if c["promote"] else "v0001")
     assert ModelRegistry(f"{art}/models").champion(model["name"]) == record["champion_after"]
+    # the challenger's drift reference is the held-out campaign's factor snapshot, not its training rows
+    challenger_meta = ModelRegistry(f"{art}/models").metadata(model["name"], "v0002")
+    assert challenger_meta["extras"]["drift_reference"]["population"] == f"factor snapshot of campaign {cid}"
     stored = read_json(sorted(Layout(art).monitoring.glob("*.json"))[-1])
     assert stored["retrain"]["comparison"]["challenger"] == pytest.approx(c["challenger"])
     md = sorted(Layout(art).monitoring.glob("*.md"))[-1].read_text()

@@ -21,15 +21,16 @@ import pandas as pd
 
 from factors import factor_set
 from tasks.analytics import metrics
-from tasks.core.errors import DataValidationError
+from tasks.core.errors import DataValidationError, NotFoundError
 from tasks.core.layout import Layout
 from tasks.data.tables import read_table
 from tasks.modelling.config import ModelConfig
 from tasks.modelling.promotion import promotion_evidence
+from tasks.modelling.reference import reference_distributions
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.training import register_version, train_uplift
 from tasks.modelling.training_set import build_training_set, campaign_propensity
-from tasks.monitoring.decay import RetrainConfig, evaluations_of
+from tasks.monitoring.decay import RetrainConfig, evaluations_of, load_factor_checkpoint
 
 HISTORY_COLUMNS = ["client_id", "campaign_id", "campaign_date", "treatment", "response", "revenue"]
 
@@ -119,6 +120,21 @@ def experiment_data_dir(artifacts: str | Path, evaluation: dict) -> Path:
     return Layout(artifacts).dataset(data.get("name", "synthetic"))
 
 
+def drift_reference_from_campaign(result: Any, artifacts: str | Path, campaign_id: str, seed: int) -> None:
+    """The challenger's drift reference: the factor snapshot of the newest evaluated campaign
+    (the eligible base it scored, at its date) in place of the training rows, when the snapshot
+    holds every feature of the challenger."""
+    try:
+        snapshot = load_factor_checkpoint(artifacts, campaign_id)
+    except NotFoundError:
+        return
+    if not set(result.features) <= set(snapshot.columns):
+        return
+    result.reference = reference_distributions(snapshot[list(result.features)], seed=seed)
+    result.extras["drift_reference"] = {"population": f"factor snapshot of campaign {campaign_id}",
+                                        "rows": int(len(snapshot))}
+
+
 def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, model_cfg: ModelConfig,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train a challenger on history plus fresh experiments, compare on held-out clients, maybe promote.
@@ -144,6 +160,7 @@ def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, mod
     X, t, y = build_training_set(data_dir, train_rows, names)
     # each campaign's own treated share: the history's and the experiments' designs differ
     result = train_uplift(X, t, y, model_cfg, seed=cfg.seed, propensity=campaign_propensity(train_rows))
+    drift_reference_from_campaign(result, artifacts, str(newest_ev["campaign_id"]), cfg.seed)
     X_h, t_h, y_h = build_training_set(data_dir, holdout, names)
     comparison = compare_on_holdout(
         champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.metric, k=model_cfg.k,
