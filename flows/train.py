@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._progress import heartbeat
 from tasks.campaign.config import campaign_from_node
-from tasks.campaign.eligible import eligible_reference, latest_campaign_date
+from tasks.campaign.eligible import eligible_reference
 from tasks.core.config import from_conf, load_conf
 from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
@@ -69,8 +69,7 @@ def drift_reference(result: TrainResult, data: dict[str, Any], campaign: dict[st
     log, t0 = get_run_logger(), time.perf_counter()
     cfg = campaign_from_node(campaign)[1]
     data_dir = Layout(artifacts).dataset(str(data["name"]))
-    date = latest_campaign_date(data_dir)
-    result.reference, described = eligible_reference(data_dir, date, cfg.filters, result.features, seed=result.seed)
+    result.reference, described = eligible_reference(data_dir, cfg.filters, result.features, seed=result.seed)
     result.extras["drift_reference"] = described
     log.info("drift reference: %s clients of the eligible base on %s (campaign %s's filters); %.1f s",
              f"{described['rows']:,}", described["date"], cfg.id, time.perf_counter() - t0)

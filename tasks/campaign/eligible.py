@@ -84,13 +84,16 @@ def latest_campaign_date(data_dir: str | Path) -> pd.Timestamp:
     return pd.Timestamp(history["campaign_date"].max())
 
 
-def eligible_reference(data_dir: str | Path, date: str | pd.Timestamp, filters: Sequence[FilterSpec],
-                       features: Sequence[str], factor_fn: FactorFn | None = None,
+def eligible_reference(data_dir: str | Path, filters: Sequence[FilterSpec], features: Sequence[str],
+                       date: str | pd.Timestamp | None = None, factor_fn: FactorFn | None = None,
                        seed: int = 0) -> tuple[dict, dict]:
     """The drift reference of a model whose campaigns reach the base through ``filters``: the
-    reference distributions of ``features`` over the eligible base at ``date`` (the latest
-    training date), and a description of that population for the metadata."""
+    reference distributions of ``features`` over the eligible base at ``date`` (None: the latest
+    campaign date of the dataset's history, the last date the model trained on), and a
+    description of that population for the metadata."""
     from tasks.modelling.reference import reference_distributions
+
+    date = latest_campaign_date(data_dir) if date is None else pd.Timestamp(date)
 
     frame = eligible_factors(data_dir, date, filters, features, factor_fn)
     ref = reference_distributions(frame[list(features)], seed=seed)
