@@ -1,213 +1,243 @@
-"""Drift detection and retraining on the synthetic world.
+"""Drift alarms and promotion decisions through the product's own path, on synthetic worlds.
 
-Part 1 (detector, pure functions): the reference is built the way training stores it
-(``tasks.modelling.reference.reference_distributions``) from the factors of a reference world as of its
-as-of date. Then worlds of other seeds, as of the same date, are compared with it: unshifted
-worlds must raise no more alarms than the configured false discovery rate allows
-(``fdr x seeds``), worlds generated with ``data.shift > 0`` must raise one.
+Part 1, drift (false alarms and detection). Per world seed: generate a small world, train the
+uplift model on its campaign history (the training set, model choice and registration of
+``flows/train``, with the drift reference the flow stores: the eligible base at the latest
+training date through the default campaign's filters), run the default campaign at the
+world's as-of date (``tasks.campaign.run.run_campaign``: client base, filters, factors, score,
+split, offers, freeze), and check the campaign's factor checkpoint against the champion's
+reference with the monitor's own code and default limits (``conf/monitor/default.yaml``).
+Unshifted worlds (nothing changed) should not alarm; the same worlds regenerated with
+``data.shift`` > 0 (fewer purchases, more online, less engagement, older clients) and
+campaigned on with the champion trained before the shift must alarm.
 
-Part 2 (pipeline, real flows): generate a world, train a champion, and run the campaign,
-response, evaluation and monitor flows:
-  A. the champion decays (its learned relation stops holding: a model version that keeps the
-     champion's training figures but ranks clients at random); the evaluated campaign shows
-     the drop, monitoring retrains, and the challenger, better on the held-out clients, is
-     promoted;
-  B. with the good challenger as champion, retraining is forced (drift share limit 0) with a
-     challenger that cannot learn (LightGBM may not split: min_child_samples above the row
-     count); it is worse on the held-out clients and is not promoted;
-  C. the default monitoring limits on the unshifted campaign: no retraining.
+Part 2, promotion (``tasks.modelling.promotion``, the rule of training's promote=auto and of
+monitoring's retraining). A pool of models is trained the same way on worlds of the same
+generating process (other seeds); each trial scores a champion and a challenger on a fresh
+world's campaign history (its factors as of each campaign date: held-out rows neither model
+saw) and applies the rule. Equal quality: two pool models; the rule should promote in at most
+5% of trials. Clearly better: the same challenger against a champion whose ranking no longer
+carries information (the champion's scores shuffled: a decayed model).
 
-    python benchmarks/drift.py [--seeds 20] [--clients 5000] [--pipeline-clients 20000] [--skip-pipeline]
+    python benchmarks/drift.py [--seeds 20] [--clients 4000] [--trials 40] [--holdout-clients 8000]
+                               [--shifts 0.25 0.5 1.0] [--quick]
+
+Prints one line per world and trial, then the figures; the last line is JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.monitoring import drift  # noqa: E402
-from tasks.core.config import SyntheticDataConfig, compose_config, from_conf, to_dataclass  # noqa: E402
-from tasks.monitoring.decay import MonitorConfig  # noqa: E402
+from tasks.core.config import SyntheticDataConfig, from_conf  # noqa: E402
 
-
-class RandomRankingModel:
-    """A model whose scores no longer carry information: the wrapped model's scores of the
-    same clients in a shuffled order (the distribution of scores is unchanged)."""
-
-    def __init__(self, inner, seed: int = 0) -> None:
-        self.inner = inner
-        self.seed = seed
-        self.features = list(getattr(inner, "features", []))
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        scores = np.asarray(self.inner.predict(X), dtype=float)
-        return np.random.default_rng(self.seed).permutation(scores)
-
-
-def world_factors(n: int, seed: int, shift: float, root: Path, names: list[str]) -> pd.DataFrame:
-    """Factors of every client of a freshly generated world, as of its as-of date."""
-    from factors import compute_factors
+def make_world(art: Path, name: str, n: int, seed: int, shift: float = 0.0) -> Path:
+    """A synthetic world written under ``<art>/data/<name>`` (what ``flows.generate`` writes)."""
+    from tasks.core.layout import Layout
     from tasks.data.synthetic.world import generate_world, write_world
 
-    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n, seed=seed, shift=shift)
-    out = root / f"w{seed}_{shift}"
+    cfg = from_conf(SyntheticDataConfig, "data/synthetic", n_clients=n, seed=seed, shift=shift, name=name)
+    out = Layout(art).dataset(name)
     write_world(generate_world(cfg), out, cfg)
-    return compute_factors(out, cfg.end_date, names)
+    return out
 
 
-def detector_part(args: argparse.Namespace, dcfg: drift.DriftConfig, root: Path) -> dict:
-    from factors import factor_set
-    from tasks.modelling.reference import reference_distributions
+def model_config(args: argparse.Namespace):
+    from tasks.modelling.config import ModelConfig
 
-    names = factor_set("default")
-    ref_frame = world_factors(args.clients, 1000, 0.0, root, names).drop(columns="client_id")
-    reference = reference_distributions(ref_frame, seed=0)
-    null_rows = []
-    for s in range(args.seeds):
-        table = drift.drift_table(reference, world_factors(args.clients, 2000 + s, 0.0, root, names), dcfg)
-        summ = drift.drift_summary(table, dcfg)
-        null_rows.append({"seed": 2000 + s, "alarm": summ["alarm"], "n_drifted": summ["n_drifted"],
-                          "share": summ["drifted_share"], "max_psi": summ["max_psi"],
-                          "drifted": summ["drifted_factors"]})
-        print(f"unshifted seed {2000 + s}: {summ['n_drifted']}/{summ['n_factors']} factors drifted "
-              f"({summ['drifted_share']:.1%}), max PSI {summ['max_psi']:.3f}, alarm {summ['alarm']}")
-    shifted = []
-    for shift in args.shifts:
-        table = drift.drift_table(reference, world_factors(args.clients, 3000, shift, root, names), dcfg)
-        summ = drift.drift_summary(table, dcfg)
-        shifted.append({"shift": shift, "alarm": summ["alarm"], "n_drifted": summ["n_drifted"],
-                        "share": summ["drifted_share"], "max_psi": summ["max_psi"]})
-        print(f"shifted world (shift {shift}): {summ['n_drifted']}/{summ['n_factors']} factors drifted "
-              f"({summ['drifted_share']:.1%}), max PSI {summ['max_psi']:.3f}, alarm {summ['alarm']}")
-    alarms = sum(r["alarm"] for r in null_rows)
-    allowed = int(np.floor(dcfg.fdr * args.seeds))
-    factor_false = sum(r["n_drifted"] for r in null_rows)
-    print(f"unshifted: {alarms} alarm(s) in {args.seeds} seeds (allowed by fdr {dcfg.fdr}: {allowed}); "
-          f"{factor_false} drifted factor verdicts over {args.seeds} x {len(reference)} comparisons")
-    return {"factors": len(reference), "clients": args.clients, "unshifted_seeds": args.seeds,
-            "unshifted_alarms": alarms, "allowed_alarms": allowed,
-            "unshifted_factor_flags": factor_false,
-            "unshifted_max_share": max(r["share"] for r in null_rows),
-            "shifted": shifted}
+    return from_conf(ModelConfig, "model/uplift", approaches=list(args.approaches), cv_folds=2, n_boot=50,
+                     lgbm={**from_conf(ModelConfig, "model/uplift").lgbm, "n_estimators": args.trees})
 
 
-def pipeline_part(args: argparse.Namespace, root: Path) -> dict:
-    from omegaconf import OmegaConf
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.campaign import campaign_flow
-    from flows.evaluate import evaluate_campaign_flow
-    from flows.generate import generate
-    from flows.monitor import monitor_flow
-    from flows.simulate_responses import simulate_responses_flow
-    from flows.train import train_model
+def train_and_register(art: Path, data_name: str, model_name: str, mcfg, campaign_cfg, factors: list[str]):
+    """What ``flows.train`` does for a synthetic world, without the orchestrator: the
+    point-in-time training set, model choice, the eligible-base drift reference, registration."""
+    from tasks.campaign.eligible import eligible_reference
     from tasks.core.layout import Layout
     from tasks.modelling.registry import ModelRegistry
+    from tasks.modelling.training import register_version, train_on
+    from tasks.modelling.training_set import load_training_set
 
-    art = str(root / "artifacts")
-    cfg = compose_config([f"data.n_clients={args.pipeline_clients}", "data.seed=77", f"paths.artifacts={art}",
-                          "model.approaches=[solo,class_transformation]", "model.n_boot=50",
-                          "campaign.groups={targeted: 0.4, random_target: 0.3, control: 0.3}"])
-    c = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
-    model = c(cfg.model)
-    name = model["name"]
-    reg = ModelRegistry(Layout(art).models)
-    out: dict = {}
-    with prefect_test_harness(server_startup_timeout=180):
+    layout = Layout(art)
+    ts = load_training_set({"kind": "synthetic", "name": data_name}, {"factors": factors}, layout, "")
+    cfg = replace(mcfg, name=model_name)
+    result = train_on(ts, cfg)
+    result.reference, described = eligible_reference(layout.dataset(data_name), campaign_cfg.filters,
+                                                     result.features, seed=result.seed)
+    result.extras["drift_reference"] = described
+    register_version(result, ModelRegistry(layout.models), model_name, cfg, data_name, None)
+    return result
+
+
+def campaign_drift(art: Path, data_name: str, model_name: str, campaign_cfg, dcfg, cid: str) -> dict:
+    """Run the default campaign on ``data_name`` with the champion of ``model_name``, then the
+    monitor's data-drift check of its factor checkpoint against the champion's reference."""
+    from tasks.campaign.run import run_campaign
+    from tasks.core.layout import Layout
+    from tasks.modelling.registry import ModelRegistry
+    from tasks.monitoring import decay as mon
+
+    cfg = replace(campaign_cfg, id=cid, data=data_name, model=model_name)
+    run_campaign(cfg, art)
+    champion = ModelRegistry(Layout(art).models).load(model_name)
+    return mon.campaign_data_drift(art, cid, champion.metadata["reference"], dcfg)
+
+
+def drift_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, dcfg, factors: list[str]) -> dict:
+    unshifted, shifted, models = [], [], []
+    for i in range(args.seeds):
+        seed = 4000 + i
         t0 = time.perf_counter()
-        generate(c(cfg.data), art)
-        info = train_model(c(cfg.data), model, c(cfg.factors), art)
-        good = reg.load(name)
-        train_qini = good.metadata["metrics"]["heldout"]["qini_auc"]["value"]
-        print(f"champion {good.version} trained: held-out qini_auc {train_qini:.4f} ({time.perf_counter() - t0:.0f} s)")
+        make_world(art, f"w{seed}", args.clients, seed)
+        res = train_and_register(art, f"w{seed}", f"m{seed}", mcfg, campaign_cfg, factors)
+        models.append(f"m{seed}")
+        s = campaign_drift(art, f"w{seed}", f"m{seed}", campaign_cfg, dcfg, f"c{seed}")
+        unshifted.append({"seed": seed, "alarm": s["alarm"], "n_drifted": s["n_drifted"], "n_factors": s["n_factors"],
+                          "share": s["drifted_share"], "max_psi": s["max_psi"], "drifted": s["drifted_factors"],
+                          "approach": res.approach, "heldout_qini": res.heldout["qini_auc"]["value"]})
+        print(f"unshifted world {seed}: trained {res.approach} (held-out Qini {res.heldout['qini_auc']['value']:.3f}); "
+              f"campaign: {s['n_drifted']}/{s['n_factors']} factors drifted ({s['drifted_share']:.1%}, limit "
+              f"{s['limit']:.0%}) {s['drifted_factors']}, max PSI {s['max_psi']:.3f}, alarm {s['alarm']} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for j, shift in enumerate(args.shifts):
+        seed = 4000 + j
+        make_world(art, f"w{seed}_s{shift}", args.clients, seed, shift)
+        s = campaign_drift(art, f"w{seed}_s{shift}", f"m{seed}", campaign_cfg, dcfg, f"c{seed}_s{shift}")
+        shifted.append({"seed": seed, "shift": shift, "alarm": s["alarm"], "n_drifted": s["n_drifted"],
+                        "share": s["drifted_share"], "max_psi": s["max_psi"]})
+        print(f"shifted world {seed} (shift {shift}), champion trained before the shift: {s['n_drifted']}/"
+              f"{s['n_factors']} factors drifted ({s['drifted_share']:.1%}), max PSI {s['max_psi']:.3f}, "
+              f"alarm {s['alarm']}", flush=True)
+    return {"unshifted": unshifted, "shifted": shifted, "models": models,
+            "unshifted_alarms": sum(r["alarm"] for r in unshifted),
+            "unshifted_max_share": max(r["share"] for r in unshifted),
+            "unshifted_factor_flags": sum(r["n_drifted"] for r in unshifted)}
 
-        # A: the champion decays
-        decayed = reg.save(name, RandomRankingModel(good.model, seed=5), dict(good.metadata))
-        reg.promote(name, decayed)
-        camp = dict(c(cfg.campaign), id="after_decay")
-        campaign_flow(camp, art)
-        simulate_responses_flow("after_decay", art)
-        ev = evaluate_campaign_flow("after_decay", art, settings={"n_boot": 50})
-        mq = ev["model_quality"]["qini_auc"]
-        print(f"A: decayed champion {decayed}: evaluated qini_auc {mq['estimate']:.4f} "
-              f"[{mq['ci_low']:.4f}, {mq['ci_high']:.4f}] vs training {train_qini:.4f}")
-        settings = c(cfg.monitor)
-        settings["retrain"]["holdout_fraction"] = 0.5
-        rec_a = monitor_flow(art, settings, model)
-        cmp_a = (rec_a.get("retrain") or {}).get("comparison") or {}
-        print(f"A: retrain needed {rec_a['retrain_needed']} ({'; '.join(rec_a['reasons'])}); "
-              f"{cmp_a.get('reason')}; champion after: {rec_a['champion_after']}")
-        out["A_decayed"] = {
-            "training_qini": train_qini, "evaluated_qini": mq, "decay": rec_a["decay"],
-            "drift_share": rec_a["drift"]["drifted_share"], "retrain_needed": rec_a["retrain_needed"],
-            "comparison": cmp_a, "champion_before": rec_a["champion_before"], "champion_after": rec_a["champion_after"],
-            "challenger_promoted": rec_a["champion_after"] == (rec_a.get("retrain") or {}).get("challenger_version"),
-        }
 
-        # B: forced retraining with a challenger that cannot learn
-        settings_b = json.loads(json.dumps(settings))
-        settings_b["drift"]["max_drifted_share"] = 0.0
-        crippled = dict(model, lgbm=dict(model["lgbm"], min_child_samples=10**7), approaches=["solo"])
-        rec_b = monitor_flow(art, settings_b, crippled)
-        cmp_b = (rec_b.get("retrain") or {}).get("comparison") or {}
-        print(f"B: retrain needed {rec_b['retrain_needed']}; {cmp_b.get('reason')}; champion after: "
-              f"{rec_b['champion_after']}")
-        out["B_worse_challenger"] = {
-            "retrain_needed": rec_b["retrain_needed"], "comparison": cmp_b,
-            "champion_before": rec_b["champion_before"], "champion_after": rec_b["champion_after"],
-            "challenger_promoted": rec_b["champion_after"] == (rec_b.get("retrain") or {}).get("challenger_version"),
-        }
+class ShuffledRanking:
+    """A champion whose ranking carries no information any more (a model whose learned relation
+    stopped holding): ``inner``'s scores of the same rows in a shuffled order."""
 
-        # C: default limits, champion as it is now
-        rec_c = monitor_flow(art, c(cfg.monitor), model)
-        print(f"C: default limits: drift share {rec_c['drift']['drifted_share']:.1%} "
-              f"(limit {rec_c['drift']['limit']:.0%}), decay {rec_c['decay'].get('relative_drop')}, "
-              f"retrain needed {rec_c['retrain_needed']}")
-        out["C_default_limits"] = {"drift_share": rec_c["drift"]["drifted_share"],
-                                   "drifted_factors": rec_c["drift"]["drifted_factors"],
-                                   "decay": rec_c["decay"], "retrain_needed": rec_c["retrain_needed"]}
-        out["seconds"] = round(time.perf_counter() - t0, 1)
-        out["train_info"] = {k: info.get(k) for k in ("version", "approach") if isinstance(info, dict)}
-    return out
+    def __init__(self, inner, seed: int) -> None:
+        self.inner, self.seed, self.name = inner, seed, f"shuffled {inner.name}"
+
+    def predict(self, X) -> np.ndarray:
+        return np.random.default_rng(self.seed).permutation(np.asarray(self.inner.predict(X), dtype=float))
+
+
+def promotion_part(args: argparse.Namespace, art: Path, mcfg, campaign_cfg, factors: list[str]) -> dict:
+    from tasks.analytics import metrics
+    from tasks.core.layout import Layout
+    from tasks.data.tables import read_table
+    from tasks.modelling.promotion import promotion_evidence
+    from tasks.modelling.registry import ModelRegistry
+    from tasks.modelling.training_set import build_training_set
+
+    reg = ModelRegistry(Layout(art).models)
+    pool = []
+    for i in range(args.pool_models):
+        seed = 5000 + i
+        t0 = time.perf_counter()
+        make_world(art, f"p{seed}", args.pool_clients, seed)
+        res = train_and_register(art, f"p{seed}", f"p{seed}", replace(mcfg, approaches=list(args.pool_approaches)),
+                                 campaign_cfg, factors)
+        pool.append(reg.load(f"p{seed}"))
+        print(f"pool model p{seed}: {res.approach} on {res.n_train + res.n_test:,} rows, held-out Qini "
+              f"{res.heldout['qini_auc']['value']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    rng = np.random.default_rng(7)
+    equal, better = [], []
+    for trial in range(args.trials):
+        seed = 6000 + trial
+        data_dir = make_world(art, f"h{seed}", args.holdout_clients, seed)
+        rows = read_table(data_dir, "campaign_history")
+        X, t, y = build_training_set(data_dir, rows, factors)
+        a, b = rng.choice(len(pool), size=2, replace=False)
+        champ, chall = pool[a], pool[b]
+        ev = promotion_evidence("qini_auc", metrics.qini_auc, y, champ.predict(X), chall.predict(X), t,
+                                n_boot=args.n_boot, seed=trial, champion=f"champion {champ.name}")
+        equal.append({"trial": trial, "champion": champ.name, "challenger": chall.name, "difference": ev["difference"],
+                      "ci_low": ev["difference_ci_low"], "ci_high": ev["difference_ci_high"], "promote": ev["promote"],
+                      "point_rule": bool(ev["difference"] > 0)})
+        weak = ShuffledRanking(champ, seed)
+        ev2 = promotion_evidence("qini_auc", metrics.qini_auc, y, weak.predict(X), chall.predict(X), t,
+                                 n_boot=args.n_boot, seed=trial, champion=f"champion {weak.name}")
+        better.append({"trial": trial, "champion": weak.name, "challenger": chall.name, "difference": ev2["difference"],
+                       "ci_low": ev2["difference_ci_low"], "ci_high": ev2["difference_ci_high"],
+                       "promote": ev2["promote"]})
+        print(f"trial {trial} ({len(y):,} held-out rows, {int(y.sum())} responders): equal: {ev['reason']} | "
+              f"better: difference {ev2['difference']:+.4f} CI [{ev2['difference_ci_low']:+.4f}, "
+              f"{ev2['difference_ci_high']:+.4f}] promote {ev2['promote']}", flush=True)
+    n = len(equal)
+    return {"trials": n, "pool_models": args.pool_models, "pool_clients": args.pool_clients,
+            "holdout_clients": args.holdout_clients, "n_boot": args.n_boot,
+            "equal_promoted": sum(r["promote"] for r in equal), "equal_promoted_share": sum(r["promote"] for r in equal) / n,
+            "equal_point_rule_share": sum(r["point_rule"] for r in equal) / n,
+            "better_promoted": sum(r["promote"] for r in better), "better_promoted_share": sum(r["promote"] for r in better) / n,
+            "equal": equal, "better": better}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--clients", type=int, default=5000)
+    ap.add_argument("--seeds", type=int, default=20, help="unshifted worlds (each trained, campaigned, monitored)")
+    ap.add_argument("--clients", type=int, default=4000)
     ap.add_argument("--shifts", type=float, nargs="+", default=[0.25, 0.5, 1.0])
-    ap.add_argument("--pipeline-clients", type=int, default=20000)
-    ap.add_argument("--skip-pipeline", action="store_true")
+    ap.add_argument("--trials", type=int, default=40, help="promotion trials (equal and clearly better)")
+    ap.add_argument("--holdout-clients", type=int, default=8000, help="clients of each trial's fresh world")
+    ap.add_argument("--pool-models", type=int, default=5, help="models (one world each) the trials pair up")
+    ap.add_argument("--pool-clients", type=int, default=15000)
+    ap.add_argument("--pool-approaches", nargs="+", default=["x_learner"])
+    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--approaches", nargs="+", default=["solo"], help="candidates of the part-1 worlds' models")
+    ap.add_argument("--trees", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="5 worlds, 1 shift, 10 trials, 3 pool models")
+    ap.add_argument("--keep", default=None, help="folder for the artifacts (default: a temporary one)")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.shifts, args.trials, args.pool_models = 5, [1.0], 10, 3
+    from factors import factor_set
+    from tasks.campaign.config import CampaignConfig
+    from tasks.monitoring.decay import MonitorConfig
+
     t0 = time.perf_counter()
-    mcfg = to_dataclass(compose_config([]).monitor, MonitorConfig, "monitor")
+    load_before = os.getloadavg()
+    mon_cfg = from_conf(MonitorConfig, "monitor/default")
+    campaign_cfg = from_conf(CampaignConfig, "campaign/default")
+    mcfg = model_config(args)
+    factors = factor_set("default")
     with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
-        root = Path(tmp)
-        det = detector_part(args, mcfg.drift, root)
-        pipe = None if args.skip_pipeline else pipeline_part(args, root)
+        art = Path(args.keep or tmp)
+        d = drift_part(args, art, mcfg, campaign_cfg, mon_cfg.drift, factors)
+        d.pop("models")
+        p = promotion_part(args, art, mcfg, campaign_cfg, factors)
     checks = {
-        "shifted_worlds_flagged": all(s["alarm"] for s in det["shifted"]),
-        "unshifted_alarms_within_fdr": det["unshifted_alarms"] <= det["allowed_alarms"],
+        "unshifted_at_most_1_alarm": d["unshifted_alarms"] <= 1,
+        "shifted_worlds_alarm": all(s["alarm"] for s in d["shifted"]),
+        "equal_promoted_at_most_5pct": p["equal_promoted_share"] <= 0.05,
+        "better_promoted_at_least_80pct": p["better_promoted_share"] >= 0.8,
     }
-    if pipe is not None:
-        checks.update(
-            decayed_model_triggers_retraining=bool(pipe["A_decayed"]["decay"].get("decayed")) and pipe["A_decayed"]["retrain_needed"],
-            better_challenger_promoted=bool(pipe["A_decayed"]["challenger_promoted"]),
-            worse_challenger_not_promoted=bool(pipe["B_worse_challenger"]["retrain_needed"])
-            and not pipe["B_worse_challenger"]["challenger_promoted"],
-        )
-    print("checks: " + ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in checks.items()))
-    print(json.dumps({"benchmark": "drift", "drift_config": vars(mcfg.drift), "detector": det, "pipeline": pipe,
-                      "checks": checks, "all_pass": all(checks.values()),
-                      "seconds": round(time.perf_counter() - t0, 1)}, default=str))
+    seconds = time.perf_counter() - t0
+    print(f"drift through the real path: {d['unshifted_alarms']} alarm(s) in {args.seeds} unshifted worlds of "
+          f"{args.clients:,} clients (largest drifted share {d['unshifted_max_share']:.1%}, "
+          f"{d['unshifted_factor_flags']} drifted-factor verdicts in all); shifted worlds "
+          + ", ".join(f"{s['shift']}: {s['share']:.0%} {'alarm' if s['alarm'] else 'no alarm'}" for s in d["shifted"]))
+    print(f"promotion: equal-quality challenger promoted in {p['equal_promoted']}/{p['trials']} trials "
+          f"({p['equal_promoted_share']:.1%}; the point difference > 0 in {p['equal_point_rule_share']:.0%}), "
+          f"clearly better in {p['better_promoted']}/{p['trials']} ({p['better_promoted_share']:.0%})")
+    print("checks: " + ", ".join(f"{k}={'PASS' if v else 'FAIL'}" for k, v in checks.items())
+          + f"; {seconds:.0f} s, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(json.dumps({"benchmark": "drift", "drift_config": vars(mon_cfg.drift), "drift": d, "promotion": p,
+                      "checks": checks, "all_pass": all(checks.values()), "seconds": round(seconds, 1),
+                      "load_avg_start": load_before[0], "load_avg_end": os.getloadavg()[0]}, default=str))
 
 
 if __name__ == "__main__":

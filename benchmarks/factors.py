@@ -71,7 +71,8 @@ p AS (
     count(DISTINCT category) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY) AS ncat365,
     count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY AND channel = 'online') AS online365,
     count(*) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY AND promo) AS promo365,
-    count(*) FILTER (WHERE promo) AS promo_all
+    count(*) FILTER (WHERE promo) AS promo_all,
+    min(timestamp) FILTER (WHERE timestamp >= AS_OF - INTERVAL 365 DAY) AS first365_ts
   FROM PURCHASES
   WHERE timestamp < AS_OF
   GROUP BY client_id
@@ -86,6 +87,12 @@ m AS (
     count(*) FILTER (WHERE event = 'click') AS clicks,
     count(*) FILTER (WHERE event = 'send' AND timestamp >= AS_OF - INTERVAL 90 DAY) AS sends90,
     count(*) FILTER (WHERE event = 'send' AND timestamp >= AS_OF - INTERVAL 30 DAY) AS sends30,
+    count(*) FILTER (WHERE event = 'send' AND timestamp >= AS_OF - INTERVAL 28 DAY) AS sends28,
+    count(*) FILTER (WHERE event = 'open' AND timestamp >= AS_OF - INTERVAL 28 DAY) AS opens28,
+    count(*) FILTER (WHERE event = 'click' AND timestamp >= AS_OF - INTERVAL 28 DAY) AS clicks28,
+    count(*) FILTER (WHERE event = 'send' AND timestamp >= AS_OF - INTERVAL 84 DAY) AS sends84,
+    count(*) FILTER (WHERE event = 'open' AND timestamp >= AS_OF - INTERVAL 84 DAY) AS opens84,
+    count(*) FILTER (WHERE event = 'click' AND timestamp >= AS_OF - INTERVAL 84 DAY) AS clicks84,
     count(*) FILTER (WHERE event = 'purchase') AS mpurchases,
     count(*) FILTER (WHERE event = 'unsubscribe') AS unsubs,
     count(*) FILTER (WHERE event = 'bounce') AS bounces,
@@ -114,6 +121,7 @@ SELECT
   c.age,
   CAST(c.gender = 'F' AS TINYINT) AS is_female,
   date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0 AS tenure_days,
+  LEAST(date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0, 365.0) AS tenure_days_365,
   CAST(c.email_opt_out AS TINYINT) AS email_opt_out,
   CAST(c.sms_opt_out AS TINYINT) AS sms_opt_out,
   CAST(c.push_opt_out AS TINYINT) AS push_opt_out,
@@ -175,6 +183,20 @@ SELECT
   COALESCE(COALESCE(p.amt_all, 0.0)
            / NULLIF(date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0, 0), 0.0)
     AS amount_per_tenure_day,
+  COALESCE(date_diff('second', p.first365_ts, AS_OF) / 86400.0, 9999.0) AS days_since_first_purchase_365d,
+  COALESCE(p.promo365, 0) AS promo_purchase_count_365d,
+  (COALESCE(p.promo365, 0) + 1.0) / (COALESCE(p.n365, 0) + 2.0) AS promo_share_smoothed_365d,
+  CASE WHEN p.n365 >= 2 THEN date_diff('second', p.first365_ts, p.last_ts) / 86400.0 / (p.n365 - 1)
+       ELSE 9999.0 END AS avg_days_between_purchases_365d,
+  COALESCE(COALESCE(p.amt365, 0.0)
+           / NULLIF(LEAST(date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0, 365.0), 0), 0.0)
+    AS amount_per_tenure_day_365d,
+  COALESCE(m.sends28, 0) AS message_send_count_28d,
+  COALESCE(m.opens28, 0) AS message_open_count_28d,
+  COALESCE(m.clicks28, 0) AS message_click_count_28d,
+  COALESCE(m.sends84, 0) AS message_send_count_84d,
+  COALESCE(m.opens84, 0) AS message_open_count_84d,
+  COALESCE(m.clicks84, 0) AS message_click_count_84d,
   COALESCE(date_diff('second', m.last_send, AS_OF) / 86400.0, 9999.0) AS days_since_last_message,
   COALESCE(date_diff('second', m.last_open, AS_OF) / 86400.0, 9999.0) AS days_since_last_open,
   COALESCE(date_diff('second', m.last_click, AS_OF) / 86400.0, 9999.0) AS days_since_last_click,

@@ -43,7 +43,7 @@ def run_train(overrides: list[str] | None = None) -> dict:
 
     cfg = _compose(overrides)
     return train_model(_container(cfg.data), _container(cfg.model), _container(cfg.factors),
-                       str(cfg.paths.artifacts), str(cfg.paths.shared_data))
+                       str(cfg.paths.artifacts), str(cfg.paths.shared_data), _container(cfg.campaign))
 
 
 @flow(name="run-campaign")

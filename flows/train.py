@@ -27,6 +27,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._progress import heartbeat
+from tasks.campaign.config import campaign_from_node
+from tasks.campaign.eligible import eligible_reference
 from tasks.core.config import from_conf, load_conf
 from tasks.core.errors import ConfigError
 from tasks.core.layout import Layout
@@ -68,6 +70,19 @@ def fit_candidates(training_set: TrainingSet, model_cfg: ModelConfig) -> TrainRe
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
+def drift_reference(result: TrainResult, data: dict[str, Any], campaign: dict[str, Any], artifacts: str) -> None:
+    """Point-in-time data: replace the training rows' reference with the eligible base at the
+    latest training campaign date, through the campaign's base filters (what campaigns score)."""
+    log, t0 = get_run_logger(), time.perf_counter()
+    cfg = campaign_from_node(campaign)[1]
+    data_dir = Layout(artifacts).dataset(str(data["name"]))
+    result.reference, described = eligible_reference(data_dir, cfg.filters, result.features, seed=result.seed)
+    result.extras["drift_reference"] = described
+    log.info("drift reference: %s clients of the eligible base on %s (campaign %s's filters); %.1f s",
+             f"{described['rows']:,}", described["date"], cfg.id, time.perf_counter() - t0)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
 def segment_clients(training_set: TrainingSet, result: TrainResult, model_cfg: ModelConfig) -> segmentation.Segmentation:
     """one_click: clients by out-of-fold probability of decline x profit (table + plot)."""
     return segmentation.segment_clients(training_set.X, training_set.y, training_set.profit, result, model_cfg)
@@ -94,12 +109,14 @@ def register_model(result: TrainResult, model_cfg: ModelConfig, artifacts: str, 
 @flow(name="train-model")
 def train_model(data: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
                 factors: dict[str, Any] | None = None, artifacts: str = "artifacts",
-                shared_data: str = "../shared/data") -> dict[str, Any]:
+                shared_data: str = "../shared/data", campaign: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the configured model on the configured dataset and register it; return the version info.
 
-    ``model`` overrides conf/model/uplift.yaml key by key; ``data`` and ``factors`` are the
-    composed ``data`` and ``factors`` nodes (None: conf/data/synthetic.yaml and
-    conf/factors/default.yaml). The CLI passes all three as composed.
+    ``model`` overrides conf/model/uplift.yaml key by key; ``data``, ``factors`` and ``campaign``
+    are the composed nodes (None: conf/data/synthetic.yaml, conf/factors/default.yaml and
+    conf/campaign/default.yaml). The CLI passes all of them as composed. On a dataset of
+    point-in-time factors (the synthetic world) the model's drift reference is the campaign's
+    eligible base at the latest training date (:func:`drift_reference`).
     """
     model_cfg = from_conf(ModelConfig, "model/uplift", **(model or {}))
     validate_model_config(model_cfg)
@@ -110,6 +127,10 @@ def train_model(data: dict[str, Any] | None = None, model: dict[str, Any] | None
     training_set = load_training_data(data, factors, artifacts, shared_data)
     model_cfg = name_for_dataset(model_cfg, training_set.dataset, data.get("kind"))
     result = fit_candidates(training_set, model_cfg)
+    if data.get("kind") == "synthetic":
+        if campaign is None:
+            campaign = OmegaConf.to_container(load_conf("campaign/default"), resolve=True)
+        drift_reference(result, data, campaign, artifacts)
     extra: dict[str, Any] = {}
     if training_set.profit is not None:
         seg = segment_clients(training_set, result, model_cfg)
@@ -142,7 +163,7 @@ def _body(cfg: DictConfig) -> None:
     if action != "train":
         raise ConfigError(f"config 'action': {action!r}; use train (default) or promote")
     info = train_model(node.get("data"), node.get("model"), node.get("factors"),
-                       node["paths"]["artifacts"], node["paths"]["shared_data"])
+                       node["paths"]["artifacts"], node["paths"]["shared_data"], node.get("campaign"))
     for message in info.get("warnings") or []:
         print(f"WARNING {message}")
     state = "champion" if info["promoted"] else "not promoted"

@@ -100,6 +100,7 @@ EXPECTED: dict[str, tuple] = {
     "age": (35, 52, 22),
     "is_female": (1, 0, 1),
     "tenure_days": (731.0, 31.0, 214.0),
+    "tenure_days_365": (365.0, 31.0, 214.0),
     "email_opt_out": (0, 0, 1),
     "sms_opt_out": (1, 0, 0),
     "push_opt_out": (0, 0, 1),
@@ -168,6 +169,21 @@ EXPECTED: dict[str, tuple] = {
     "promo_purchase_count_total": (3, 1, 0),
     "promo_share_total": (0.5, 1 / 3, 0.0),
     "promo_share_smoothed": (4 / 8, 2 / 5, 1 / 2),
+    # fixed 365-day windows in place of all history: client 1's purchases at 10, 20, 45, 100, 200
+    # days (promo at 10 and 45), client 2's at 0.5, 30, 50 (promo at 0.5)
+    "days_since_first_purchase_365d": (200.0, 50.0, NONE),
+    "promo_purchase_count_365d": (2, 1, 0),
+    "promo_share_smoothed_365d": (3 / 7, 2 / 5, 1 / 2),
+    "avg_days_between_purchases_365d": ((200.0 - 10.0) / 4, 24.75, NONE),
+    "amount_per_tenure_day_365d": (280.0 / 365, 50.0 / 31, 0.0),
+    # whole-week message counts: client 1 sends at 2, 5, 40, 95, 100 days, opens at 4.5, 39,
+    # a click at 4; client 2 sends at 10, 20, an open and a click at 19
+    "message_send_count_28d": (2, 2, 0),
+    "message_send_count_84d": (3, 2, 0),
+    "message_open_count_28d": (1, 1, 0),
+    "message_open_count_84d": (2, 1, 0),
+    "message_click_count_28d": (1, 1, 0),
+    "message_click_count_84d": (1, 1, 0),
     # messages: recency
     "days_since_last_message": (2.0, 10.0, NONE),
     "days_since_last_open": (4.5, 19.0, NONE),

@@ -38,7 +38,7 @@ def world(prefect_env, tmp_path_factory):
 
 def test_no_limit_crossed_no_retraining(world):
     art, model, cid = world
-    settings = {"drift": {"max_drifted_share": 0.99, "psi_limit": 1e9}, "decay": {"max_relative_drop": 1e9}}
+    settings = {"drift": {"max_drifted_share": 0.99, "psi_limit": 1e9}, "decay": {"min_fraction": 0.0}}
     record = monitor_flow(art, settings, model)
     assert record["campaign_id"] == cid and record["retrain_needed"] is False and "retrain" not in record
     assert record["champion_before"] == record["champion_after"] == "v0001"
@@ -50,18 +50,21 @@ def test_no_limit_crossed_no_retraining(world):
 
 def test_drift_alarm_retrains_and_decides_on_holdout(world):
     art, model, cid = world
-    # any drifted factor raises the alarm: the campaign's as-of date lies months after the
-    # training campaigns, so time-dependent factors (tenure, recency) always move
-    settings = {"drift": {"max_drifted_share": 0.0}, "retrain": {"n_boot": 20}}
+    # forced: any PSI above 1e-6 counts as drifted and any drifted factor raises the alarm (with
+    # the eligible-base reference an unshifted world's campaign does not drift)
+    settings = {"drift": {"max_drifted_share": 0.0, "psi_limit": 1e-6}, "retrain": {"n_boot": 20}}
     record = monitor_flow(art, settings, model)
     assert record["retrain_needed"] is True and record["reasons"][0].startswith("data drift")
     r = record["retrain"]
     c = r["comparison"]
     assert r["challenger_version"] == "v0002" and r["holdout_campaign"] == cid
     assert c["n_holdout"] > 0 and c["difference"] == pytest.approx(c["challenger"] - c["champion"])
-    assert c["promote"] == (c["difference"] > 0)
+    assert c["promote"] == (c["difference_ci_low"] > c["margin"]) and "on the same" in c["reason"]
     assert record["champion_after"] == ("v0002" if c["promote"] else "v0001")
     assert ModelRegistry(f"{art}/models").champion(model["name"]) == record["champion_after"]
+    # the challenger's drift reference is the held-out campaign's factor snapshot, not its training rows
+    challenger_meta = ModelRegistry(f"{art}/models").metadata(model["name"], "v0002")
+    assert challenger_meta["extras"]["drift_reference"]["population"] == f"factor snapshot of campaign {cid}"
     stored = read_json(sorted(Layout(art).monitoring.glob("*.json"))[-1])
     assert stored["retrain"]["comparison"]["challenger"] == pytest.approx(c["challenger"])
     md = sorted(Layout(art).monitoring.glob("*.md"))[-1].read_text()

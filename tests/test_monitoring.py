@@ -1,4 +1,4 @@
-"""Monitoring logic: decay against training figures, promotion decisions, retraining data."""
+"""Monitoring logic: decay with an interval, promotion decisions on evidence, retraining data."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,78 +20,85 @@ def _decay(**kw) -> mon.DecayConfig:
     return from_conf(mon.DecayConfig, "monitor/default:decay", **kw)
 
 
-def evaluation(cid: str, value: float, n: int) -> dict:
-    return {"campaign_id": cid, "model_quality": {"n": n, "qini_auc": {"estimate": value}}}
+def evaluation(cid: str, value: float, n: int, half_width: float | None = 0.05) -> dict:
+    ci = {} if half_width is None else {"ci_low": value - half_width, "ci_high": value + half_width}
+    return {"campaign_id": cid, "alpha": 0.05, "model_quality": {"n": n, "qini_auc": {"estimate": value, **ci}}}
 
 
-def test_decay_hand_computed():
-    evs = [evaluation("a", 0.1, 100), evaluation("b", 0.2, 300)]
-    out = mon.decay_check(META, evs, _decay(metric="qini_auc", max_relative_drop=0.3))
-    # observed = (0.1 * 100 + 0.2 * 300) / 400 = 0.175; drop = (0.3 - 0.175) / 0.3 = 0.41667 > 0.3
-    assert out["observed_value"] == pytest.approx(0.175)
-    assert out["relative_drop"] == pytest.approx(0.125 / 0.3)
-    assert out["decayed"] is True
+def test_decay_hand_computed_against_the_first_evaluation():
+    z = 1.959963984540054
+    evs = [evaluation("a", 0.30, 1000, 0.05), evaluation("b", 0.10, 1000, 0.04)]
+    out = mon.decay_check(META, evs, _decay(min_fraction=0.7))
+    # 0.10 - 0.7 x 0.30 = -0.11; se = sqrt((0.04/z)^2 + (0.7 x 0.05/z)^2)
+    se = np.hypot(0.04 / z, 0.7 * 0.05 / z)
+    assert out["difference"] == pytest.approx(-0.11)
+    assert out["difference_ci_high"] == pytest.approx(-0.11 + z * se)
+    assert out["decayed"] is True and "below, decayed" in out["text"]
 
 
-def test_no_decay_within_limit():
-    out = mon.decay_check(META, [evaluation("a", 0.25, 500)], _decay(max_relative_drop=0.3))
-    # (0.3 - 0.25) / 0.3 = 0.1667 <= 0.3
-    assert out["relative_drop"] == pytest.approx(0.05 / 0.3) and out["decayed"] is False
+def test_decay_quiet_when_the_interval_reaches_the_limit():
+    # 0.18 vs 0.7 x 0.30 = 0.21: lower, but the intervals are wide
+    out = mon.decay_check(META, [evaluation("a", 0.30, 300, 0.10), evaluation("b", 0.18, 300, 0.10)], _decay())
+    assert out["difference"] < 0 and out["difference_ci_high"] > 0 and out["decayed"] is False
+    assert "not shown to be below" in out["text"]
 
 
-def test_decay_needs_evaluations_and_a_training_figure():
+def test_single_evaluation_is_tested_against_a_random_ranking():
+    assert mon.decay_check(META, [evaluation("a", 0.02, 500, 0.05)], _decay())["decayed"] is False
+    out = mon.decay_check(META, [evaluation("a", -0.08, 500, 0.05)], _decay())
+    assert out["decayed"] is True and "random ranking" in out["text"]
+
+
+def test_decay_needs_evaluations_and_an_interval():
     out = mon.decay_check(META, [], _decay())
     assert out["decayed"] is False and "0 evaluated campaign" in out["note"]
-    out = mon.decay_check({"metrics": {}}, [evaluation("a", 0.1, 10)], _decay())
-    assert out["decayed"] is False and "no held-out qini_auc" in out["note"]
+    out = mon.decay_check(META, [evaluation("a", -0.5, 10, None)], _decay())
+    assert out["decayed"] is False and "no interval" in out["note"]
 
 
-# 8 held-out clients; uplift@0.5 looks at the top 4 by score
-Y = np.array([1, 1, 0, 0, 1, 0, 0, 1])
-T = np.array([1, 0, 1, 0, 0, 1, 1, 0])
-GOOD = np.array([8, 1, 2, 7, 3, 6, 5, 4], dtype=float)   # top 4: clients 0 (t, 1), 3 (c, 0), 5 (t, 0), 6 (t, 0)
-BAD = -GOOD                                               # top 4: clients 1 (c, 1), 2 (t, 0), 4 (c, 1), 7 (c, 1)
+def test_old_keys_are_refused_with_a_hint():
+    with pytest.raises(ConfigError, match="retrain.min_improvement.*monitor.retrain.margin"):
+        from_conf(mon.MonitorConfig, "monitor/default", retrain={"min_improvement": 0.01})
+    with pytest.raises(ConfigError, match="decay.max_relative_drop.*min_fraction"):
+        from_conf(mon.MonitorConfig, "monitor/default", decay={"max_relative_drop": 0.3})
 
 
-def test_better_challenger_is_promoted():
-    out = retrain.compare_on_holdout(BAD, GOOD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
-    # good top 4: treated rate 1/3, control rate 0/1 -> 1/3; bad top 4: treated 0/1, control 3/3 -> -1
-    assert out["challenger"] == pytest.approx(1 / 3)
-    assert out["champion"] == pytest.approx(-1.0)
-    assert out["difference"] == pytest.approx(4 / 3)
-    assert out["promote"] is True
-
-
-def test_worse_challenger_is_not_promoted():
-    out = retrain.compare_on_holdout(GOOD, BAD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
-    assert out["difference"] == pytest.approx(-4 / 3) and out["promote"] is False
-    assert "keep the champion" in out["reason"]
-
-
-def test_improvement_must_exceed_the_margin():
-    out = retrain.compare_on_holdout(BAD, GOOD, Y, T, metric="uplift_at_k", k=0.5, min_improvement=1.5, n_boot=0)
-    assert out["promote"] is False
-    same = retrain.compare_on_holdout(GOOD, GOOD, Y, T, metric="uplift_at_k", k=0.5, n_boot=0)
-    assert same["difference"] == 0.0 and same["promote"] is False
-
-
-def test_paired_bootstrap_interval_on_qini():
-    rng = np.random.default_rng(0)
-    n = 2000
+def _holdout(n: int = 4000, seed: int = 0):
+    rng = np.random.default_rng(seed)
     t = rng.integers(0, 2, n)
     tau = rng.uniform(0, 0.3, n)
     y = (rng.random(n) < 0.1 + t * tau).astype(int)
-    out = retrain.compare_on_holdout(rng.random(n), tau, y, t, metric="qini_auc", n_boot=50, seed=1)
+    return rng, tau, y, t
+
+
+def test_better_challenger_is_promoted_worse_is_not():
+    rng, tau, y, t = _holdout()
+    noise = rng.random(len(y))
+    out = retrain.compare_on_holdout(noise, tau, y, t, metric="qini_auc", n_boot=100, seed=1, champion="champion v0001")
     assert out["difference_ci_low"] < out["difference"] < out["difference_ci_high"]
-    assert out["promote"] is True
+    assert out["difference_ci_low"] > 0 and out["promote"] is True and out["same_rows"] is True
+    assert f"on the same {len(y):,} held-out rows: lower bound above margin 0" in out["reason"]
+    worse = retrain.compare_on_holdout(tau, noise, y, t, metric="qini_auc", n_boot=100, seed=1)
+    assert worse["promote"] is False and "lower bound not above margin 0" in worse["reason"]
+
+
+def test_improvement_must_exceed_the_margin_with_its_lower_bound():
+    rng, tau, y, t = _holdout()
+    noise = rng.random(len(y))
+    base = retrain.compare_on_holdout(noise, tau, y, t, n_boot=100, seed=1)
+    above = retrain.compare_on_holdout(noise, tau, y, t, margin=base["difference_ci_low"] + 1e-9, n_boot=100, seed=1)
+    assert base["promote"] is True and above["promote"] is False
+    # an equal challenger (the same signal, other noise): the point difference may be positive, the CI covers 0
+    equal = retrain.compare_on_holdout(tau + rng.normal(0, 0.02, len(y)), tau + rng.normal(0, 0.02, len(y)), y, t,
+                                       n_boot=100, seed=1)
+    assert equal["difference_ci_low"] < 0 < equal["difference_ci_high"] and equal["promote"] is False
 
 
 def test_needs_retraining_reasons():
     drift = {"alarm": True, "n_drifted": 3, "n_factors": 10, "drifted_share": 0.3, "limit": 0.2}
-    decay = {"decayed": True, "metric": "qini_auc", "observed_value": 0.1, "training_value": 0.3,
-             "relative_drop": 2 / 3, "limit": 0.3}
+    decay = {"decayed": True, "text": "qini_auc of campaign b 0.1000 vs ...: below, decayed"}
     needed, reasons = mon.needs_retraining(drift, decay)
-    assert needed and len(reasons) == 2 and "3 of 10 factors" in reasons[0] and "66.7%" in reasons[1]
+    assert needed and len(reasons) == 2 and "3 of 10 factors" in reasons[0] and "below, decayed" in reasons[1]
     assert mon.needs_retraining(dict(drift, alarm=False), dict(decay, decayed=False)) == (False, [])
 
 

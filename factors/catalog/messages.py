@@ -54,6 +54,11 @@ FACTORS += [
     _agg("message_send_count_30d",
          "Number of messages sent to the client in the last 30 days (recent contact pressure).",
          "count(*) FILTER (WHERE event = 'send')", ("event",), window=30),
+    # whole weeks: the weekly mailing puts the same number of sends in every 28 or 84 days,
+    # whatever the weekday of the as-of date (a 30- or 90-day count depends on it)
+    *[_agg(f"message_{ev}_count_{w}d", f"Number of message {ev}s over all channels in the last {w} days "
+           f"({w // 7} whole weeks).", f"count(*) FILTER (WHERE event = '{ev}')", ("event",), window=w)
+      for w in (28, 84) for ev in ("send", "open", "click")],
     _agg("message_purchase_count", "Number of purchases attributed to a message, all history.",
          "count(*) FILTER (WHERE event = 'purchase')", ("event",)),
     _rate("open_rate", "Opens per message sent, all channels; 0 when nothing was sent.",

@@ -18,6 +18,10 @@ FACTORS = [
     Factor("tenure_days", "Days from registration to the as-of date (fractional days).",
            "profile", "date_diff('second', CAST(registration_date AS TIMESTAMP), {as_of}) / 86400.0",
            table="clients", columns=("registration_date",), dtype="float64", default=0.0, theme=THEME),
+    Factor("tenure_days_365", "Days from registration to the as-of date, capped at 365: new clients apart, "
+           "without a value that keeps growing with the calendar (drift monitoring compares dates months apart).",
+           "profile", "LEAST(date_diff('second', CAST(registration_date AS TIMESTAMP), {as_of}) / 86400.0, 365.0)",
+           table="clients", columns=("registration_date",), dtype="float64", default=0.0, theme=THEME),
 ]
 for _col, _what in (("email_opt_out", "e-mail"), ("sms_opt_out", "SMS"), ("push_opt_out", "mobile push"),
                     ("marketing_opt_out", "all marketing offers")):

@@ -129,4 +129,36 @@ FACTORS += [
              theme="frequency_monetary"),
 ]
 
+# Fixed-window stand-ins for the all-history factors above: history starts on a fixed date,
+# so all-history counts and first-purchase ages grow with the calendar and a model's factors
+# drift between its training dates and a later campaign for no change in behaviour.
+FACTORS += [
+    _agg(f"days_since_first_purchase_{SHARE_WINDOW}d",
+         f"Days from the first purchase of the last {SHARE_WINDOW} days to the as-of date; "
+         f"{NO_EVENT_DAYS:g} when none.",
+         "date_diff('second', min(timestamp), {as_of}) / 86400.0", ("timestamp",), SHARE_WINDOW,
+         default=NO_EVENT_DAYS, theme="recency"),
+    _agg(f"promo_purchase_count_{SHARE_WINDOW}d",
+         f"Number of purchases of the last {SHARE_WINDOW} days that used a discount or promo.",
+         "count(*) FILTER (WHERE promo)", ("promo",), SHARE_WINDOW, dtype="int64", default=0, theme="shares"),
+    _derived(f"promo_share_smoothed_{SHARE_WINDOW}d",
+             f"Promo share of the last {SHARE_WINDOW} days with add-one smoothing, "
+             "(promo purchases + 1) / (purchases + 2); 0.5 without purchases.",
+             f"(promo_purchase_count_{SHARE_WINDOW}d + 1.0) / (purchase_count_{SHARE_WINDOW}d + 2.0)",
+             (f"promo_purchase_count_{SHARE_WINDOW}d", f"purchase_count_{SHARE_WINDOW}d"), default=0.5,
+             theme="shares"),
+    _derived(f"avg_days_between_purchases_{SHARE_WINDOW}d",
+             f"Average days between consecutive purchases of the last {SHARE_WINDOW} days; "
+             f"{NO_EVENT_DAYS:g} with fewer than two.",
+             f"CASE WHEN purchase_count_{SHARE_WINDOW}d >= 2 THEN (days_since_first_purchase_{SHARE_WINDOW}d"
+             f" - days_since_last_purchase) / (purchase_count_{SHARE_WINDOW}d - 1) END",
+             (f"days_since_first_purchase_{SHARE_WINDOW}d", "days_since_last_purchase", f"purchase_count_{SHARE_WINDOW}d"),
+             default=NO_EVENT_DAYS, theme="recency"),
+    _derived(f"amount_per_tenure_day_{SHARE_WINDOW}d",
+             f"Amount of the last {SHARE_WINDOW} days per day of tenure within them (tenure capped at "
+             f"{SHARE_WINDOW}); 0 when none.",
+             f"purchase_amount_{SHARE_WINDOW}d / NULLIF(tenure_days_365, 0)",
+             (f"purchase_amount_{SHARE_WINDOW}d", "tenure_days_365"), theme="frequency_monetary"),
+]
+
 register_all(FACTORS)

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 import factors
@@ -26,6 +25,7 @@ from tasks.campaign.client_table import (
     table_manifest, table_source, uses_client_table,
 )
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
+from tasks.campaign.eligible import default_factor_fn
 from tasks.campaign.frozen import seal_manifest, verified_manifest
 from tasks.campaign.policy import policy_params
 from tasks.campaign.stages import (
@@ -44,8 +44,7 @@ from tasks.monitoring.prediction_log import append_predictions
 # derive_seed is imported above for flows/simulate_responses.py, which takes it from here.
 
 
-def _default_factor_fn(data_dir: Path, as_of: pd.Timestamp, names: list, client_ids: np.ndarray) -> pd.DataFrame:
-    return factors.compute_factors(data_dir, as_of, list(names), client_ids=client_ids)
+_default_factor_fn = default_factor_fn
 
 
 def _default_known_factors() -> set[str]:

@@ -37,12 +37,13 @@ import pandas as pd
 from tasks.campaign.checkpoints import CheckpointStore
 from tasks.campaign.client_table import check_filter_columns, missing_features, missing_features_error, table_partition
 from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefault_balance
+from tasks.campaign.eligible import filter_base, registered_base
 from tasks.campaign.policy import assign_offers, policy_params
 from tasks.campaign.transforms import (
-    FactorFn, apply_filters, assign_groups, concat_partitions, derive_seed, draw_subset, factor_partition,
-    missing_model_features, partition_ids, rank_scores, score_partition, select_client_base,
+    FactorFn, assign_groups, concat_partitions, derive_seed, draw_subset, factor_partition,
+    missing_model_features, partition_ids, rank_scores, score_partition,
 )
-from tasks.core.errors import ConfigError, DataValidationError
+from tasks.core.errors import ConfigError
 from tasks.core.layout import CampaignPaths
 
 Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple]], list[pd.DataFrame]]
@@ -169,33 +170,20 @@ def _client_base(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
         base = ctx.client_table()
         return base, {"client_table": str(d["path"]), "columns": int(base.shape[1] - 1)}
     clients = read_table(d["dir"], "clients")
-    base = select_client_base(clients, d["date"])
-    if len(base) == 0:
-        raise DataValidationError("clients", "registration_date",
-                                  f"no client registered before the campaign date {d['date'].date()}")
+    base = registered_base(clients, d["date"])
     return base, {"registered_later": int(len(clients) - len(base))}
 
 
 def _filters(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     cfg = ctx.cfg
     base = ctx.store.read("client_base")
-    needed = list(dict.fromkeys(f.column for f in cfg.filters if f.column not in base.columns))
-    frame = base
-    if needed and ctx.data().get("kind") == "table":
+    d = ctx.data()
+    needed = [f.column for f in cfg.filters if f.column not in base.columns]
+    if needed and d.get("kind") == "table":
         check_filter_columns(cfg.filters, list(base.columns))
-    if needed:
-        known = ctx.known_factors()
-        unknown = [c for c in needed if known is not None and c not in known]
-        if unknown:
-            raise ConfigError(
-                f"campaign.filters: column(s) {unknown} are neither clients columns "
-                f"{list(base.columns)} nor known factors")
-        d = ctx.data()
-        extra = ctx.factor_fn(d["dir"], d["date"], needed, base["client_id"].to_numpy())
-        frame = base.merge(extra[["client_id", *needed]], on="client_id", how="left", validate="1:1")
-    kept, report = apply_filters(frame, cfg.filters)
-    cols = ["client_id", *dict.fromkeys(f.column for f in cfg.filters)]
-    return kept[cols], {"filters": report}
+    kept, report = filter_base(base, cfg.filters, d.get("dir"), d.get("date"), ctx.factor_fn,
+                               ctx.known_factors() if needed else None)
+    return kept, {"filters": report}
 
 
 def _subset(ctx: StageContext) -> tuple[pd.DataFrame, dict]:

@@ -36,6 +36,7 @@ class ModelConfig:
     n_boot: int
     checks: ChecksConfig
     promote: str                    # auto | always | never
+    promote_margin: float           # auto: the paired CI's lower bound of new - champion must exceed this
     margin: float | None            # value of one incremental response (None: no profit suggestion)
     contact_cost: float | None      # cost of one offer (None: no profit suggestion)
     max_rows: int | None            # cap on training rows (random subsample)

@@ -38,6 +38,7 @@ from tasks.modelling.models import (
     shap_importance,
     validate_feature_frame,
 )
+from tasks.modelling.promotion import other_rows_decision, promotion_evidence
 from tasks.modelling.reference import reference_distributions
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.reporting import render_plots, render_report
@@ -448,31 +449,46 @@ def build_metadata(result: TrainResult, name: str, model_cfg: ModelConfig, datas
     }
 
 
-def heldout_metric(result: TrainResult, key: str, model: Any) -> float:
-    """``key`` (qini_auc, uplift_at_k, uplift_auc, roc_auc, pr_auc, f1, precision, recall) of
-    ``model`` on ``result``'s held-out rows; F1 and friends use the model's own threshold."""
-    score = model.predict(result.X_test)
+def heldout_metric_fn(result: TrainResult, key: str) -> Callable[..., float]:
+    """``key`` (qini_auc, uplift_at_k, uplift_auc, roc_auc, pr_auc, f1, precision, recall) as a
+    function of ``(y, score[, treatment])``; F1 and friends take 0/1 decisions (see :func:`heldout_scores`)."""
     if result.kind == "uplift":
         k = result.heldout.get("k", 0.3)
-        fns = {"qini_auc": lambda: M.qini_auc(result.test_y, score, result.test_treatment),
-               "uplift_auc": lambda: M.uplift_auc(result.test_y, score, result.test_treatment),
-               "uplift_at_k": lambda: M.uplift_at_k(result.test_y, score, result.test_treatment, k=k,
-                                                    strategy="overall")}
-        return float(fns[key]())
-    threshold = getattr(getattr(model, "model", model), "threshold", 0.5)  # a registry LoadedModel wraps it
-    return float(M.response_metrics(result.test_y, score, threshold)[key])
+        return {"qini_auc": M.qini_auc, "uplift_auc": M.uplift_auc,
+                "uplift_at_k": lambda y, u, t: M.uplift_at_k(y, u, t, k=k, strategy="overall")}[key]
+    return lambda y, p: float(M.response_metrics(y, p, 0.5)[key])
+
+
+def heldout_scores(result: TrainResult, key: str, model: Any) -> np.ndarray:
+    """``model``'s scores of ``result``'s held-out rows, as :func:`heldout_metric_fn` takes them:
+    a response model's 0/1 decisions at its own threshold for the threshold metrics."""
+    score = np.asarray(model.predict(result.X_test), dtype=float)
+    if result.kind == "response" and key in ("f1", "precision", "recall"):
+        threshold = getattr(getattr(model, "model", model), "threshold", 0.5)  # a registry LoadedModel wraps it
+        score = (score >= threshold).astype(float)
+    return score
+
+
+def heldout_metric(result: TrainResult, key: str, model: Any) -> float:
+    """``key`` of ``model`` on ``result``'s held-out rows."""
+    args = (result.test_y, heldout_scores(result, key, model))
+    if result.kind == "uplift":
+        args = args + (result.test_treatment,)
+    return float(heldout_metric_fn(result, key)(*args))
 
 
 def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: str,
-                     result: TrainResult | None = None) -> tuple[bool, str]:
-    """Whether a new version becomes champion: always / never / auto (first, or better held-out;
+                     result: TrainResult | None = None, margin: float = 0.0,
+                     n_boot: int = 200) -> tuple[bool, str]:
+    """Whether a new version becomes champion: always / never / auto (first, or better on evidence;
     never a version with a promotion blocker, :func:`tasks.modelling.guards.promotion_blockers`).
 
-    ``auto`` compares like with like: when ``result`` carries its held-out features and the
-    champion loads and has every feature it needs there, the champion is scored on the same
-    held-out rows. (If the champion was trained on some of those rows the comparison favours
-    it, which errs on the side of keeping it.) Otherwise the two stored held-out metrics are
-    compared, and the reason says they come from different hold-outs.
+    ``auto`` scores the champion on the new version's held-out rows (when ``result`` carries
+    them, the champion loads, is of the same kind and has every feature it needs there) and
+    promotes only when the paired bootstrap interval of new - champion lies above ``margin``
+    (:func:`tasks.modelling.promotion.promotion_evidence`). If the champion was trained on some
+    of those rows the comparison favours it, which errs on the side of keeping it. Without a
+    paired comparison nothing is promoted automatically, and the reason says why.
     """
     blockers = promotion_blockers(metadata)
     if mode == "always":
@@ -486,20 +502,23 @@ def decide_promotion(registry: ModelRegistry, name: str, metadata: dict, mode: s
         return True, "first version of this model"
     key = metadata["metrics"]["select_metric"]
     new = metadata["metrics"]["heldout"][key]["value"]
-    old, where = None, "its own hold-out (a different one)"
     if result is not None and result.X_test is not None:
         try:
             loaded = registry.load(name, champ)
-            if loaded.metadata.get("kind") == result.kind and set(loaded.features) <= set(result.X_test.columns):
-                old, where = heldout_metric(result, key, loaded), "the same held-out rows"
-        except UpliftError:  # unreadable or tampered champion: fall back to its stored metric
-            old = None
-    if old is None:
-        old = registry.metadata(name, champ).get("metrics", {}).get("heldout", {}).get(key, {}).get("value")
-    if old is None or new > old:
-        shown = "no stored metric" if old is None else f"{old:.4f} on {where}"
-        return True, f"held-out {key} {new:.4f} beats champion {champ} ({shown})"
-    return False, f"held-out {key} {new:.4f} does not beat champion {champ} ({old:.4f} on {where})"
+        except UpliftError:  # unreadable or tampered champion: no paired comparison
+            loaded = None
+        # the new version as the held-out rows measured it: the fit on the training split (the
+        # registered refit has seen the held-out rows)
+        new_fit = result.split_model if result.split_model is not None else result.model
+        if loaded is not None and loaded.metadata.get("kind") == result.kind \
+                and set(loaded.features) <= set(result.X_test.columns):
+            ev = promotion_evidence(
+                key, heldout_metric_fn(result, key), result.test_y, heldout_scores(result, key, loaded),
+                heldout_scores(result, key, new_fit), result.test_treatment, margin=margin,
+                n_boot=max(n_boot, 2), seed=result.seed, champion=f"champion {champ}")
+            return ev["promote"], ev["reason"]
+    old = registry.metadata(name, champ).get("metrics", {}).get("heldout", {}).get(key, {}).get("value")
+    return False, other_rows_decision(key, new, old, f"champion {champ}")["reason"]
 
 
 def register_version(
@@ -514,10 +533,12 @@ def register_version(
     """Save ``result`` as a new version with report and plots; promote per ``model_cfg.promote``.
 
     ``auto`` promotes the first version, or one whose held-out ``select_metric`` beats the
-    champion's on the same held-out rows (:func:`decide_promotion`). Returns ``(version, promoted, reason)``.
+    champion's on the same held-out rows by more than ``model.promote_margin`` with the
+    paired interval's lower bound (:func:`decide_promotion`). Returns ``(version, promoted, reason)``.
     """
     meta = build_metadata(result, name, model_cfg, dataset, factor_set)
-    promote, reason = decide_promotion(registry, name, meta, model_cfg.promote, result)
+    promote, reason = decide_promotion(registry, name, meta, model_cfg.promote, result,
+                                       margin=model_cfg.promote_margin, n_boot=model_cfg.n_boot)
     files: dict[str, bytes | str] = dict(render_plots(result))
     files.update(extra_files or {})
     files["report.md"] = render_report(result, meta, name, reason, sorted(k for k in files if k.endswith(".png")))

@@ -5,8 +5,12 @@
 * Score drift: the campaign's logged scores against the earliest other logged campaign
   scored by the same model version (the prediction log).
 * Decay: the champion's Qini AUC (or uplift@k) measured by evaluations of campaigns it
-  scored, on random_target + control, against its held-out figure from training; decayed
-  when the relative drop exceeds the configured limit.
+  scored, on random_target + control (the campaign population), against the same measure on
+  the first campaign it was evaluated on (one population kind, one base rate) - or, with a
+  single evaluation, against a random ranking (0); decayed only when the confidence interval
+  says the latest figure is below ``min_fraction`` of the first (below 0 for a random ranking).
+  The held-out figure from training is shown, not tested: it comes from other rows (past
+  campaigns' clients, another base rate).
 
 When drift or decay crosses its limit (:func:`needs_retraining`) a challenger is trained and
 compared with the champion (:mod:`tasks.monitoring.retrain`); the run is recorded by
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats as sps
 
 from tasks.core.errors import ConfigError, NotFoundError
 from tasks.core.io import read_json
@@ -38,8 +43,20 @@ class DecayConfig:
     """When the champion counts as decayed (``monitor.decay``)."""
 
     metric: str                         # qini_auc | uplift_at_k
-    max_relative_drop: float            # decayed when (training - observed) / |training| exceeds this
+    min_fraction: float                 # decayed when the CI says latest < min_fraction x first evaluation
     min_evaluations: int
+    alpha: float                        # two-sided level of the interval of latest - min_fraction x first
+    max_relative_drop: float | None = None  # replaced by min_fraction; set only to be told so
+
+    def __post_init__(self) -> None:
+        if self.max_relative_drop is not None:
+            raise ConfigError("config 'monitor', key 'decay.max_relative_drop': replaced; use "
+                              "monitor.decay.min_fraction (decay is now tested with a confidence interval "
+                              "against the first evaluated campaign, e.g. min_fraction=0.7)")
+        if not 0 <= self.min_fraction <= 1:
+            raise ConfigError(f"config 'monitor', key 'decay.min_fraction': must be in [0, 1], got {self.min_fraction}")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"config 'monitor', key 'decay.alpha': must be in (0, 1), got {self.alpha}")
 
 
 @dataclass
@@ -49,9 +66,18 @@ class RetrainConfig:
     enabled: bool
     holdout_fraction: float             # share of the newest experiment held out for the comparison
     metric: str                         # held-out metric that decides promotion
-    min_improvement: float              # the challenger must beat the champion by more than this
+    margin: float                       # the paired CI's lower bound of challenger - champion must exceed this
     n_boot: int                         # bootstrap replicates of the held-out difference
     seed: int
+    min_improvement: float | None = None  # renamed to margin; set only to be told so
+
+    def __post_init__(self) -> None:
+        if self.min_improvement is not None:
+            raise ConfigError("config 'monitor', key 'retrain.min_improvement': renamed; use "
+                              "monitor.retrain.margin (promotion now needs the lower bound of the paired "
+                              "bootstrap CI of challenger - champion above it)")
+        if self.n_boot < 2:
+            raise ConfigError(f"config 'monitor', key 'retrain.n_boot': {self.n_boot}; use at least 2")
 
 
 @dataclass
@@ -72,9 +98,6 @@ class MonitorConfig:
         if not 0 < self.retrain.holdout_fraction < 1:
             raise ConfigError(f"config 'monitor', key 'retrain.holdout_fraction': must be in (0, 1), "
                               f"got {self.retrain.holdout_fraction}")
-        if self.decay.max_relative_drop <= 0:
-            raise ConfigError(f"config 'monitor', key 'decay.max_relative_drop': must be positive, "
-                              f"got {self.decay.max_relative_drop}")
 
 
 # --------------------------------------------------------------------------- campaigns and evaluations
@@ -169,23 +192,56 @@ def training_figure(metadata: dict, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _evaluation_figure(e: dict, metric: str) -> dict | None:
+    """One evaluation's ``metric`` with its interval and standard error (from the interval's
+    width at the evaluation's level), or None when it has no estimate."""
+    mq = e.get("model_quality") or {}
+    m = mq.get(metric) or {}
+    if m.get("estimate") is None:
+        return None
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    alpha = float(e.get("alpha") or 0.05)
+    se = (hi - lo) / (2 * float(sps.norm.ppf(1 - alpha / 2))) if lo is not None and hi is not None else None
+    return {"campaign_id": e.get("campaign_id"), "campaign_date": e.get("campaign_date"), "value": float(m["estimate"]),
+            "ci_low": lo, "ci_high": hi, "se": se, "n": int(mq.get("n", 0))}
+
+
 def decay_check(metadata: dict, evaluations: list[dict], cfg: DecayConfig) -> dict[str, Any]:
-    """Observed metric (evaluations pooled, weighted by their random_target + control size)
-    against the training figure; ``decayed`` when the relative drop exceeds the limit."""
-    baseline = training_figure(metadata, cfg.metric)
-    observed = [(e["model_quality"][cfg.metric].get("estimate"), e["model_quality"].get("n", 0), e.get("campaign_id"))
-                for e in evaluations if (e.get("model_quality") or {}).get(cfg.metric)]
-    observed = [(v, n, c) for v, n, c in observed if v is not None and n]
-    out: dict[str, Any] = {"metric": cfg.metric, "training_value": baseline, "limit": cfg.max_relative_drop,
-                           "evaluations": [{"campaign_id": c, "value": v, "n": n} for v, n, c in observed]}
-    if baseline is None or len(observed) < cfg.min_evaluations:
-        reason = ("the champion's metadata has no held-out " + cfg.metric) if baseline is None else \
-            f"{len(observed)} evaluated campaign(s) of the champion; need {cfg.min_evaluations}"
-        return dict(out, observed_value=None, relative_drop=None, decayed=False, note=reason)
-    total = sum(n for _, n, _ in observed)
-    value = sum(v * n for v, n, _ in observed) / total
-    drop = (baseline - value) / abs(baseline) if baseline != 0 else (math.inf if value < 0 else 0.0)
-    return dict(out, observed_value=value, relative_drop=drop, decayed=bool(drop > cfg.max_relative_drop))
+    """The latest evaluated campaign's ``metric`` against ``min_fraction`` x the first's.
+
+    Both are measured the same way on the same kind of population (random_target + control of
+    a campaign), each with its bootstrap interval; the difference ``latest - min_fraction x
+    first`` gets the normal interval of the two independent estimates, and the champion has
+    decayed only when that interval lies below 0. With a single evaluation the comparison is a
+    random ranking (Qini 0): decayed only when the campaign's own interval lies below 0.
+    """
+    training = training_figure(metadata, cfg.metric)
+    figures = [f for f in (_evaluation_figure(e, cfg.metric) for e in evaluations) if f is not None]
+    out: dict[str, Any] = {"metric": cfg.metric, "training_value": training, "min_fraction": cfg.min_fraction,
+                           "alpha": cfg.alpha, "evaluations": figures}
+    if len(figures) < max(cfg.min_evaluations, 1):
+        return dict(out, observed_value=None, decayed=False,
+                    note=f"{len(figures)} evaluated campaign(s) of the champion; need {max(cfg.min_evaluations, 1)}")
+    latest = figures[-1]
+    z = float(sps.norm.ppf(1 - cfg.alpha / 2))
+    if len(figures) == 1:
+        ref_value, ref_se, against = 0.0, 0.0, "a random ranking (0)"
+    else:
+        first = figures[0]
+        ref_value, ref_se = cfg.min_fraction * first["value"], cfg.min_fraction * (first["se"] or 0.0)
+        against = f"{cfg.min_fraction:g} x the first evaluated campaign {first['campaign_id']} ({first['value']:.4f})"
+    if latest["se"] is None:
+        return dict(out, observed_value=latest["value"], decayed=False,
+                    note=f"campaign {latest['campaign_id']} has no interval of {cfg.metric}; decay not tested")
+    diff = latest["value"] - ref_value
+    se = math.sqrt(latest["se"] ** 2 + ref_se ** 2)
+    lo, hi = diff - z * se, diff + z * se
+    decayed = bool(hi < 0)
+    text = (f"{cfg.metric} of campaign {latest['campaign_id']} {latest['value']:.4f} vs {against}: difference "
+            f"{diff:+.4f}, {1 - cfg.alpha:.0%} CI [{lo:+.4f}, {hi:+.4f}]"
+            + (": below, decayed" if decayed else ": not shown to be below"))
+    return dict(out, observed_value=latest["value"], reference_value=ref_value, against=against,
+                difference=diff, difference_ci_low=lo, difference_ci_high=hi, decayed=decayed, text=text)
 
 
 def champion_decay(artifacts: str | Path, name: str, version: str, metadata: dict, cfg: DecayConfig) -> dict[str, Any]:
@@ -203,8 +259,7 @@ def needs_retraining(drift_summary: dict | None, decay: dict | None) -> tuple[bo
         reasons.append(f"data drift: {drift_summary['n_drifted']} of {drift_summary['n_factors']} factors drifted "
                        f"({drift_summary['drifted_share']:.1%} > limit {drift_summary['limit']:.1%})")
     if decay and decay.get("decayed"):
-        reasons.append(f"decay: {decay['metric']} {decay['observed_value']:.4f} vs training "
-                       f"{decay['training_value']:.4f} (relative drop {decay['relative_drop']:.1%} > limit {decay['limit']:.1%})")
+        reasons.append(f"decay: {decay['text']}")
     return bool(reasons), reasons
 
 

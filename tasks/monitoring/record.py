@@ -37,8 +37,8 @@ def render_record(record: dict[str, Any]) -> str:
     if dec.get("observed_value") is None:
         lines.append(f"Not measured: {dec.get('note')}.")
     else:
-        lines.append(f"{dec['metric']}: training {dec['training_value']:.4f}, evaluated campaigns "
-                     f"{dec['observed_value']:.4f} (relative drop {dec['relative_drop']:.1%}, limit {dec['limit']:.1%}); "
+        training = "none" if dec.get("training_value") is None else f"{dec['training_value']:.4f}"
+        lines.append(f"{dec.get('text', dec['metric'])} (held-out figure from training, other rows: {training}); "
                      f"decayed: **{'yes' if dec['decayed'] else 'no'}**.")
     lines += ["", "## Decision", ""]
     if not record["retrain_needed"]:
@@ -52,9 +52,7 @@ def render_record(record: dict[str, Any]) -> str:
             c = r["comparison"]
             lines += ["", f"Training rows: {r['n_train_rows']} (history {r['n_history_rows']}, fresh experiment "
                       f"{r['n_experiment_rows']}); held out: {c['n_holdout']}.",
-                      f"Challenger {r['challenger_version']}: {c['reason']}"
-                      + (f" (difference CI [{c['difference_ci_low']:.4f}, {c['difference_ci_high']:.4f}])"
-                         if "difference_ci_low" in c else "") + ".",
+                      f"Challenger {r['challenger_version']}: {c['reason']}.",
                       f"Champion after this run: **{record['champion_after']}**."]
     return "\n".join(lines) + "\n"
 

@@ -5,8 +5,9 @@ The training rows are the campaign history plus the evaluated campaigns' random_
 (treatment 1) and control (treatment 0) outcomes. A stratified share of the newest experiment
 is held out; the challenger is trained on everything else, then challenger and champion are
 scored on the same held-out clients (the champion was trained before those campaigns, so
-neither has seen them). The challenger is promoted only when its held-out metric beats the
-champion's by more than ``min_improvement``.
+neither has seen them). The challenger is promoted only when the lower bound of the paired
+bootstrap interval of challenger - champion exceeds ``margin`` (:mod:`tasks.modelling.promotion`,
+the rule training's ``promote=auto`` uses too).
 """
 from __future__ import annotations
 
@@ -20,14 +21,17 @@ import pandas as pd
 
 from factors import factor_set
 from tasks.analytics import metrics
-from tasks.core.errors import DataValidationError
+from tasks.core.errors import DataValidationError, NotFoundError
 from tasks.core.layout import Layout
 from tasks.data.tables import read_table
 from tasks.modelling.config import ModelConfig
+from tasks.modelling.guards import promotion_blockers
+from tasks.modelling.promotion import promotion_evidence
+from tasks.modelling.reference import reference_distributions
 from tasks.modelling.registry import ModelRegistry
 from tasks.modelling.training import register_version, train_uplift
 from tasks.modelling.training_set import build_training_set, campaign_propensity
-from tasks.monitoring.decay import RetrainConfig, evaluations_of
+from tasks.monitoring.decay import RetrainConfig, evaluations_of, load_factor_checkpoint
 
 HISTORY_COLUMNS = ["client_id", "campaign_id", "campaign_date", "treatment", "response", "revenue"]
 
@@ -79,30 +83,14 @@ def _metric_fn(metric: str, k: float) -> Callable[[np.ndarray, np.ndarray, np.nd
 
 def compare_on_holdout(champion_scores: np.ndarray, challenger_scores: np.ndarray, y: np.ndarray,
                        treatment: np.ndarray, metric: str = "qini_auc", k: float = 0.3,
-                       min_improvement: float = 0.0, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Both models' ``metric`` on the same held-out clients and the promotion decision.
-
-    ``promote`` is True only when challenger - champion > ``min_improvement``. The paired
-    bootstrap interval of the difference (same resampled clients for both) is reported.
-    """
-    y = np.asarray(y, dtype=float)
-    t = np.asarray(treatment, dtype=float)
-    fn = _metric_fn(metric, k)
-    champ = fn(y, champion_scores, t)
-    chall = fn(y, challenger_scores, t)
-    diff = chall - champ
-    out: dict[str, Any] = {"metric": metric, "n_holdout": int(len(y)), "champion": champ, "challenger": chall,
-                           "difference": diff, "min_improvement": min_improvement}
-    if n_boot >= 2:
-        u = np.column_stack([champion_scores, challenger_scores])
-        _, lo, hi = metrics.bootstrap_ci(lambda yy, uu, tt: fn(yy, uu[:, 1], tt) - fn(yy, uu[:, 0], tt),
-                                         y, u, t, n_boot=n_boot, seed=seed, stratify=t)
-        out.update(difference_ci_low=lo, difference_ci_high=hi)
-    out["promote"] = bool(diff > min_improvement)
-    out["reason"] = (f"challenger {metric} {chall:.4f} vs champion {champ:.4f} on {len(y)} held-out clients: "
-                     + ("better, promote" if out["promote"] else "not better by more than "
-                        f"{min_improvement}, keep the champion"))
-    return out
+                       margin: float = 0.0, n_boot: int = 200, seed: int = 0,
+                       champion: str = "champion") -> dict[str, Any]:
+    """Both models' ``metric`` on the same held-out clients and the promotion decision of
+    :func:`tasks.modelling.promotion.promotion_evidence`: promote only when the lower bound of the
+    paired bootstrap interval of challenger - champion exceeds ``margin``."""
+    return promotion_evidence(metric, _metric_fn(metric, k), np.asarray(y, dtype=float), champion_scores,
+                              challenger_scores, np.asarray(treatment, dtype=float), margin=margin,
+                              n_boot=n_boot, seed=seed, champion=champion)
 
 
 # --------------------------------------------------------------------------- the challenger
@@ -133,6 +121,21 @@ def experiment_data_dir(artifacts: str | Path, evaluation: dict) -> Path:
     return Layout(artifacts).dataset(data.get("name", "synthetic"))
 
 
+def drift_reference_from_campaign(result: Any, artifacts: str | Path, campaign_id: str, seed: int) -> None:
+    """The challenger's drift reference: the factor snapshot of the newest evaluated campaign
+    (the eligible base it scored, at its date) in place of the training rows, when the snapshot
+    holds every feature of the challenger."""
+    try:
+        snapshot = load_factor_checkpoint(artifacts, campaign_id)
+    except NotFoundError:
+        return
+    if not set(result.features) <= set(snapshot.columns):
+        return
+    result.reference = reference_distributions(snapshot[list(result.features)], seed=seed)
+    result.extras["drift_reference"] = {"population": f"factor snapshot of campaign {campaign_id}",
+                                        "rows": int(len(snapshot))}
+
+
 def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, model_cfg: ModelConfig,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train a challenger on history plus fresh experiments, compare on held-out clients, maybe promote.
@@ -159,14 +162,19 @@ def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, mod
     # each campaign's own treated share: the history's and the experiments' designs differ
     result = train_uplift(X, t, y, model_cfg, seed=cfg.seed, propensity=campaign_propensity(train_rows),
                           groups=train_rows["client_id"].to_numpy(), dates=train_rows["campaign_date"].to_numpy())
+    drift_reference_from_campaign(result, artifacts, str(newest_ev["campaign_id"]), cfg.seed)
     X_h, t_h, y_h = build_training_set(data_dir, holdout, names)
     comparison = compare_on_holdout(
         champion.predict(X_h), result.model.predict(X_h), y_h, t_h, metric=cfg.metric, k=model_cfg.k,
-        min_improvement=cfg.min_improvement, n_boot=cfg.n_boot, seed=cfg.seed)
+        margin=cfg.margin, n_boot=cfg.n_boot, seed=cfg.seed, champion=f"champion {champion.version}")
     version, _, _ = register_version(
         result, registry, name, replace(model_cfg, promote="never"), dataset=str(data_dir.name),
         factor_set=champion.factor_set,
         extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
+    blockers = promotion_blockers(registry.metadata(name, version))
+    if comparison["promote"] and blockers:
+        comparison["promote"] = False
+        comparison["reason"] += f"; not promoted: {'; '.join(blockers)}"
     if comparison["promote"]:
         registry.promote(name, version)
     if log is not None:

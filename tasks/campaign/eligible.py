@@ -1,0 +1,101 @@
+"""Who a campaign may reach: the client base at a date through the campaign's base filters.
+
+One definition for the campaign's ``client_base`` and ``filters`` stages and for the drift
+reference stored with a model (:func:`eligible_factors`): the population a model is monitored
+against is the one its campaigns score, as of the latest date it was trained on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tasks.campaign.config import FilterSpec
+from tasks.campaign.transforms import apply_filters, select_client_base
+from tasks.core.errors import ConfigError, DataValidationError
+
+FactorFn = Callable[[Path, pd.Timestamp, list, np.ndarray], pd.DataFrame]
+
+
+def default_factor_fn(data_dir: Path, as_of: pd.Timestamp, names: list, client_ids: np.ndarray) -> pd.DataFrame:
+    """The factor library's point-in-time factors of ``client_ids`` as of ``as_of``."""
+    import factors
+
+    return factors.compute_factors(data_dir, as_of, list(names), client_ids=client_ids)
+
+
+def registered_base(clients: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
+    """Clients registered before ``date`` (an error when there are none)."""
+    base = select_client_base(clients, date)
+    if len(base) == 0:
+        raise DataValidationError("clients", "registration_date",
+                                  f"no client registered before the campaign date {pd.Timestamp(date).date()}")
+    return base
+
+
+def filter_base(base: pd.DataFrame, filters: Sequence[FilterSpec], data_dir: Path, date: pd.Timestamp,
+                factor_fn: FactorFn, known: set[str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """``base`` through ``filters`` in order; a filter column that is not a clients column is a
+    point-in-time factor as of ``date``. Returns the kept rows (``client_id`` and the filter
+    columns) and the removals per filter."""
+    needed = list(dict.fromkeys(f.column for f in filters if f.column not in base.columns))
+    frame = base
+    if needed:
+        unknown = [c for c in needed if known is not None and c not in known]
+        if unknown:
+            raise ConfigError(f"campaign.filters: column(s) {unknown} are neither clients columns "
+                              f"{list(base.columns)} nor known factors")
+        extra = factor_fn(Path(data_dir), pd.Timestamp(date), needed, base["client_id"].to_numpy())
+        frame = base.merge(extra[["client_id", *needed]], on="client_id", how="left", validate="1:1")
+    kept, report = apply_filters(frame, filters)
+    cols = ["client_id", *dict.fromkeys(f.column for f in filters)]
+    return kept[cols], report
+
+
+def eligible_clients(data_dir: str | Path, date: str | pd.Timestamp, filters: Sequence[FilterSpec],
+                     factor_fn: FactorFn | None = None) -> np.ndarray:
+    """Sorted ids of the clients a campaign at ``date`` with ``filters`` may reach."""
+    from tasks.data.tables import read_table
+
+    base = registered_base(read_table(Path(data_dir), "clients"), pd.Timestamp(date))
+    kept, _ = filter_base(base, filters, Path(data_dir), pd.Timestamp(date), factor_fn or default_factor_fn)
+    return np.sort(kept["client_id"].to_numpy(dtype="int64"))
+
+
+def eligible_factors(data_dir: str | Path, date: str | pd.Timestamp, filters: Sequence[FilterSpec],
+                     names: Sequence[str], factor_fn: FactorFn | None = None) -> pd.DataFrame:
+    """The factors ``names`` of the eligible base at ``date``, as a campaign at that date
+    computes them (one row per client, ``client_id`` first)."""
+    fn = factor_fn or default_factor_fn
+    ids = eligible_clients(data_dir, date, filters, fn)
+    return fn(Path(data_dir), pd.Timestamp(date), list(names), ids)
+
+
+def latest_campaign_date(data_dir: str | Path) -> pd.Timestamp:
+    """The latest campaign date of a dataset's campaign history (the last date a model trained
+    on that history has seen)."""
+    from tasks.data.tables import read_table
+
+    history = read_table(Path(data_dir), "campaign_history")
+    if len(history) == 0:
+        raise DataValidationError("campaign_history", "campaign_date", "is empty: nothing to train on")
+    return pd.Timestamp(history["campaign_date"].max())
+
+
+def eligible_reference(data_dir: str | Path, filters: Sequence[FilterSpec], features: Sequence[str],
+                       date: str | pd.Timestamp | None = None, factor_fn: FactorFn | None = None,
+                       seed: int = 0) -> tuple[dict, dict]:
+    """The drift reference of a model whose campaigns reach the base through ``filters``: the
+    reference distributions of ``features`` over the eligible base at ``date`` (None: the latest
+    campaign date of the dataset's history, the last date the model trained on), and a
+    description of that population for the metadata."""
+    from tasks.modelling.reference import reference_distributions
+
+    date = latest_campaign_date(data_dir) if date is None else pd.Timestamp(date)
+
+    frame = eligible_factors(data_dir, date, filters, features, factor_fn)
+    ref = reference_distributions(frame[list(features)], seed=seed)
+    return ref, {"population": "eligible base", "date": str(pd.Timestamp(date).date()),
+                 "filters": [f"{f.name}: {f.column} {f.op} {f.value!r}" for f in filters], "rows": int(len(frame))}
