@@ -32,7 +32,7 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 METADATA_KEYS = ("name", "version", "kind", "approach", "created_at", "dataset", "factor_set", "features",
                  "feature_dtypes", "metrics", "threshold_suggestions", "training_fingerprint",
-                 "library_versions", "model_sha256")
+                 "library_versions", "model_sha256", "signal", "signal_test", "validation")
 
 
 @dataclass
@@ -121,6 +121,8 @@ class PredictionService:
         served = self.served()
         meta = served.loaded.metadata
         info = {k: meta.get(k) for k in METADATA_KEYS if k in meta}
+        # the guards' verdicts: a champion forced past them (promote=always) still shows them
+        info["suspected_leaks"] = (meta.get("checks") or {}).get("suspected_leaks") or []
         info.update(name=served.name, version=served.version, kind=served.loaded.kind,
                     features=list(served.scorer.schema.features), loaded_at=served.loaded_at,
                     scoring_path=served.scorer.path)

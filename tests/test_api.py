@@ -92,6 +92,9 @@ def test_health_and_model_describe_the_champion(client):
     m = client.get("/model").json()
     assert m["name"] == NAME and m["version"] == "v0001" and m["features"] == FEATURES
     assert m["feature_dtypes"]["visits_90d"] == "int64" and "reference" not in m
+    # the guards' verdicts travel with a champion promoted past them
+    assert m["signal"] == "none" and m["signal_test"]["ci"] == [-0.01, 0.01]
+    assert [leak["column"] for leak in m["suspected_leaks"]] == [FEATURES[0]] and "split" in m["validation"]
     assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]
 
 
