@@ -81,10 +81,11 @@ def draw_subset(client_ids: np.ndarray, fraction: float | None, size: int | None
 PARTITION_ROWS = 250_000
 
 
-def partition_count(n: int, partitions: int, max_rows: int = PARTITION_ROWS) -> int:
+def partition_count(n: int, partitions: int, max_rows: int | None = None) -> int:
     """Partitions for ``n`` clients: at least ``partitions`` (the runner's), and enough that
-    none holds more than ``max_rows`` (results never depend on the count)."""
-    return max(1, int(partitions), -(-int(n) // int(max_rows)))
+    none holds more than ``max_rows`` (default :data:`PARTITION_ROWS`; results never depend
+    on the count)."""
+    return max(1, int(partitions), -(-int(n) // int(max_rows or PARTITION_ROWS)))
 
 
 def align_ids(keys: np.ndarray, wanted: np.ndarray, sorted_: bool = True) -> np.ndarray:
