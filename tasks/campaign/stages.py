@@ -28,6 +28,7 @@ identity (the model for ``score``, the factor checkpoint for ``split``).
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -265,23 +266,35 @@ def _factors(ctx: StageContext) -> tuple[Iterator[pd.DataFrame], dict]:
         return _table_factors(ctx, names)
     ids = ctx.store.read("subset")["client_id"].to_numpy()
     parts = partition_ids(ids, partition_count(len(ids), ctx.partitions))
-    return _factor_chunks(ctx, names, ids, parts), {"factors": names, "partitions": len(parts)}
+    info: dict[str, Any] = {"factors": names, "partitions": len(parts)}
+    return _factor_chunks(ctx, names, ids, parts, info), info
 
 
-def _factor_chunks(ctx: StageContext, names: list[str], ids: np.ndarray, parts: list[np.ndarray]
-                   ) -> Iterator[pd.DataFrame]:
+def _factor_chunks(ctx: StageContext, names: list[str], ids: np.ndarray, parts: list[np.ndarray],
+                   info: dict[str, Any]) -> Iterator[pd.DataFrame]:
     """The factor partitions in order, computed as they are written. With the factor engine,
     the request is checked once and the tables not ordered by client aggregated once
-    (:func:`factors.partitioned.prepare_factors`) in a partition folder removed at the end."""
+    (:func:`factors.partitioned.prepare_factors`) in a partition folder removed at the end.
+    Adds the seconds of that preparation and of the partitions (slowest, total) to ``info``
+    (the checkpoint record is made after the last partition)."""
     from factors.partitioned import prepare_factors
 
     d = ctx.data()
     folder = make_partition_dir(ctx.store.stage_dir)
     try:
         fn = ctx.factor_fn
+        t0 = time.perf_counter()
         if ctx.default_factors:
             fn = prepare_factors(d["dir"], d["date"], names, ids, folder, aggregate_once=len(parts) > 1)
-        yield from ctx.mapper(factor_partition, [(fn, d["dir"], d["date"], names, part) for part in parts])
+            info["aggregated_once"] = sorted(fn.preaggregated)
+        info["prepare_seconds"] = round(time.perf_counter() - t0, 3)
+        seconds: list[float] = []
+        t0 = time.perf_counter()
+        for frame in ctx.mapper(factor_partition, [(fn, d["dir"], d["date"], names, part) for part in parts]):
+            seconds.append(time.perf_counter() - t0)
+            yield frame
+            t0 = time.perf_counter()
+        info["partition_seconds"] = {"total": round(sum(seconds), 3), "slowest": round(max(seconds, default=0), 3)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
