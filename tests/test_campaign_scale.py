@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import factors
+from factors import partitioned
 from factors.partitioned import client_clustered, prepare_factors
 from tasks.campaign import run as run_module
 from tasks.campaign import transforms
@@ -59,7 +60,9 @@ def test_tables_ordered_by_client_are_told_apart(world):
     assert not client_clustered(con, str(world / "messages_small_groups.parquet"))
 
 
-def test_partitioned_factors_equal_one_query(world, tmp_path):
+@pytest.mark.parametrize("slice_clients", [1_000_000, 300])
+def test_partitioned_factors_equal_one_query(world, tmp_path, monkeypatch, slice_clients):
+    monkeypatch.setattr(partitioned, "SLICE_CLIENTS", slice_clients)
     src, as_of = _as_of(world)
     d = tmp_path / "world"  # messages in small row groups, each spanning many clients
     shutil.copytree(src, d)
@@ -71,6 +74,7 @@ def test_partitioned_factors_equal_one_query(world, tmp_path):
     plan = prepare_factors(d, as_of, NAMES, ids, tmp_path / "work")
     assert "messages_w0" in plan.preaggregated and "messages_w90" in plan.preaggregated
     assert not any(k.startswith("purchases") for k in plan.preaggregated)  # read by id range instead
+    assert len(plan.preaggregated["messages_w0"]) == -(-len(ids) // slice_clients)  # one file per slice
     parts = [plan(d, as_of, NAMES, p) for p in np.array_split(ids, 7)]
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole, check_exact=True)
     with pytest.raises(ValueError, match="prepared for"):
