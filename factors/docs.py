@@ -64,7 +64,13 @@ table = compute_factors("artifacts/data/synthetic", "2026-01-01", factor_set("de
   `timestamp < as_of` (and to the requested clients and their id range, so files sorted by
   client skip row groups), one `GROUP BY client_id` per window, left-joined to the requested
   clients with defaults applied, derived factors (ratios, trends) computed on top. DuckDB
-  uses every core and a memory limit (`factors.EngineOptions`).
+  uses every core the process may use and a memory limit of a quarter of the machine's memory,
+  at most 6 GB (`factors.EngineOptions`).
+- Large client lists: `factors.partitioned.prepare_factors` checks a request once and
+  aggregates the tables whose row groups are not ordered by client once (in slices of a
+  million clients, sorted by client); its plan then computes any partition of contiguous
+  client ids reading only that id range. The values are those of one query; the campaign's
+  factor stage works this way, 250,000 clients per partition.
 - Speed and memory: `python benchmarks/factors.py` computes the `default` set for a
   1M-client world and the same factors with a hand-written DuckDB query, checks that they
   agree and prints wall time, CPU time and peak memory of each.

@@ -41,8 +41,8 @@ SQL_TYPES = {"float64": "DOUBLE", "int64": "BIGINT", "int8": "TINYINT"}
 class EngineOptions:
     """DuckDB settings for one computation."""
 
-    threads: int | None = None          # None = every core of the machine
-    memory_limit: str = "6GB"           # DuckDB spills to temp files beyond it
+    threads: int | None = None          # None = every core this process may use
+    memory_limit: str | None = None     # DuckDB spills to temp files beyond it; None = machine_memory_limit()
 
 
 def _as_of_timestamp(as_of: str | pd.Timestamp) -> pd.Timestamp:
@@ -207,6 +207,35 @@ def _finish(expr: str, f: Factor) -> str:
     return f"CAST(COALESCE({expr}, {default}) AS {SQL_TYPES[f.dtype]})"
 
 
+def _by_table(factors: Sequence[Factor]) -> dict[str, list[Factor]]:
+    """Aggregate factors by source table, in request order."""
+    by_table: dict[str, list[Factor]] = {}
+    for f in factors:
+        if f.kind == "aggregate":
+            by_table.setdefault(f.table, []).append(f)  # type: ignore[arg-type]
+    return by_table
+
+
+def source_select(table: str, fs: Sequence[Factor], sources: dict[str, str], as_of_sql: str, requested: bool,
+                  id_range: tuple[int, int] | None = None) -> str:
+    """The rows of ``table`` the aggregate factors ``fs`` read: before the as-of date, within the
+    longest window when every factor has one, of the requested clients (and their id range)."""
+    lower = ""
+    if all(f.window for f in fs):
+        lower = f" AND timestamp >= {as_of_sql} - INTERVAL {max(f.window for f in fs)} DAY"  # type: ignore[type-var]
+    semi = " AND client_id IN (SELECT client_id FROM req)" if requested else ""
+    if requested and id_range is not None:
+        semi += f" AND client_id BETWEEN {int(id_range[0])} AND {int(id_range[1])}"
+    return f"SELECT * FROM {sources[table]} WHERE timestamp < {as_of_sql}{lower}{semi}"
+
+
+def group_select(group: Sequence[Factor], source: str, window: int, as_of_sql: str) -> str:
+    """One ``GROUP BY client_id`` computing the aggregate factors ``group`` (one window) over ``source``."""
+    aggs = ", ".join(f"{_fill(f.sql, as_of_sql)} AS {f.name}" for f in group)
+    where = f" WHERE timestamp >= {as_of_sql} - INTERVAL {window} DAY" if window else ""
+    return f"SELECT client_id, {aggs} FROM {source}{where} GROUP BY client_id"
+
+
 def compile_query(
     factors: Sequence[Factor],
     output: Sequence[str],
@@ -214,6 +243,7 @@ def compile_query(
     as_of: pd.Timestamp,
     requested: bool,
     id_range: tuple[int, int] | None = None,
+    preaggregated: dict[str, str] | None = None,
 ) -> str:
     """Build the single SQL query computing ``factors`` (resolved, inputs first).
 
@@ -221,7 +251,9 @@ def compile_query(
     tells whether a registered relation ``requested_clients(client_id, ord__)`` chooses
     the clients (else every client registered before ``as_of``). ``output`` are the
     factor names returned, in order. ``id_range`` (lowest, highest requested id) lets
-    DuckDB skip row groups of event files sorted by client.
+    DuckDB skip row groups of event files sorted by client (and of the clients table).
+    ``preaggregated`` maps a group's alias ``<table>_w<window>`` to the SQL source of its
+    per-client aggregates computed beforehand (:func:`group_select` over every client).
     """
     a = _sql_timestamp(as_of)
     ctes: list[str] = []
@@ -233,31 +265,26 @@ def compile_query(
     select = ["req.client_id AS client_id", "req.ord__ AS ord__"]
     joins: list[str] = []
 
-    by_table: dict[str, list[Factor]] = {}
-    for f in factors:
-        if f.kind == "aggregate":
-            by_table.setdefault(f.table, []).append(f)  # type: ignore[arg-type]
+    by_table = _by_table(factors)
+    pre = preaggregated or {}
+    in_range = f" WHERE client_id BETWEEN {int(id_range[0])} AND {int(id_range[1])}" if id_range is not None else ""
     for table, fs in by_table.items():
-        lower = ""
-        if all(f.window for f in fs):
-            lower = f" AND timestamp >= {a} - INTERVAL {max(f.window for f in fs)} DAY"  # type: ignore[type-var]
-        semi = " AND client_id IN (SELECT client_id FROM req)" if requested else ""
-        if requested and id_range is not None:
-            semi += f" AND client_id BETWEEN {int(id_range[0])} AND {int(id_range[1])}"
-        ctes.append(f"src_{table} AS (SELECT * FROM {sources[table]} WHERE timestamp < {a}{lower}{semi})")
         windows = sorted({f.window or 0 for f in fs})
+        if not all(f"{table}_w{w}" in pre for w in windows):
+            ctes.append(f"src_{table} AS ({source_select(table, fs, sources, a, requested, id_range)})")
         for w in windows:
             group = [f for f in fs if (f.window or 0) == w]
             alias = f"{table}_w{w}"
-            aggs = ", ".join(f"{_fill(f.sql, a)} AS {f.name}" for f in group)
-            where = f" WHERE timestamp >= {a} - INTERVAL {w} DAY" if w else ""
-            ctes.append(f"{alias} AS (SELECT client_id, {aggs} FROM src_{table}{where} GROUP BY client_id)")
+            if alias in pre:  # aggregated once for every client (factors.partitioned)
+                ctes.append(f"{alias} AS (SELECT * FROM {pre[alias]}{in_range})")
+            else:
+                ctes.append(f"{alias} AS ({group_select(group, f'src_{table}', w, a)})")
             joins.append(f"LEFT JOIN {alias} ON {alias}.client_id = req.client_id")
             select += [f"{_finish(f'{alias}.{f.name}', f)} AS {f.name}" for f in group]
     profile = [f for f in factors if f.kind == "profile"]
     if profile:
         exprs = ", ".join(f"{_fill(f.sql, a)} AS {f.name}" for f in profile)
-        ctes.append(f"profile AS (SELECT client_id, {exprs} FROM {sources['clients']})")
+        ctes.append(f"profile AS (SELECT client_id, {exprs} FROM {sources['clients']}{in_range})")
         joins.append("LEFT JOIN profile ON profile.client_id = req.client_id")
         select += [f"{_finish(f'profile.{f.name}', f)} AS {f.name}" for f in profile]
     ctes.append(f"layer0 AS (SELECT {', '.join(select)} FROM req {' '.join(joins)})")
@@ -286,13 +313,24 @@ def _available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def machine_memory_limit(share: float = 0.25, cap_gb: float = 6.0) -> str:
+    """DuckDB's memory limit from the machine: ``share`` of its physical memory, at most
+    ``cap_gb`` GB and at least 0.5 GB (6GB, the old fixed value, on a 24 GiB machine)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return f"{cap_gb:g}GB"
+    mb = int(min(max(total * share / 1e6, 500), cap_gb * 1000))
+    return f"{mb}MB"
+
+
 def _connect(options: EngineOptions, spill_dir: str):
     import duckdb
 
     con = duckdb.connect(":memory:")
     threads = options.threads or _available_cores()
     con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"SET memory_limit = {_quote(options.memory_limit)}")
+    con.execute(f"SET memory_limit = {_quote(options.memory_limit or machine_memory_limit())}")
     con.execute(f"SET temp_directory = {_quote(spill_dir)}")
     con.execute("SET preserve_insertion_order = true")
     return con
@@ -336,6 +374,33 @@ def compute_factors(
     :class:`DataValidationError` for a missing or mistyped column or duplicate requested
     ids; :class:`ConfigError` for a bad date or an empty factor list.
     """
+    names, ts, resolved, files, sources, needed = plan_request(data_dir, as_of, factor_names)
+    spill = tempfile.TemporaryDirectory(prefix="uplift_factors_")
+    con = _connect(options or EngineOptions(), spill.name)
+    try:
+        register_text_tables(con, files)
+        check_tables(con, files, sources, needed)
+        requested = client_ids is not None
+        id_range = None
+        if requested:
+            frame = _requested_frame(client_ids)  # type: ignore[arg-type]
+            if len(frame):
+                id_range = (int(frame["client_id"].min()), int(frame["client_id"].max()))
+            con.register("requested_clients", frame)
+            _check_known_clients(con, sources, _sql_timestamp(ts))
+        sql = compile_query(resolved, names, sources, ts, requested, id_range)
+        out = con.execute(sql).fetch_df()
+    finally:
+        con.close()
+        spill.cleanup()
+    return _with_dtypes(out, [f for f in resolved if f.name in set(names)], names)
+
+
+def plan_request(data_dir: str | Path, as_of: str | pd.Timestamp, factor_names: Sequence[str]
+                 ) -> tuple[list[str], pd.Timestamp, list[Factor], dict[str, str], dict[str, str], dict[str, set[str]]]:
+    """``(names, as_of, resolved factors, files, sql sources, needed columns per table)`` of a
+    request; the errors of a bad request (no factor, a factor twice, a bad date, an unknown
+    factor or a missing table file)."""
     names = list(factor_names)
     if not names:
         raise ConfigError("no factors requested (factor_names is empty)")
@@ -353,29 +418,15 @@ def compute_factors(
                 needed[f.table].update({"client_id", "timestamp"})
     files = {t: table_files(data_dir, t) for t in needed}
     sources = {t: table_source(data_dir, t) for t in needed}
+    return names, ts, resolved, files, sources, needed
 
-    spill = tempfile.TemporaryDirectory(prefix="uplift_factors_")
-    con = _connect(options or EngineOptions(), spill.name)
-    try:
-        register_text_tables(con, files)
-        for t, cols in needed.items():
-            check_columns(con, t, sources[t], sorted(cols))
-            if not _is_text(files[t]):  # a text table was validated whole on loading
-                check_values(con, t, files[t], sources[t], sorted(cols))
-        requested = client_ids is not None
-        id_range = None
-        if requested:
-            frame = _requested_frame(client_ids)  # type: ignore[arg-type]
-            if len(frame):
-                id_range = (int(frame["client_id"].min()), int(frame["client_id"].max()))
-            con.register("requested_clients", frame)
-            _check_known_clients(con, sources, _sql_timestamp(ts))
-        sql = compile_query(resolved, names, sources, ts, requested, id_range)
-        out = con.execute(sql).fetch_df()
-    finally:
-        con.close()
-        spill.cleanup()
-    return _with_dtypes(out, [f for f in resolved if f.name in set(names)], names)
+
+def check_tables(con, files: dict[str, str], sources: dict[str, str], needed: dict[str, set[str]]) -> None:
+    """The columns and cheap value checks of every table a request reads (see :func:`check_values`)."""
+    for t, cols in needed.items():
+        check_columns(con, t, sources[t], sorted(cols))
+        if not _is_text(files[t]):  # a text table was validated whole on loading
+            check_values(con, t, files[t], sources[t], sorted(cols))
 
 
 def _with_dtypes(df: pd.DataFrame, factors: Sequence[Factor], names: Sequence[str]) -> pd.DataFrame:

@@ -98,13 +98,14 @@ def dask_mapper(runner: RunnerConfig, work_root: str | Path) -> Mapper:
     """A mapper running each partition as a Prefect task on Dask (a subflow with a DaskTaskRunner).
 
     Each call writes the partitions' frames and client ids as Parquet under a fresh folder
-    in ``work_root`` (which the workers must be able to read and write), runs the partition
-    tasks in a subflow ``map-<task name>``, reads the partition results back in order and
+    in ``work_root`` (which the workers must be able to read and write; a row group of a stage
+    checkpoint is passed as its path and read by the worker), runs the partition tasks in a
+    subflow ``map-<task name>``, yields the partition results one at a time in order and
     removes the folder.
     """
     task_runner = dask_task_runner(runner)
 
-    def mapper(fn: Any, args: list[tuple]) -> list:
+    def mapper(fn: Any, args: list[tuple]) -> Iterator:
         name = PARTITION_TASK_NAMES.get(getattr(fn, "__name__", ""), "partitions")
         folder = make_partition_dir(work_root)
         try:
@@ -116,7 +117,8 @@ def dask_mapper(runner: RunnerConfig, work_root: str | Path) -> Mapper:
 
             sub = flow(name=f"map-{name.replace('_', '-')}", task_runner=task_runner, persist_result=False,
                        log_prints=False)(map_partitions)
-            return read_partition_results(sub())
+            # one partition's result read back at a time, while the stage writes its checkpoint
+            yield from read_partition_results(sub())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -260,6 +260,7 @@ def test_progress_mapper_logs_each_partition_and_changes_nothing():
     args = [(part,) for part in partition_ids(pd.RangeIndex(1000).to_numpy(), 3)]
     lines: list[str] = []
     out = progress_mapper(None, lines.append)(fake_partition, args)
+    assert lines == []  # lazy: a partition is computed when the stage asks for it (and writes it)
     for a, b in zip(out, sequential_map(fake_partition, args)):
         pd.testing.assert_frame_equal(a, b)
     assert lines[0] == "factors: 1,000 clients in 3 partitions"
@@ -272,7 +273,7 @@ def test_progress_mapper_logs_each_partition_and_changes_nothing():
         return sequential_map(fn, a)
 
     lines.clear()
-    progress_mapper(cluster, lines.append)(fake_partition, args)
+    list(progress_mapper(cluster, lines.append)(fake_partition, args))
     assert calls == [3] and lines[0] == "factors: 1,000 clients in 3 partitions sent to the cluster"
     assert lines[1].startswith("factors: 3 partitions back, 1,000 rows")
 

@@ -60,7 +60,7 @@ def test_spilled_arguments_round_trip_and_inputs_stay_untouched(tmp_path):
     got = load_arg(spilled[0][2])
     assert got.dtype == np.int64 and got.tolist() == [3, 1, 2]
     out = run_partition(lambda f, s, i: f.assign(tag=s).iloc[i], spilled[0], output_paths(folder, 1)[0])
-    assert read_partition_results([out])[0]["tag"].tolist() == ["small"] * 3
+    assert list(read_partition_results([out]))[0]["tag"].tolist() == ["small"] * 3
     assert remove_partition_dirs(tmp_path) == [folder] and not folder.exists()
 
 
@@ -90,7 +90,7 @@ def test_factor_partition_through_parquet_equals_in_memory(world, tmp_path):
     args = [(_default_factor_fn, *a[1:]) for a in args]
     spilled = spill_args(args, tmp_path)
     path = run_partition(factor_partition, spilled[0], output_paths(tmp_path, 1)[0])
-    pd.testing.assert_frame_equal(read_partition_results([path])[0], factor_partition(*args[0]))
+    pd.testing.assert_frame_equal(next(read_partition_results([path])), factor_partition(*args[0]))
 
 
 # --------------------------------------------------------------------------- the flow on Dask

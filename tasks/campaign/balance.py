@@ -7,7 +7,7 @@ The statistics are :func:`tasks.analytics.stats.standardized_mean_difference` an
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,26 +42,36 @@ def balance_check(frame: pd.DataFrame, columns: Sequence[str], groups: dict[str,
     ``frame`` holds ``group`` and the columns. Returns a JSON-ready dict with the SMD table,
     the largest absolute SMD, the sample-ratio chi-square and p-value, and a verdict.
     """
-    present = [g for g in GROUPS if (frame["group"] == g).any()]
-    by_group = {g: frame.loc[frame["group"] == g] for g in present}
-    pairs = [(g, "control") for g in ("targeted", "random_target") if g in by_group and "control" in by_group]
-    if "control" not in by_group and "targeted" in by_group and "random_target" in by_group:
+    group = frame["group"]
+    masks = {g: (group == g).to_numpy(dtype=bool) for g in GROUPS}
+    return balance_check_columns({g: int(m.sum()) for g, m in masks.items()},
+                                 lambda c, g: frame[c].to_numpy()[masks[g]], columns, groups, limits)
+
+
+def balance_check_columns(sizes: dict[str, int], values: Callable[[str, str], np.ndarray], columns: Sequence[str],
+                          groups: dict[str, float], limits: BalanceConfig) -> dict:
+    """:func:`balance_check` from the group sizes and ``values(column, group)``: the column's
+    values of the group's rows, in row order. Asked for column after column (each column's
+    groups together), so a wide table need never be in memory whole."""
+    present = [g for g in GROUPS if sizes.get(g, 0) > 0]
+    pairs = [(g, "control") for g in ("targeted", "random_target") if g in present and "control" in present]
+    if "control" not in present and "targeted" in present and "random_target" in present:
         pairs = [("targeted", "random_target")]
     smd = []
     for col in columns:
         row = {"factor": col}
         for a, b in pairs:
-            row[f"{a}_vs_{b}"] = round(_smd(by_group[a][col].to_numpy(), by_group[b][col].to_numpy()), 6)
+            row[f"{a}_vs_{b}"] = round(_smd(values(col, a), values(col, b)), 6)
         smd.append(row)
     # A fixed limit alone flags chance imbalance in small groups, so a factor is flagged only
     # when its |SMD| is above smd_limit and above smd_z standard errors of a random split.
-    bounds = {f"{a}_vs_{b}": max(limits.smd_limit, limits.smd_z * math.sqrt(1 / len(by_group[a]) + 1 / len(by_group[b])))
+    bounds = {f"{a}_vs_{b}": max(limits.smd_limit, limits.smd_z * math.sqrt(1 / sizes[a] + 1 / sizes[b]))
               for a, b in pairs}
     flagged = [{"factor": r["factor"], "pair": k, "smd": v} for r in smd for k, v in r.items()
                if k != "factor" and np.isfinite(v) and abs(v) > bounds[k]]
-    values = [abs(v) for r in smd for k, v in r.items() if k != "factor" and np.isfinite(v)]
-    max_smd = max(values, default=0.0)
-    observed = {g: int((frame["group"] == g).sum()) for g in GROUPS}
+    found = [abs(v) for r in smd for k, v in r.items() if k != "factor" and np.isfinite(v)]
+    max_smd = max(found, default=0.0)
+    observed = {g: int(sizes.get(g, 0)) for g in GROUPS}
     chi2, p = _sample_ratio(observed, groups)
     ok = not flagged and p >= limits.srm_alpha
     return {"smd": smd, "max_abs_smd": round(max_smd, 6), "smd_limit": limits.smd_limit,

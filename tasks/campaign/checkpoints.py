@@ -31,13 +31,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.io import atomic_write, frame_fingerprint, stable_hash
+from tasks.core.io import ChunkedFingerprint, atomic_write, frame_fingerprint, stable_hash
 from tasks.core.layout import CampaignPaths, Layout
 
 ATTRS_KEY = "uplift_checkpoint"
@@ -143,6 +143,11 @@ def _write_checkpoint(table: pa.Table, record: dict, tmp: Path) -> None:
     with pq.ParquetWriter(tmp, table.schema, compression="snappy") as writer:
         writer.write_table(table)
         writer.add_key_value_metadata({ATTRS_KEY: text})
+    _seal(tmp)
+
+
+def _seal(tmp: Path) -> None:
+    """Put the hash of the written file ``tmp`` into the 64 zeros of its record."""
     digest = file_hash(tmp)
     _, hole = _hash_hole(tmp)
     with open(tmp, "r+b") as fh:
@@ -258,6 +263,55 @@ class CheckpointStore:
         table = pa.Table.from_pandas(out, preserve_index=False)
         atomic_write(self.path(stage), lambda tmp: _write_checkpoint(table, record, tmp))
         return Checkpoint(stage, self.path(stage), key, fp, len(out), float(seconds), record["info"])
+
+    def write_chunks(self, stage: str, key: str, chunks: Iterable[pd.DataFrame], started: float,
+                     info: dict | None = None) -> Checkpoint:
+        """Commit the rows of ``chunks`` (frames with the same columns, in row order) as the
+        checkpoint of ``stage``, one chunk in memory at a time; the same record (fingerprint
+        included) as :meth:`write` of their concatenation. ``started``: the stage's
+        ``time.perf_counter()`` start (its seconds count until the last chunk is written)."""
+        made: dict = {}
+
+        def make_record(fp: str, rows: int) -> dict:
+            fault_point(stage)
+            seconds = time.perf_counter() - started
+            made.update(json.loads(json.dumps({"key": key, "fingerprint": fp, "rows": int(rows),
+                                               "seconds": round(float(seconds), 4), "info": info or {}},
+                                              default=_json_default)))
+            return made
+
+        atomic_write(self.path(stage), lambda tmp: _write_checkpoint_chunks(chunks, make_record, tmp))
+        return Checkpoint(stage, self.path(stage), key, made["fingerprint"], made["rows"], float(made["seconds"]),
+                          made["info"])
+
+
+def _write_checkpoint_chunks(chunks: Iterable[pd.DataFrame], make_record: Callable[[str, int], dict],
+                             tmp: Path) -> Checkpoint | None:
+    """Write ``chunks`` (one row group or more each) with the record ``make_record(fingerprint,
+    rows)`` in the footer, then seal the file's hash into it."""
+    fp = ChunkedFingerprint()
+    writer = None
+    schema = None
+    try:
+        for chunk in chunks:
+            chunk = chunk.reset_index(drop=True)
+            fp.update(chunk)
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(tmp, schema, compression="snappy")
+            elif not table.schema.equals(schema):
+                raise ValueError(f"chunk schema {table.schema} differs from the first chunk's {schema}")
+            writer.write_table(table)
+        if writer is None:
+            raise ValueError("no chunk to write (not even an empty one)")
+        record = make_record(fp.hexdigest(), fp.rows)
+        writer.add_key_value_metadata({ATTRS_KEY: json.dumps({HASH_FIELD: _HOLE, **record}, default=_json_default)})
+    finally:
+        if writer is not None:
+            writer.close()
+    _seal(tmp)
+    return None
 
 
 def _json_default(obj: Any) -> Any:

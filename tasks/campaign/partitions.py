@@ -18,11 +18,12 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tasks.core.errors import ConfigError
 from tasks.core.io import atomic_write_parquet
@@ -33,10 +34,27 @@ ARRAY_COLUMN = "value"
 
 @dataclass(frozen=True)
 class ParquetArg:
-    """A partition argument stored as Parquet: a frame, or a 1-D array in column ``value``."""
+    """A partition argument stored as Parquet: a frame, or a 1-D array in column ``value``;
+    with ``row_group``, that row group of the file (``columns`` of it; ``rows`` rows), so a
+    partition of a stage checkpoint is read where it is used, never by the driver."""
 
     path: str
     kind: str  # "frame" | "array"
+    row_group: int | None = None
+    columns: tuple[str, ...] | None = None
+    rows: int | None = None
+
+    def __len__(self) -> int:
+        if self.rows is None:
+            raise TypeError("the row count of this partition argument is not known")
+        return self.rows
+
+
+def row_group_args(path: str | Path, columns: Sequence[str] | None = None) -> list[ParquetArg]:
+    """One :class:`ParquetArg` per row group of the Parquet file ``path``, in file order."""
+    meta = pq.ParquetFile(path).metadata
+    cols = tuple(columns) if columns is not None else None
+    return [ParquetArg(str(path), "frame", i, cols, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
 
 
 def make_partition_dir(root: str | Path) -> Path:
@@ -90,6 +108,11 @@ def load_arg(value: Any) -> Any:
     """The value of one partition argument (reads a :class:`ParquetArg` back; others as given)."""
     if not isinstance(value, ParquetArg):
         return value
+    if value.row_group is not None:
+        columns = list(value.columns) if value.columns is not None else None
+        df = pq.ParquetFile(value.path).read_row_group(value.row_group, columns=columns).to_pandas()
+        df.attrs = {}
+        return df
     df = pd.read_parquet(value.path)
     df.attrs = {}
     return df[ARRAY_COLUMN].to_numpy() if value.kind == "array" else df
@@ -114,14 +137,19 @@ def output_paths(folder: str | Path, n: int) -> list[str]:
     return [str(Path(folder) / f"out-{i:05d}.parquet") for i in range(n)]
 
 
-def read_partition_results(paths: Sequence[str]) -> list[pd.DataFrame]:
-    """The partition results, in the given (partition) order."""
-    frames = []
+def read_partition_results(paths: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """The partition results, in the given (partition) order, one read at a time."""
     for p in paths:
         df = pd.read_parquet(p)
         df.attrs = {}
-        frames.append(df)
-    return frames
+        yield df
+
+
+def map_in_process(fn: Callable[..., pd.DataFrame], args: Iterable[tuple]) -> Iterator[pd.DataFrame]:
+    """``fn`` over each partition's arguments in this process, in order, lazily (one
+    partition's result alive at a time when the caller writes each before the next)."""
+    for a in args:
+        yield fn(*(load_arg(x) for x in a))
 
 
 def scheduler_host_port(address: str) -> tuple[str, int]:

@@ -14,7 +14,7 @@ import datetime as _dt
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -27,6 +27,7 @@ from tasks.campaign.client_table import (
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
 from tasks.campaign.eligible import default_factor_fn
 from tasks.campaign.frozen import seal_manifest, verified_manifest
+from tasks.campaign.partitions import map_in_process
 from tasks.campaign.policy import policy_params
 from tasks.campaign.stages import (
     CHECKPOINTED, STAGES, Mapper, StageOutcome, check_factors_known, input_tables, stage,
@@ -34,12 +35,15 @@ from tasks.campaign.stages import (
 from tasks.campaign.summary import design_power, history_base_rate, render_summary
 from tasks.campaign.transforms import FactorFn, build_campaign_table, score_distribution  # noqa: F401
 from tasks.core.errors import ConfigError, StateError
-from tasks.core.io import atomic_write_json, atomic_write_parquet, atomic_write_text, sha256_file, stable_hash
+from tasks.core.io import ParquetChunkWriter, atomic_write_json, atomic_write_text, sha256_file, stable_hash
 from tasks.core.layout import Layout
 from tasks.core.locks import PidLock
 from tasks.data.tables import check_dataset, manifest_as_of, read_manifest
 from tasks.modelling.registry import ModelRegistry
-from tasks.monitoring.prediction_log import append_predictions
+from tasks.monitoring.prediction_log import append_prediction_chunks
+
+# pyarrow's default row group (1,048,576 rows): campaign.parquet's row groups
+FROZEN_ROW_GROUP = 1 << 20
 
 # derive_seed is imported above for flows/simulate_responses.py, which takes it from here.
 
@@ -51,9 +55,9 @@ def _default_known_factors() -> set[str]:
     return set(factors.all_factors())
 
 
-def sequential_map(fn: Callable[..., pd.DataFrame], args: list[tuple]) -> list[pd.DataFrame]:
-    """Apply ``fn`` to each argument tuple in order (the local runner)."""
-    return [fn(*a) for a in args]
+def sequential_map(fn: Callable[..., pd.DataFrame], args: list[tuple]) -> Iterator[pd.DataFrame]:
+    """Apply ``fn`` to each argument tuple in order, lazily (the local runner)."""
+    return map_in_process(fn, args)
 
 
 @dataclass
@@ -96,6 +100,7 @@ class CampaignRun:
         self.store = CheckpointStore(self.paths, CHECKPOINTED)
         self.lock = PidLock(self.paths.lock)
         self.factor_fn = factor_fn or _default_factor_fn
+        self.default_factors = factor_fn is None  # the factor engine, checked and prepared once per stage
         self.known_factors = known_factors or _default_known_factors
         self.mapper = mapper or sequential_map
         self._model = model
@@ -231,7 +236,10 @@ class CampaignRun:
         else:
             t0 = time.perf_counter()
             df, info = spec.compute(self)
-            rec = self.store.write(stage_name, key, df, time.perf_counter() - t0, info)
+            if isinstance(df, pd.DataFrame):
+                rec = self.store.write(stage_name, key, df, time.perf_counter() - t0, info)
+            else:  # partitions computed as they are written, one in memory at a time
+                rec = self.store.write_chunks(stage_name, key, df, t0, info)
             outcome = StageOutcome(stage_name, "computed", rec.rows, rec.seconds, key, rec.info)
         self._fingerprints[stage_name] = rec.fingerprint
         self.outcomes[stage_name] = outcome
@@ -243,16 +251,25 @@ class CampaignRun:
         cfg = self.cfg
         m = self.model_identity()
         offers = self.store.read("offer")
-        table = build_campaign_table(offers, m["version"], cfg.id)
         fault_point("freeze")
-        atomic_write_parquet(table, self.table_path)
         frozen_at = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        log = pd.DataFrame({
+        bounds = range(0, max(len(offers), 1), FROZEN_ROW_GROUP)
+
+        def table_chunks() -> Iterator[pd.DataFrame]:
+            for lo in bounds:
+                yield build_campaign_table(offers.iloc[lo:lo + FROZEN_ROW_GROUP], m["version"], cfg.id)
+
+        # campaign.parquet and the prediction log a row group at a time (the same file as one
+        # write of the whole table: row groups of FROZEN_ROW_GROUP rows either way)
+        with ParquetChunkWriter(self.table_path, FROZEN_ROW_GROUP) as writer:
+            for chunk in table_chunks():
+                writer.write(chunk)
+        append_prediction_chunks(self.layout.predictions, (pd.DataFrame({
             "time": pd.Timestamp(frozen_at), "source": "campaign", "request_id": cfg.id, "campaign_id": cfg.id,
-            "client_id": table["client_id"], "score": table["score"], "decision": table["offer"],
+            "client_id": t["client_id"], "score": t["score"], "decision": t["offer"],
             "model_name": m["name"], "model_version": m["version"],
-        })
-        append_predictions(self.layout.predictions, log, segment=f"campaign-{cfg.id}")
+        }) for t in table_chunks()), segment=f"campaign-{cfg.id}")
+        table = offers  # the frozen table's rows: client_id, group, offer, score, rank, percentile
         recs = {s: self.store.record(s) for s in CHECKPOINTED}
         d = self.data()
         counts = {

@@ -27,26 +27,31 @@ identity (the model for ``score``, the factor checkpoint for ``split``).
 """
 from __future__ import annotations
 
+import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tasks.campaign.checkpoints import CheckpointStore
+from tasks.campaign.partitions import make_partition_dir, row_group_args
 from tasks.campaign.client_table import check_filter_columns, missing_features, missing_features_error, table_partition
 from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefault_balance
 from tasks.campaign.eligible import filter_base, registered_base
 from tasks.campaign.policy import assign_offers, policy_params
 from tasks.campaign.transforms import (
-    FactorFn, assign_groups, concat_partitions, derive_seed, draw_subset, factor_partition,
-    missing_model_features, partition_ids, rank_scores, score_partition,
+    FactorFn, align_ids, assign_groups, concat_partitions, derive_seed, draw_subset, factor_partition,
+    missing_model_features, partition_count, partition_ids, rank_scores, score_partition,
 )
 from tasks.core.errors import ConfigError
 from tasks.core.layout import CampaignPaths
 
-Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple]], list[pd.DataFrame]]
+# maps a per-partition function over argument tuples; yields the results in partition order
+Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple]], Iterable[pd.DataFrame]]
 
 
 class StageContext(Protocol):
@@ -56,6 +61,7 @@ class StageContext(Protocol):
     store: CheckpointStore
     partitions: int
     factor_fn: FactorFn
+    default_factors: bool
     known_factors: Callable[[], set[str] | None]
     mapper: Mapper
 
@@ -241,28 +247,59 @@ def _bounds(ids: np.ndarray, partitions: int) -> list[tuple[int, int]]:
     return list(zip(ends[:-1].tolist(), ends[1:].tolist()))
 
 
-def _factors(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+def _factors(ctx: StageContext) -> tuple[Iterator[pd.DataFrame], dict]:
     names = check_factors_known(ctx)
     d = ctx.data()
     if d.get("kind") == "table":
         return _table_factors(ctx, names)
     ids = ctx.store.read("subset")["client_id"].to_numpy()
-    args = [(ctx.factor_fn, d["dir"], d["date"], names, part) for part in partition_ids(ids, ctx.partitions)]
-    table = concat_partitions(ctx.mapper(factor_partition, args))
-    return table, {"factors": names, "partitions": len(args)}
+    parts = partition_ids(ids, partition_count(len(ids), ctx.partitions))
+    info: dict[str, Any] = {"factors": names, "partitions": len(parts)}
+    return _factor_chunks(ctx, names, ids, parts, info), info
+
+
+def _factor_chunks(ctx: StageContext, names: list[str], ids: np.ndarray, parts: list[np.ndarray],
+                   info: dict[str, Any]) -> Iterator[pd.DataFrame]:
+    """The factor partitions in order, computed as they are written. With the factor engine,
+    the request is checked once and the tables not ordered by client aggregated once
+    (:func:`factors.partitioned.prepare_factors`) in a partition folder removed at the end.
+    Adds the seconds of that preparation and of the partitions (slowest, total) to ``info``
+    (the checkpoint record is made after the last partition)."""
+    from factors.partitioned import prepare_factors
+
+    d = ctx.data()
+    folder = make_partition_dir(ctx.store.stage_dir)
+    try:
+        fn = ctx.factor_fn
+        t0 = time.perf_counter()
+        if ctx.default_factors:
+            fn = prepare_factors(d["dir"], d["date"], names, ids, folder, aggregate_once=len(parts) > 1)
+            info["aggregated_once"] = sorted(fn.preaggregated)
+        info["prepare_seconds"] = round(time.perf_counter() - t0, 3)
+        seconds: list[float] = []
+        t0 = time.perf_counter()
+        for frame in ctx.mapper(factor_partition, [(fn, d["dir"], d["date"], names, part) for part in parts]):
+            seconds.append(time.perf_counter() - t0)
+            yield frame
+            t0 = time.perf_counter()
+        info["partition_seconds"] = {"total": round(sum(seconds), 3), "slowest": round(max(seconds, default=0), 3)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _score(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     m = ctx.model()
-    table = ctx.store.read("factors")
-    missing = missing_model_features(m.features, table.columns)
+    path = ctx.store.path("factors")
+    columns = pq.ParquetFile(path).schema_arrow.names
+    missing = missing_model_features(m.features, columns)
     if missing:
         raise ConfigError(
             f"model {m.name} {m.version} needs feature(s) {missing} that the factor stage did not supply "
-            f"(it has {list(table.columns)[1:12]}...)")
-    args = [(m, table.iloc[a:b]) for a, b in _bounds(table["client_id"].to_numpy(), ctx.partitions)]
-    scored = concat_partitions(ctx.mapper(score_partition, args))
-    return scored, {"model": ctx.model_identity(), "partitions": len(args)}
+            f"(it has {list(columns)[1:12]}...)")
+    # one row group of the factor checkpoint (one factor partition) in memory at a time
+    parts = row_group_args(path, ["client_id", *dict.fromkeys(m.features)])
+    scored = concat_partitions(ctx.mapper(score_partition, [(m, p) for p in parts]))
+    return scored, {"model": ctx.model_identity(), "partitions": len(parts)}
 
 
 def _sort(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
@@ -272,17 +309,37 @@ def _sort(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
 def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     # Imported here: the balance statistics load scipy.stats (a second), and the scoring API
     # imports this table only to find the factor checkpoint.
-    from tasks.campaign.balance import balance_check
+    from tasks.campaign.balance import balance_check_columns
 
     cfg = ctx.cfg
     ranked = ctx.store.read("sort")
-    assigned = assign_groups(ranked["client_id"].to_numpy(), cfg.groups, derive_seed(cfg.seed, "split"))
-    split = ranked.merge(assigned, on="client_id", how="left", validate="1:1")
+    ranked_ids = ranked["client_id"].to_numpy()
+    assigned = assign_groups(ranked_ids, cfg.groups, derive_seed(cfg.seed, "split"))
+    by_id = align_ids(assigned["client_id"].to_numpy(), ranked_ids)  # assigned is sorted by client
+    split = ranked.assign(group=assigned["group"].array.take(by_id))
     cols = [c for c in ctx.balance_columns() if c != "score"]
-    factors_ = ctx.store.read("factors", columns=["client_id", *cols])
-    frame = split[["client_id", "group", "score"]].merge(factors_, on="client_id", how="left")
-    balance = balance_check(frame, ["score", *cols], cfg.groups, cfg.balance)
-    counts = {g: int((split["group"] == g).sum()) for g in GROUPS}
+    # The balance factors one column at a time; each group's rows in rank order, as the
+    # split lists them (so every mean and variance sums in the same order as before).
+    path = ctx.store.path("factors")
+    factor_ids = pq.read_table(path, columns=["client_id"])["client_id"].to_numpy()
+    at = by_id if np.array_equal(factor_ids, assigned["client_id"].to_numpy()) else align_ids(
+        factor_ids, ranked_ids, sorted_=bool((np.diff(factor_ids) > 0).all()))
+    group = split["group"]
+    rows = {g: np.flatnonzero((group == g).to_numpy(dtype=bool)) for g in GROUPS}
+    in_file = {g: at[r] for g, r in rows.items()}  # the factor rows of each group, in rank order
+    score = split["score"].to_numpy()
+    current: dict[str, Any] = {}
+
+    def values(name: str, g: str) -> np.ndarray:
+        if name == "score":
+            return score[rows[g]]
+        if current.get("name") != name:
+            current.update(name=name, values=pq.read_table(path, columns=[name])[name].to_numpy())
+        return current["values"][in_file[g]]
+
+    balance = balance_check_columns({g: len(r) for g, r in rows.items()}, values, ["score", *cols],
+                                    cfg.groups, cfg.balance)
+    counts = {g: len(rows[g]) for g in GROUPS}
     return split, {"balance": balance, "groups": counts}
 
 

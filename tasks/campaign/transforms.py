@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,43 @@ def draw_subset(client_ids: np.ndarray, fraction: float | None, size: int | None
     k = max(k, 1) if n else 0
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(ids, size=k, replace=False))
+
+
+# The most clients a factor or score partition holds: about 2 KB per client for 90 factors,
+# so a partition's frames stay within a few hundred MB whatever the base.
+PARTITION_ROWS = 250_000
+
+
+def partition_count(n: int, partitions: int, max_rows: int | None = None) -> int:
+    """Partitions for ``n`` clients: at least ``partitions`` (the runner's), and enough that
+    none holds more than ``max_rows`` (default :data:`PARTITION_ROWS`; results never depend
+    on the count)."""
+    return max(1, int(partitions), -(-int(n) // int(max_rows or PARTITION_ROWS)))
+
+
+def align_ids(keys: np.ndarray, wanted: np.ndarray, sorted_: bool = True) -> np.ndarray:
+    """Position in ``keys`` (unique ids; ascending when ``sorted_``) of each of ``wanted``.
+
+    Raises :class:`DataValidationError` when an id of ``wanted`` is not among ``keys``.
+    """
+    keys = np.asarray(keys)
+    wanted = np.asarray(wanted)
+    if sorted_ and len(keys) == len(wanted):
+        # the same ids in another order (a ranking of the keys): invert the sorting permutation,
+        # far cheaper than a binary search per id over a large array
+        order = np.argsort(wanted, kind="stable")
+        if np.array_equal(wanted[order], keys):
+            pos = np.empty(len(keys), dtype=np.int64)
+            pos[order] = np.arange(len(keys), dtype=np.int64)
+            return pos
+    order = None if sorted_ else np.argsort(keys, kind="stable")
+    ordered = keys if order is None else keys[order]
+    pos = np.minimum(np.searchsorted(ordered, wanted), max(len(keys) - 1, 0))
+    if len(keys) == 0 or not (ordered[pos] == wanted).all():
+        missing = wanted[ordered[pos] != wanted] if len(keys) else wanted
+        raise DataValidationError("client ids", "client_id", f"{len(missing)} client id(s) not found",
+                                  missing[:5].tolist())
+    return pos if order is None else order[pos]
 
 
 def partition_ids(client_ids: np.ndarray, partitions: int) -> list[np.ndarray]:
@@ -151,8 +188,9 @@ def factor_partition(factor_fn: FactorFn, data_dir: Path, as_of: pd.Timestamp, n
     return df[["client_id", *names]].reset_index(drop=True)
 
 
-def concat_partitions(parts: list[pd.DataFrame]) -> pd.DataFrame:
+def concat_partitions(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate partition results in partition order."""
+    parts = list(parts)
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
 
 

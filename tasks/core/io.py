@@ -183,7 +183,29 @@ def stable_hash(obj: Any) -> str:
 
 def frame_fingerprint(df: pd.DataFrame) -> str:
     """Hex sha256 of a frame's column names, dtypes and values (row order matters)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    fp = ChunkedFingerprint()
+    fp.update(df)
+    return fp.hexdigest()
+
+
+class ChunkedFingerprint:
+    """:func:`tasks.core.io.frame_fingerprint` of a frame handed over in row chunks: the same
+    digest as of the concatenated frame (the dtypes, then every row's hash in order)."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._dtypes: list | None = None
+        self.rows = 0
+
+    def update(self, chunk: pd.DataFrame) -> None:
+        dtypes = [(str(c), str(t)) for c, t in chunk.dtypes.items()]
+        if self._dtypes is None:
+            self._dtypes = dtypes
+            self._h.update(json.dumps(dtypes).encode())
+        elif dtypes != self._dtypes:
+            raise ValueError(f"chunk columns {dtypes} differ from the first chunk's {self._dtypes}")
+        self._h.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+        self.rows += len(chunk)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()

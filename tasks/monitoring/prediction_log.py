@@ -18,13 +18,14 @@ import re
 import time
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core.errors import StateError
-from tasks.core.io import atomic_write, atomic_write_parquet
+from tasks.core.io import ParquetChunkWriter, atomic_write, atomic_write_parquet
 from tasks.core.layout import Layout
 from tasks.core.locks import PidLock
 
@@ -76,6 +77,23 @@ def append_predictions(root: str | Path, df: pd.DataFrame, segment: str) -> Path
     if path.exists():
         return path
     atomic_write_parquet(df[COLUMNS].reset_index(drop=True), path)
+    return path
+
+
+def append_prediction_chunks(root: str | Path, chunks: Iterable[pd.DataFrame], segment: str,
+                             row_group_size: int = 1 << 20) -> Path:
+    """:func:`append_predictions` of rows handed over in chunks (one segment file, written a
+    row group at a time); the chunks are not consumed when the segment already exists."""
+    remove_stale_temp_files(root)
+    path = Path(root) / f"{_SAFE.sub('_', segment)}.parquet"
+    if path.exists():
+        return path
+    with ParquetChunkWriter(path, row_group_size) as writer:
+        for df in chunks:
+            missing = [c for c in COLUMNS if c not in df.columns]
+            if missing:
+                raise ValueError(f"prediction log rows lack columns {missing}")
+            writer.write(df[COLUMNS].reset_index(drop=True))
     return path
 
 

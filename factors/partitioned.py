@@ -1,0 +1,140 @@
+"""Factors of a large client list, partition by partition, in memory bounded by a partition.
+
+:func:`compute_factors` answers one request with one query and returns one frame: its memory
+grows with the client list. For a base of millions the campaign asks in partitions of
+contiguous client ids instead, and this module makes that linear in the base:
+
+1. :func:`prepare_factors` runs once per request: the column and value checks of every
+   table, the duplicate-client check and the check that every requested client is known
+   (each one pass over a table, not one per partition). An event table whose row groups are
+   not ordered by client (the synthetic messages are written mailing by mailing, so every
+   row group spans every client) cannot be cut by client id: each partition would scan it
+   whole. Its aggregate groups (one per window) are computed here once for every requested
+   client, one ``GROUP BY client_id`` per group and slice of at most :data:`SLICE_CLIENTS`
+   contiguous clients, and written sorted by client to Parquet under ``work_dir``.
+2. :meth:`FactorPlan.compute` (the plan is also a factor function) computes one partition:
+   the same query as :func:`compute_factors`, reading the tables ordered by client (and the
+   clients table) only in the partition's id range, so DuckDB skips the other row groups,
+   and the pre-aggregated groups in that range.
+
+Each client's factor values are the same as :func:`compute_factors` gives (the same
+aggregates over the same rows, joined the same way), whatever the partitions.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from factors.engine import (
+    EngineOptions, _by_table, _check_known_clients, _connect, _is_text, _quote, _requested_frame, _sql_timestamp,
+    _with_dtypes, check_tables, compile_query, group_select, plan_request, register_text_tables, source_select,
+)
+
+PREAGGREGATE_ROW_GROUP = 131_072
+# Clients per slice of a pre-aggregation: one GROUP BY per slice of contiguous requested ids
+# (each scan reads the whole table, but the hash table of a slice stays in memory; one
+# GROUP BY over ten million clients outgrew DuckDB's memory limit and spilled, 2-3x slower
+# per client than a million).
+SLICE_CLIENTS = 1_000_000
+
+
+def client_clustered(con, files: str) -> bool:
+    """True when the Parquet file(s) ``files`` hold their rows ordered by ``client_id`` across
+    row groups (each row group's lowest id at least the previous one's highest), so a client
+    id range reads only its own row groups. Metadata only."""
+    rows = con.execute(
+        f"SELECT file_name, row_group_id, TRY_CAST(stats_min_value AS BIGINT), TRY_CAST(stats_max_value AS BIGINT) "
+        f"FROM parquet_metadata({_quote(files)}) WHERE path_in_schema = 'client_id' ORDER BY 1, 2").fetchall()
+    previous = None
+    for _, _, low, high in rows:
+        if low is None or high is None or (previous is not None and low < previous):
+            return False
+        previous = high
+    return True
+
+
+@dataclass(frozen=True)
+class FactorPlan:
+    """What :func:`prepare_factors` found and made; computes partitions of its clients.
+
+    Picklable (paths and names only), so a worker process can compute a partition. Calling
+    the plan like a factor function ``plan(data_dir, as_of, names, client_ids)`` computes
+    ``client_ids`` (a part of the ids it was prepared for; the arguments must be the plan's).
+    """
+
+    data_dir: str
+    as_of: pd.Timestamp
+    names: tuple[str, ...]
+    preaggregated: dict[str, tuple[str, ...]] = field(default_factory=dict)  # alias -> files, by client
+    options: EngineOptions | None = None
+
+    def compute(self, client_ids: np.ndarray | Sequence[int]) -> pd.DataFrame:
+        """Factors of ``client_ids`` (rows in their order): ``client_id`` then :attr:`names`."""
+        names, ts, resolved, files, sources, _ = plan_request(self.data_dir, self.as_of, self.names)
+        frame = _requested_frame(client_ids)
+        id_range = (int(frame["client_id"].min()), int(frame["client_id"].max())) if len(frame) else None
+        pre = {alias: f"read_parquet([{', '.join(_quote(p) for p in paths)}])"
+               for alias, paths in self.preaggregated.items()}
+        with tempfile.TemporaryDirectory(prefix="uplift_factors_") as spill:
+            con = _connect(self.options or EngineOptions(), spill)
+            try:
+                register_text_tables(con, files)
+                con.register("requested_clients", frame)
+                sql = compile_query(resolved, names, sources, ts, True, id_range, pre)
+                out = con.execute(sql).fetch_df()
+            finally:
+                con.close()
+        return _with_dtypes(out, [f for f in resolved if f.name in set(names)], names)
+
+    def __call__(self, data_dir: Path, as_of: pd.Timestamp, names: list, client_ids: np.ndarray) -> pd.DataFrame:
+        if list(names) != list(self.names) or pd.Timestamp(as_of) != self.as_of:
+            raise ValueError("a factor plan computes the factors and date it was prepared for")
+        return self.compute(client_ids)
+
+
+def prepare_factors(data_dir: str | Path, as_of: str | pd.Timestamp, factor_names: Sequence[str],
+                    client_ids: np.ndarray | Sequence[int], work_dir: str | Path,
+                    options: EngineOptions | None = None, aggregate_once: bool = True) -> FactorPlan:
+    """Check a request once and pre-aggregate the tables not ordered by client (see the module doc).
+
+    Raises what :func:`factors.engine.compute_factors` raises for the same request (unknown
+    factor, missing table or column, bad values, duplicate or unknown clients). The
+    pre-aggregated files go to ``work_dir`` (the caller removes it after the last partition);
+    ``aggregate_once=False`` leaves every table to the partitions (a single partition).
+    """
+    names, ts, resolved, files, sources, needed = plan_request(data_dir, as_of, factor_names)
+    frame = _requested_frame(client_ids)
+    pre: dict[str, tuple[str, ...]] = {}
+    with tempfile.TemporaryDirectory(prefix="uplift_factors_") as spill:
+        con = _connect(options or EngineOptions(), spill)
+        try:
+            register_text_tables(con, files)
+            check_tables(con, files, sources, needed)
+            con.register("requested_clients", frame)
+            a = _sql_timestamp(ts)
+            _check_known_clients(con, sources, a)
+            ids = np.unique(frame["client_id"].to_numpy())
+            slices = [(int(p[0]), int(p[-1])) for p in np.array_split(ids, max(1, -(-len(ids) // SLICE_CLIENTS)))
+                      if len(p)]
+            for table, fs in _by_table(resolved).items() if aggregate_once else ():
+                if _is_text(files[table]) or client_clustered(con, files[table]):
+                    continue
+                for w in sorted({f.window or 0 for f in fs}):
+                    group = [f for f in fs if (f.window or 0) == w]
+                    paths = []
+                    for k, (lo, hi) in enumerate(slices):
+                        src = (f"({source_select(table, fs, sources, a, requested=False)} "
+                               f"AND client_id BETWEEN {lo} AND {hi}) AS src_{table}")
+                        path = Path(work_dir) / f"{table}_w{w}_{k:05d}.parquet"
+                        con.execute(f"COPY ({group_select(group, src, w, a)} ORDER BY client_id) TO "
+                                    f"{_quote(str(path))} (FORMAT parquet, ROW_GROUP_SIZE {PREAGGREGATE_ROW_GROUP})")
+                        paths.append(str(path))
+                    pre[f"{table}_w{w}"] = tuple(paths)
+        finally:
+            con.close()
+    return FactorPlan(str(data_dir), ts, tuple(names), pre, options)
