@@ -41,21 +41,41 @@ PREAGGREGATE_ROW_GROUP = 131_072
 # GROUP BY over ten million clients outgrew DuckDB's memory limit and spilled, 2-3x slower
 # per client than a million).
 SLICE_CLIENTS = 1_000_000
+# A table whose files are not each confined to a range of clients (one file, rows of every
+# client in every row group) would be read about once per slice: beyond this many times its
+# size, one pass first writes its needed rows partitioned by slice (:func:`bucket_by_slice`).
+# A table stored in client-id buckets (tasks.data.buckets) reads each bucket file about once.
+BUCKET_PASS_FACTOR = 2
 
 
 def client_clustered(con, files: str) -> bool:
     """True when the Parquet file(s) ``files`` hold their rows ordered by ``client_id`` across
-    row groups (each row group's lowest id at least the previous one's highest), so a client
-    id range reads only its own row groups. Metadata only."""
+    row groups (each row group's lowest id at least the previous one's highest, taken in order
+    of their lowest id whatever file holds them), so a client id range reads only its own row
+    groups. Metadata only."""
     rows = con.execute(
         f"SELECT file_name, row_group_id, TRY_CAST(stats_min_value AS BIGINT), TRY_CAST(stats_max_value AS BIGINT) "
-        f"FROM parquet_metadata({_quote(files)}) WHERE path_in_schema = 'client_id' ORDER BY 1, 2").fetchall()
+        f"FROM parquet_metadata({_quote(files)}) WHERE path_in_schema = 'client_id' ORDER BY 3, 4").fetchall()
     previous = None
-    for _, _, low, high in rows:
+    for _, _, low, high in rows:  # by lowest id: part files (buckets) may come in any name order
         if low is None or high is None or (previous is not None and low < previous):
             return False
         previous = high
     return True
+
+
+def file_ranges(con, files: str) -> list[tuple[str, int | None, int | None, int]]:
+    """``(file, lowest client_id, highest client_id, rows)`` of each Parquet file of ``files``
+    (None bounds when a file has no statistics). Metadata only."""
+    rows = con.execute(
+        f"SELECT file_name, min(TRY_CAST(stats_min_value AS BIGINT)), max(TRY_CAST(stats_max_value AS BIGINT)), "
+        f"sum(row_group_num_rows), bool_or(stats_min_value IS NULL) "
+        f"FROM parquet_metadata({_quote(files)}) WHERE path_in_schema = 'client_id' GROUP BY 1 ORDER BY 1").fetchall()
+    return [(f, None if gap else lo, None if gap else hi, int(n)) for f, lo, hi, n, gap in rows]
+
+
+def _overlapping(ranges: Sequence[tuple[str, int | None, int | None, int]], lo: int, hi: int) -> list[str]:
+    return [f for f, a, b, _ in ranges if a is None or b is None or (a <= hi and b >= lo)]
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,20 @@ class FactorPlan:
         return self.compute(client_ids)
 
 
+def bucket_by_slice(con, table: str, fs, sources: dict[str, str], columns: set[str], as_of_sql: str,
+                    slices: Sequence[tuple[int, int]], dest: Path) -> list[tuple[str, int | None, int | None, int]]:
+    """One pass over ``table``: the rows the factors ``fs`` read (``columns`` only) written to
+    ``dest`` partitioned by slice of client ids, so each slice then reads its own rows instead of
+    the whole table; returns :func:`file_ranges` of the written files."""
+    case = " ".join(f"WHEN client_id <= {hi} THEN {k}" for k, (_, hi) in enumerate(slices))
+    cols = ", ".join(sorted(columns))
+    con.execute(
+        f"COPY (SELECT {cols}, CASE {case} END AS slice__ FROM ({source_select(table, fs, sources, as_of_sql, False)}) "
+        f"WHERE client_id BETWEEN {slices[0][0]} AND {slices[-1][1]}) "
+        f"TO {_quote(str(dest))} (FORMAT parquet, PARTITION_BY (slice__), ROW_GROUP_SIZE {PREAGGREGATE_ROW_GROUP})")
+    return file_ranges(con, str(dest / "**" / "*.parquet"))
+
+
 def prepare_factors(data_dir: str | Path, as_of: str | pd.Timestamp, factor_names: Sequence[str],
                     client_ids: np.ndarray | Sequence[int], work_dir: str | Path,
                     options: EngineOptions | None = None, aggregate_once: bool = True) -> FactorPlan:
@@ -124,11 +158,19 @@ def prepare_factors(data_dir: str | Path, as_of: str | pd.Timestamp, factor_name
             for table, fs in _by_table(resolved).items() if aggregate_once else ():
                 if _is_text(files[table]) or client_clustered(con, files[table]):
                     continue
+                ranges = file_ranges(con, files[table])
+                scanned = sum(n for lo, hi in slices for f, _, _, n in ranges if f in _overlapping(ranges, lo, hi))
+                if len(slices) > 1 and scanned > BUCKET_PASS_FACTOR * sum(r[3] for r in ranges):
+                    ranges = bucket_by_slice(con, table, fs, sources, needed[table], a, slices,
+                                             Path(work_dir) / f"{table}_buckets")
                 for w in sorted({f.window or 0 for f in fs}):
                     group = [f for f in fs if (f.window or 0) == w]
                     paths = []
                     for k, (lo, hi) in enumerate(slices):
-                        src = (f"({source_select(table, fs, sources, a, requested=False)} "
+                        part = _overlapping(ranges, lo, hi) or [ranges[0][0]]
+                        own = {**sources, table: f"read_parquet([{', '.join(_quote(p) for p in part)}], "
+                                                 f"hive_partitioning = false)"}
+                        src = (f"({source_select(table, fs, own, a, requested=False)} "
                                f"AND client_id BETWEEN {lo} AND {hi}) AS src_{table}")
                         path = Path(work_dir) / f"{table}_w{w}_{k:05d}.parquet"
                         con.execute(f"COPY ({group_select(group, src, w, a)} ORDER BY client_id) TO "

@@ -171,6 +171,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_folder(path: str | Path) -> str:
+    """Hex sha256 of a folder of files: each file's relative path and byte hash, in path order
+    (a table stored as part files, e.g. bucketed by client)."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(root).as_posix()}\0{sha256_file(f)}\n".encode("utf-8"))
+    return h.hexdigest()
+
+
 def sha256_text(text: str) -> str:
     """Hex sha256 of a UTF-8 string."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
