@@ -366,7 +366,9 @@ def load_table(
     if not path.exists():
         raise NotFoundError(f"table '{contract.name}': file {path} does not exist")
     if path.suffix == ".parquet" or path.is_dir():
-        df = pd.read_parquet(path, columns=columns)
+        # a folder of part files (e.g. client-id buckets, bucket=<k>/): the folder names are not columns
+        df = pd.read_parquet(path, columns=columns, partitioning=None) if path.is_dir() else \
+            pd.read_parquet(path, columns=columns)
     elif path.suffix in (".csv", ".tsv", ".txt"):
         sep = "\t" if path.suffix == ".tsv" else None
         df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", usecols=columns)
