@@ -104,6 +104,29 @@ def test_snapshot_equals_the_source_and_its_manifest_describes_it(pg, world, tmp
     assert set(manifest["library"]) >= {"adbc-driver-postgresql", "pyarrow", "duckdb"}
 
 
+def test_snapshot_into_client_id_buckets_holds_the_same_rows(pg, world, tmp_path):
+    from tasks.core.io import sha256_folder
+
+    out = tmp_path / "data" / "shop_b"
+    manifest = _snapshot(pg, out, buckets=3)
+    layout = manifest["buckets"]
+    assert layout["column"] == "client_id" and layout["count"] == 3 and read_manifest(out) == manifest
+    for t in TABLES:
+        folder = out / f"{t}.parquet"
+        assert folder.is_dir() and manifest["table_sha256"][t] == sha256_folder(folder)
+        for part in folder.glob("bucket=*"):
+            k = int(part.name.split("=")[1])
+            ids = pq.read_table(part, columns=["client_id"])["client_id"].to_numpy()
+            assert (ids // layout["width"] == k).all()
+        keys = [c for c in ("client_id", "timestamp", "campaign_id", "product_id") if c in world[t].columns]
+        got = read_table(out, t, as_of=manifest["as_of"]).sort_values(keys, kind="stable").reset_index(drop=True)
+        want = world[t].sort_values(keys, kind="stable").reset_index(drop=True)
+        assert len(got) == len(want)
+        pd.testing.assert_series_equal(got["client_id"], want["client_id"])
+    with pytest.raises(ConfigError, match="buckets"):
+        validate_source(from_conf(SourceConfig, "source/postgres", url=pg.url(), buckets=-1))
+
+
 def test_a_campaign_on_the_snapshot_equals_one_on_the_source_world(pg, world, tmp_path):
     from tasks.campaign.run import run_campaign
     from tasks.data.synthetic.world import write_world

@@ -68,6 +68,7 @@ def bucket_table(source: str | Path, dest: str | Path, width: int, memory_limit:
     with tempfile.TemporaryDirectory(prefix="uplift_buckets_") as spill:
         con = duckdb.connect(":memory:")
         try:
+            con.execute("SET enable_progress_bar = false")
             con.execute(f"SET memory_limit = {_quote(memory_limit)}")
             con.execute(f"SET temp_directory = {_quote(spill)}")
             rows = con.execute(f"SELECT count(*) FROM read_parquet({_quote(src)}, hive_partitioning = false)"

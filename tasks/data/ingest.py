@@ -14,6 +14,8 @@ four event tables (clients, purchases, messages, campaign_history), each through
    batch size, not the table.
 3. :func:`check_table`: whole-table checks over the written file with DuckDB (unique keys, not
    empty), under a memory limit, spilling to disk.
+   With ``source.buckets=N`` each table is then rewritten into N client-id buckets
+   (:func:`tasks.data.buckets.bucket_folder`; the manifest's ``buckets`` entry says how).
 4. :func:`publish`: manifest.json, then the staging folder replaces the dataset folder; a
    failure at any step leaves no dataset folder half-written and an older snapshot untouched.
 
@@ -45,8 +47,9 @@ import pyarrow.parquet as pq
 
 from tasks.core.contracts import CONTRACTS, TableContract, coerce_to_contract, validate_table
 from tasks.core.errors import ConfigError, DataValidationError
-from tasks.core.io import atomic_write, atomic_write_json, sha256_file
+from tasks.core.io import atomic_write, atomic_write_json, sha256_file, sha256_folder
 from tasks.core.layout import DATASET_MANIFEST
+from tasks.data.buckets import bucket_folder
 from tasks.data.postgres import PG_TYPE_KEY, Session, library_versions, open_session, query_error
 from tasks.data.synthetic.world import publish_dir, staging_dir
 from tasks.data.tables import table_path
@@ -70,6 +73,7 @@ class SourceConfig:
     batch_mb: int                       # size of one record batch read from the server
     connect_timeout: int                # seconds
     check_memory_mb: int                # DuckDB's memory limit for the whole-table checks
+    buckets: int = 0                    # >0: tables stored in this many client-id buckets (tasks.data.buckets)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,9 @@ def validate_source(cfg: SourceConfig) -> None:
                           f"{hint}tables: {', '.join(TABLES)}")
     if not 1 <= int(cfg.batch_mb) <= 4096:
         raise ConfigError(f"config 'source', key 'batch_mb': {cfg.batch_mb} is outside 1..4096 (MiB per batch)")
+    if int(cfg.buckets) < 0:
+        raise ConfigError(f"config 'source', key 'buckets': {cfg.buckets} is negative; 0 writes one file per table, "
+                          f"N > 0 stores each table in N client-id buckets")
     if int(cfg.check_memory_mb) < 64:
         raise ConfigError(f"config 'source', key 'check_memory_mb': {cfg.check_memory_mb} is below 64")
     resolve_as_of(cfg.as_of)
@@ -454,7 +461,8 @@ def build_manifest(name: str, cfg: SourceConfig, session: Session, plans: list[T
         "as_of_rule": str(cfg.as_of),
         "row_counts": {t: int(results[t].rows) for t in TABLES},
         "rows_after_as_of": {t: int(results[t].rows_after_as_of) for t in TABLES},
-        "table_sha256": {t: sha256_file(table_path(folder, t)) for t in TABLES},
+        "table_sha256": {t: (sha256_folder if table_path(folder, t).is_dir() else sha256_file)(table_path(folder, t))
+                         for t in TABLES},
         "columns": {p.table: {f.name: str(f.type) for f in p.target} for p in plans},
         "source": {"url": session.url, "server": session.server, "queries": {p.table: p.query for p in plans},
                    "snapshot": "one REPEATABLE READ, READ ONLY transaction", "batch_mb": int(cfg.batch_mb)},
@@ -498,7 +506,12 @@ def ingest(cfg: SourceConfig, name: str, out_dir: str | Path, password: str | No
                        for p in plans}
             step("check_tables", check_tables, (stage, results, cfg.check_memory_mb))
             as_of = snapshot_as_of(cfg, results, today)
+            layout = None
+            if int(cfg.buckets) > 0:
+                layout = step("bucket_tables", bucket_folder, (stage, int(cfg.buckets), f"{int(cfg.check_memory_mb)}MB"))
             manifest = build_manifest(name, cfg, session, plans, results, as_of, stage)
+            if layout is not None:
+                manifest["buckets"] = layout
             step("publish", publish, (manifest, stage, out_dir))
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
