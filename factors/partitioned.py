@@ -74,6 +74,15 @@ def file_ranges(con, files: str) -> list[tuple[str, int | None, int | None, int]
     return [(f, None if gap else lo, None if gap else hi, int(n)) for f, lo, hi, n, gap in rows]
 
 
+def rows_read(con, files: str, slices: Sequence[tuple[int, int]]) -> int:
+    """Rows a query per slice of client ids would read from ``files``: those of the row groups whose
+    client-id statistics overlap each slice (DuckDB skips the others). Metadata only."""
+    groups = con.execute(
+        f"SELECT TRY_CAST(stats_min_value AS BIGINT), TRY_CAST(stats_max_value AS BIGINT), row_group_num_rows "
+        f"FROM parquet_metadata({_quote(files)}) WHERE path_in_schema = 'client_id'").fetchall()
+    return sum(int(n) for lo, hi in slices for a, b, n in groups if a is None or b is None or (a <= hi and b >= lo))
+
+
 def _overlapping(ranges: Sequence[tuple[str, int | None, int | None, int]], lo: int, hi: int) -> list[str]:
     return [f for f, a, b, _ in ranges if a is None or b is None or (a <= hi and b >= lo)]
 
@@ -159,8 +168,7 @@ def prepare_factors(data_dir: str | Path, as_of: str | pd.Timestamp, factor_name
                 if _is_text(files[table]) or client_clustered(con, files[table]):
                     continue
                 ranges = file_ranges(con, files[table])
-                scanned = sum(n for lo, hi in slices for f, _, _, n in ranges if f in _overlapping(ranges, lo, hi))
-                if len(slices) > 1 and scanned > BUCKET_PASS_FACTOR * sum(r[3] for r in ranges):
+                if len(slices) > 1 and rows_read(con, files[table], slices) > BUCKET_PASS_FACTOR * sum(r[3] for r in ranges):
                     ranges = bucket_by_slice(con, table, fs, sources, needed[table], a, slices,
                                              Path(work_dir) / f"{table}_buckets")
                 for w in sorted({f.window or 0 for f in fs}):

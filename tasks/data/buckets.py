@@ -58,7 +58,7 @@ def bucket_table(source: str | Path, dest: str | Path, width: int, memory_limit:
     """Write the Parquet table ``source`` (a file or folder) into the bucketed folder ``dest``
     (``dest/bucket=<k>/part-<i>.parquet``, rows of a bucket ordered by ``client_id``); return its
     rows. ``dest`` must not exist. One DuckDB pass (it spills to a temporary folder beyond
-    ``memory_limit``)."""
+    ``memory_limit``), then each bucket sorted by client."""
     import duckdb
 
     source, dest = Path(source), Path(dest)
@@ -73,11 +73,21 @@ def bucket_table(source: str | Path, dest: str | Path, width: int, memory_limit:
             con.execute(f"SET temp_directory = {_quote(spill)}")
             rows = con.execute(f"SELECT count(*) FROM read_parquet({_quote(src)}, hive_partitioning = false)"
                                ).fetchone()[0]
+            # 1. one pass over the table, rows split by bucket (a partitioned write keeps no order)
+            unsorted = Path(spill) / "unsorted"
             con.execute(
                 f"COPY (SELECT *, lpad(CAST(client_id // {int(width)} AS VARCHAR), {BUCKET_DIGITS}, '0') AS bucket "
-                f"FROM read_parquet({_quote(src)}, hive_partitioning = false) ORDER BY client_id) "
-                f"TO {_quote(str(dest))} (FORMAT parquet, PARTITION_BY (bucket), FILENAME_PATTERN 'part-{{i}}', "
-                f"ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+                f"FROM read_parquet({_quote(src)}, hive_partitioning = false)) "
+                f"TO {_quote(str(unsorted))} (FORMAT parquet, PARTITION_BY (bucket), ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+            # 2. each bucket sorted by client (memory bounded by a bucket), so a range of clients
+            #    inside a bucket reads only its row groups
+            for folder in sorted(unsorted.glob("bucket=*")):
+                (dest / folder.name).mkdir(parents=True)
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet({_quote(str(folder / '*.parquet'))}, hive_partitioning = false) "
+                    f"ORDER BY client_id) TO {_quote(str(dest / folder.name / 'part-0.parquet'))} "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+                shutil.rmtree(folder)
         finally:
             con.close()
     return int(rows)
