@@ -11,7 +11,11 @@ contiguous client ids instead, and this module makes that linear in the base:
    row group spans every client) cannot be cut by client id: each partition would scan it
    whole. Its aggregate groups (one per window) are computed here once for every requested
    client, one ``GROUP BY client_id`` per group and slice of at most :data:`SLICE_CLIENTS`
-   contiguous clients, and written sorted by client to Parquet under ``work_dir``.
+   contiguous clients, and written sorted by client to Parquet under ``work_dir``; a slice
+   reads only the table's files whose client ids overlap it (a table stored in client-id
+   buckets whose row groups overlap is read about once in all, not once per slice).
+   A table stored in client-id buckets sorted by client (:mod:`tasks.data.buckets`) is
+   ordered by client: nothing to aggregate beforehand.
 2. :meth:`FactorPlan.compute` (the plan is also a factor function) computes one partition:
    the same query as :func:`compute_factors`, reading the tables ordered by client (and the
    clients table) only in the partition's id range, so DuckDB skips the other row groups,
@@ -41,10 +45,12 @@ PREAGGREGATE_ROW_GROUP = 131_072
 # GROUP BY over ten million clients outgrew DuckDB's memory limit and spilled, 2-3x slower
 # per client than a million).
 SLICE_CLIENTS = 1_000_000
-# A table whose files are not each confined to a range of clients (one file, rows of every
-# client in every row group) would be read about once per slice: beyond this many times its
-# size, one pass first writes its needed rows partitioned by slice (:func:`bucket_by_slice`).
-# A table stored in client-id buckets (tasks.data.buckets) reads each bucket file about once.
+# With ``bucket_pass=True``, a table whose row groups are not confined to ranges of clients
+# (rows of every client in every row group) and which the slices would read more than this
+# many times over gets one pass writing its needed rows partitioned by slice first
+# (:func:`bucket_by_slice`). Off by default: on the 10M world that pass (328.7 s) cost more
+# than the ten re-scans of the compressed columns (245.0 s); a base stored in client-id
+# buckets (tasks.data.buckets) needs neither (docs/benchmarks.md).
 BUCKET_PASS_FACTOR = 2
 
 
@@ -142,13 +148,15 @@ def bucket_by_slice(con, table: str, fs, sources: dict[str, str], columns: set[s
 
 def prepare_factors(data_dir: str | Path, as_of: str | pd.Timestamp, factor_names: Sequence[str],
                     client_ids: np.ndarray | Sequence[int], work_dir: str | Path,
-                    options: EngineOptions | None = None, aggregate_once: bool = True) -> FactorPlan:
+                    options: EngineOptions | None = None, aggregate_once: bool = True,
+                    bucket_pass: bool = False) -> FactorPlan:
     """Check a request once and pre-aggregate the tables not ordered by client (see the module doc).
 
     Raises what :func:`factors.engine.compute_factors` raises for the same request (unknown
     factor, missing table or column, bad values, duplicate or unknown clients). The
     pre-aggregated files go to ``work_dir`` (the caller removes it after the last partition);
-    ``aggregate_once=False`` leaves every table to the partitions (a single partition).
+    ``aggregate_once=False`` leaves every table to the partitions (a single partition);
+    ``bucket_pass=True`` allows :func:`bucket_by_slice` (see :data:`BUCKET_PASS_FACTOR`).
     """
     names, ts, resolved, files, sources, needed = plan_request(data_dir, as_of, factor_names)
     frame = _requested_frame(client_ids)
@@ -168,7 +176,7 @@ def prepare_factors(data_dir: str | Path, as_of: str | pd.Timestamp, factor_name
                 if _is_text(files[table]) or client_clustered(con, files[table]):
                     continue
                 ranges = file_ranges(con, files[table])
-                if len(slices) > 1 and rows_read(con, files[table], slices) > BUCKET_PASS_FACTOR * sum(r[3] for r in ranges):
+                if bucket_pass and len(slices) > 1 and rows_read(con, files[table], slices) > BUCKET_PASS_FACTOR * sum(r[3] for r in ranges):
                     ranges = bucket_by_slice(con, table, fs, sources, needed[table], a, slices,
                                              Path(work_dir) / f"{table}_buckets")
                 for w in sorted({f.window or 0 for f in fs}):

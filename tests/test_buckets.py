@@ -75,7 +75,7 @@ def test_factors_of_bucketed_data_equal_the_plain_ones(world, bucketed, tmp_path
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole, check_exact=True)
 
 
-def test_a_table_not_stored_by_client_gets_one_bucketing_pass(world, tmp_path, monkeypatch):
+def test_a_table_not_stored_by_client_can_get_one_bucketing_pass(world, tmp_path, monkeypatch):
     monkeypatch.setattr(partitioned, "SLICE_CLIENTS", 300)
     src, as_of = _as_of(world)
     d = tmp_path / "world"
@@ -83,7 +83,7 @@ def test_a_table_not_stored_by_client_gets_one_bucketing_pass(world, tmp_path, m
     pq.write_table(pq.read_table(src / "messages.parquet"), d / "messages.parquet", row_group_size=500)
     ids = np.sort(read_table(d, "clients").query("registration_date < @as_of")["client_id"].to_numpy())
     (tmp_path / "work").mkdir()
-    plan = prepare_factors(d, as_of, NAMES, ids, tmp_path / "work")
+    plan = prepare_factors(d, as_of, NAMES, ids, tmp_path / "work", bucket_pass=True)
     slices = -(-len(ids) // 300)
     assert len(list((tmp_path / "work" / "messages_buckets").glob("slice__=*"))) == slices
     parts = [plan(d, as_of, NAMES, p) for p in np.array_split(ids, 3)]
