@@ -104,3 +104,30 @@ def test_bucketed_dataset_on_dask_gives_the_plain_local_campaign(world, bucketed
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     local_bucketed = run_campaign(campaign(cid="plain"), link_root(bucketed, tmp_path / "local_bucketed"))
     pd.testing.assert_frame_equal(a, pd.read_parquet(local_bucketed.folder / "campaign.parquet"), check_exact=True)
+
+
+def test_buckets_with_unordered_row_groups_are_read_bucket_by_bucket(world, bucketed, tmp_path, monkeypatch):
+    import duckdb
+
+    from factors.partitioned import _overlapping, client_clustered, file_ranges
+
+    monkeypatch.setattr(partitioned, "SLICE_CLIENTS", 300)
+    plain, as_of = _as_of(world)
+    d = tmp_path / "shuffled"
+    shutil.copytree(bucketed / "data" / WORLD, d)
+    for part in (d / "messages.parquet").glob("bucket=*/part-0.parquet"):  # rows of a bucket in any order
+        t = pq.read_table(part)
+        pq.write_table(t.take(np.random.default_rng(1).permutation(t.num_rows)), part, row_group_size=50)
+    con = duckdb.connect()
+    files = str(d / "messages.parquet" / "**" / "*.parquet")
+    assert not client_clustered(con, files)
+    ranges = file_ranges(con, files)
+    width = json.loads((d / "manifest.json").read_text())["buckets"]["width"]
+    assert [p.rsplit("bucket=", 1)[1][:5] for p in _overlapping(ranges, width + 1, 2 * width - 1)] == ["00001"]
+    ids = np.sort(read_table(d, "clients").query("registration_date < @as_of")["client_id"].to_numpy())
+    (tmp_path / "work").mkdir()
+    plan = prepare_factors(d, as_of, NAMES, ids, tmp_path / "work")
+    assert any(k.startswith("messages") for k in plan.preaggregated)
+    parts = [plan(d, as_of, NAMES, p) for p in np.array_split(ids, 4)]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True),
+                                  factors.compute_factors(plain, as_of, NAMES, client_ids=ids), check_exact=True)
