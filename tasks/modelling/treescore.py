@@ -28,7 +28,7 @@ import numpy as np
 from tasks.modelling.threads import lgbm_estimators
 
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float literal)
-BLOCK_ROWS = 1 << 15              # rows per block: a block's columns stay in cache
+BLOCK_ROWS = 1 << 13              # rows per block: a block's columns stay in cache, its arrays in the heap
 _exp = np.frompyfunc(math.exp, 1, 1)
 
 
