@@ -41,6 +41,8 @@ def lgbm_estimators(model: Any) -> list[Any]:
     if hit is not None and hit[0]() is model:
         return list(hit[1])
     found = _walk_estimators(model)
+    if not found or any(est.__dict__.get("_Booster") is None for est in found):
+        return found  # not fitted (yet): its members may still change
     try:
         ref = weakref.ref(model, lambda _r, key=key: _found.pop(key, None))
     except TypeError:  # not weak-referenceable: not remembered
