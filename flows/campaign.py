@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from flows._cli import run_cli
 from flows._progress import heartbeat, progress_mapper
 from tasks.campaign.catalog import render_stage_outcomes
-from tasks.campaign.config import CampaignConfig, available_campaigns, resolve_campaign_config
+from tasks.campaign.config import CampaignConfig, available_campaigns, campaign_config_hash, resolve_campaign_config
 from tasks.campaign.partitions import (
     check_scheduler_reachable, make_partition_dir, output_paths, read_partition_results, remove_partition_dirs,
     run_partition, spill_args,
@@ -154,6 +154,15 @@ def partition_mapper(runner: RunnerConfig, work_root: str | Path | None = None) 
         yield dask_mapper(runner, work_root)
 
 
+# The model the command line checked before the flow (loaded and its checksum verified), handed
+# to the flow's run in this process so it is not loaded, verified and compiled a second time.
+_checked_models: dict[tuple[str, str], Any] = {}
+
+
+def _checked_key(artifacts: str, cfg: CampaignConfig) -> tuple[str, str]:
+    return str(Path(artifacts).resolve()), campaign_config_hash(cfg)
+
+
 @flow(name="campaign")
 def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | None = None) -> dict:
     """Calculate (or resume) the campaign described by the ``campaign`` config dict.
@@ -170,6 +179,7 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     stage_dir = Layout(artifacts).campaign(cfg.id).stage_dir
     with partition_mapper(runner_cfg, stage_dir) as mapper:
         run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions,
+                          model=_checked_models.pop(_checked_key(artifacts, cfg), None),
                           mapper=progress_mapper(mapper, lambda msg: get_run_logger().info(msg)))
         if run.check_frozen() is None:
             run.check_inputs()  # before the lock creates the campaign folder
@@ -237,11 +247,16 @@ def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown:
             print(f"  {note}")
         return {"campaign_id": cc.id, "folder": str(folder), "noop": True, "stages": {}, "note": note}
     probe.check_inputs()
-    result = campaign_flow(
-        campaign=campaign,
-        artifacts=str(cfg.paths.artifacts),
-        runner=OmegaConf.to_container(cfg.runner, resolve=True),
-    )
+    key = _checked_key(str(cfg.paths.artifacts), cc)
+    _checked_models[key] = probe.model()
+    try:
+        result = campaign_flow(
+            campaign=campaign,
+            artifacts=str(cfg.paths.artifacts),
+            runner=OmegaConf.to_container(cfg.runner, resolve=True),
+        )
+    finally:
+        _checked_models.pop(key, None)
     if result["noop"]:
         print(f"campaign {result['campaign_id']}: already frozen with this config, nothing to do ({result['folder']})")
     else:

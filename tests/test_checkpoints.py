@@ -161,3 +161,20 @@ def test_hang_fault_hook_sleeps_only_at_its_stage(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_checkpoint_is_sealed_with_the_hash_of_its_bytes_as_written(tmp_path, monkeypatch):
+    import tasks.campaign.checkpoints as checkpoints
+
+    store = CheckpointStore(tmp_path, STAGES)
+    real_hash = checkpoints.file_hash
+
+    def no_reread(path, *a, **k):
+        raise AssertionError("a checkpoint being written is read back to hash it")
+
+    monkeypatch.setattr(checkpoints, "file_hash", no_reread)
+    store.write("alpha", "k", _frame(5000), seconds=0.1)
+    store.write_chunks("beta", "k", iter([_frame(3000), _frame(2000)]), started=time.perf_counter())
+    monkeypatch.setattr(checkpoints, "file_hash", real_hash)
+    for stage in STAGES:  # the recorded hash is the file's, its digits counted as zeros
+        assert store.verify(stage) is None and store.valid(stage, "k") is not None

@@ -129,3 +129,23 @@ def test_free_cores_reads_the_machine():
 
     n = free_cores()
     assert 1 <= n <= len(os.sched_getaffinity(0))
+
+
+def test_arms_share_one_matrix_and_the_walk_is_remembered(data, monkeypatch):
+    X, t, y = data
+    model = UpliftModel("two_models", PARAMS, seed=1).fit(X, t, y)
+    ref = model.predict(X)
+    import tasks.modelling.threads as threads
+
+    walks, conversions = [], []
+    walk, matrix = threads._walk_estimators, treescore.lightgbm_matrix
+    monkeypatch.setattr(threads, "_walk_estimators", lambda m: walks.append(1) or walk(m))
+    monkeypatch.setattr(treescore, "lightgbm_matrix", lambda d: conversions.append(1) or matrix(d))
+    first = lgbm_estimators(model)
+    assert len(first) == 2 and lgbm_estimators(model) == first and len(walks) == 1
+    with compiled_scoring(model, 1) as compiled:
+        assert compiled == 2
+        got = model.predict(X)
+        assert len(conversions) == 1  # both arms predicted the same frame: converted once
+        assert np.array_equal(model.predict(X.copy()), ref) and len(conversions) == 2
+    assert np.array_equal(got, ref)

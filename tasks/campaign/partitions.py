@@ -110,7 +110,8 @@ def load_arg(value: Any) -> Any:
         return value
     if value.row_group is not None:
         columns = list(value.columns) if value.columns is not None else None
-        df = pq.ParquetFile(value.path).read_row_group(value.row_group, columns=columns).to_pandas()
+        # split_blocks: one array per column as read, without copying them into 2-D blocks first
+        df = pq.ParquetFile(value.path).read_row_group(value.row_group, columns=columns).to_pandas(split_blocks=True)
         df.attrs = {}
         return df
     df = pd.read_parquet(value.path)

@@ -255,9 +255,18 @@ class CampaignRun:
         frozen_at = _dt.datetime.now(_dt.timezone.utc).isoformat()
         bounds = range(0, max(len(offers), 1), FROZEN_ROW_GROUP)
 
+        kept: dict[int, pd.DataFrame] = {}
+
         def table_chunks() -> Iterator[pd.DataFrame]:
+            # a campaign of one row group builds its table once for both files (it is in
+            # memory while it is written anyway); larger ones a row group at a time, twice
             for lo in bounds:
-                yield build_campaign_table(offers.iloc[lo:lo + FROZEN_ROW_GROUP], m["version"], cfg.id)
+                chunk = kept.pop(lo, None)
+                if chunk is None:
+                    chunk = build_campaign_table(offers.iloc[lo:lo + FROZEN_ROW_GROUP], m["version"], cfg.id)
+                    if len(bounds) == 1:
+                        kept[lo] = chunk
+                yield chunk
 
         # campaign.parquet and the prediction log a row group at a time (the same file as one
         # write of the whole table: row groups of FROZEN_ROW_GROUP rows either way)

@@ -320,8 +320,8 @@ def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     cols = [c for c in ctx.balance_columns() if c != "score"]
     # The balance factors one column at a time; each group's rows in rank order, as the
     # split lists them (so every mean and variance sums in the same order as before).
-    path = ctx.store.path("factors")
-    factor_ids = pq.read_table(path, columns=["client_id"])["client_id"].to_numpy()
+    factor_file = pq.ParquetFile(ctx.store.path("factors"))  # opened once, its footer parsed once
+    factor_ids = factor_file.read(columns=["client_id"])["client_id"].to_numpy()
     at = by_id if np.array_equal(factor_ids, assigned["client_id"].to_numpy()) else align_ids(
         factor_ids, ranked_ids, sorted_=bool((np.diff(factor_ids) > 0).all()))
     group = split["group"]
@@ -334,11 +334,14 @@ def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
         if name == "score":
             return score[rows[g]]
         if current.get("name") != name:
-            current.update(name=name, values=pq.read_table(path, columns=[name])[name].to_numpy())
+            current.update(name=name, values=factor_file.read(columns=[name])[name].to_numpy())
         return current["values"][in_file[g]]
 
-    balance = balance_check_columns({g: len(r) for g, r in rows.items()}, values, ["score", *cols],
-                                    cfg.groups, cfg.balance)
+    try:
+        balance = balance_check_columns({g: len(r) for g, r in rows.items()}, values, ["score", *cols],
+                                        cfg.groups, cfg.balance)
+    finally:
+        factor_file.close()
     counts = {g: len(rows[g]) for g in GROUPS}
     return split, {"balance": balance, "groups": counts}
 

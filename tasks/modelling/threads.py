@@ -10,8 +10,14 @@ on and the load the other processes put on them.
 from __future__ import annotations
 
 import os
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
+
+# the estimators found in a model, per model object (the walk visits every attribute, list
+# and dict of the model, a fraction of a second for a large one; a campaign asks once per
+# partition)
+_found: dict[int, tuple[Any, list[Any]]] = {}
 
 
 def free_cores(cores: int | None = None, load: float | None = None, own: float = 1.0) -> int:
@@ -28,7 +34,24 @@ def free_cores(cores: int | None = None, load: float | None = None, own: float =
 
 def lgbm_estimators(model: Any) -> list[Any]:
     """Every LightGBM scikit-learn estimator inside a fitted model (members, arms, stages),
-    found by walking its attributes, dicts and lists."""
+    found by walking its attributes, dicts and lists; remembered while the model object lives
+    (a fitted model's members do not change)."""
+    key = id(model)
+    hit = _found.get(key)
+    if hit is not None and hit[0]() is model:
+        return list(hit[1])
+    found = _walk_estimators(model)
+    if not found or any(est.__dict__.get("_Booster") is None for est in found):
+        return found  # not fitted (yet): its members may still change
+    try:
+        ref = weakref.ref(model, lambda _r, key=key: _found.pop(key, None))
+    except TypeError:  # not weak-referenceable: not remembered
+        return found
+    _found[key] = (ref, found)
+    return list(found)
+
+
+def _walk_estimators(model: Any) -> list[Any]:
     from lightgbm import LGBMModel
 
     found: list[Any] = []

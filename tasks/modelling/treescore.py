@@ -28,7 +28,7 @@ import numpy as np
 from tasks.modelling.threads import lgbm_estimators
 
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float literal)
-BLOCK_ROWS = 1 << 15              # rows per block: a block's columns stay in cache
+BLOCK_ROWS = 1 << 13              # rows per block: a block's columns stay in cache, its arrays in the heap
 _exp = np.frompyfunc(math.exp, 1, 1)
 
 
@@ -40,6 +40,19 @@ class CompiledBooster:
     trees: tuple
     n_features: int
     sigmoid: float | None
+
+    def __post_init__(self) -> None:
+        # the features the splits read, and the trees over positions in that list, so a block
+        # prepares only those columns (and only the forms of them the splits' missing types use)
+        used: dict[int, None] = {}
+        kinds: set[str] = set()
+        for tree in self.trees:
+            _features(tree, used, kinds)
+        order = sorted(used)
+        at = {f: i for i, f in enumerate(order)}
+        object.__setattr__(self, "_used", np.asarray(order, dtype=np.intp))
+        object.__setattr__(self, "_kinds", frozenset(kinds))
+        object.__setattr__(self, "_local", tuple(_remap(t, at) for t in self.trees))
 
     def raw(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
         """Raw scores (sum of tree outputs) of the rows of the 2-D float64 array ``X``."""
@@ -69,30 +82,55 @@ class CompiledBooster:
         return 1.0 / (1.0 + _exp(-self.sigmoid * raw).astype(np.float64))
 
     def _raw_block(self, block: np.ndarray) -> np.ndarray:
-        cols = np.asfortranarray(block)
+        # one contiguous row per used feature (the block's columns), as LightGBM reads them
+        cols = block.T[self._used]
         nan = np.isnan(cols)
         kept = np.where(np.abs(cols) <= _ZERO, 0.0, cols)  # NaN stays NaN
-        zeroed = np.where(nan, 0.0, kept)
+        zeroed = np.where(nan, 0.0, kept) if self._kinds & {"Zero", "None"} else None
         acc = np.zeros(len(block))
-        for tree in self.trees:
-            acc += _node(tree, kept, zeroed, nan)
+        goes: dict[tuple, np.ndarray] = {}  # a split condition repeated across trees is compared once
+        for tree in self._local:
+            acc += _node(tree, kept, zeroed, nan, goes)
         return acc
 
 
-def _node(node: Any, kept: np.ndarray, zeroed: np.ndarray, nan: np.ndarray) -> Any:
+def _features(node: Any, used: dict[int, None], kinds: set[str]) -> None:
+    if isinstance(node, tuple):
+        used[node[0]] = None
+        kinds.add(node[2])
+        _features(node[4], used, kinds)
+        _features(node[5], used, kinds)
+
+
+def _remap(node: Any, at: dict[int, int]) -> Any:
     if not isinstance(node, tuple):
         return node
-    feature, threshold, missing, default_left, left, right = node
+    return (at[node[0]], *node[1:4], _remap(node[4], at), _remap(node[5], at))
+
+
+def _go(feature: int, threshold: float, missing: str, default_left: bool, kept: np.ndarray,
+        zeroed: np.ndarray | None, nan: np.ndarray | None) -> np.ndarray:
+    """Which rows a split sends left (``kept``, ``zeroed``, ``nan``: one row per feature)."""
     if missing == "NaN":      # NaN goes the default way, anything else by the threshold
-        go = kept[:, feature] <= threshold
+        go = kept[feature] <= threshold
         if default_left:
-            go |= nan[:, feature]
-    elif missing == "Zero":   # NaN counts as 0, and 0 goes the default way
-        col = zeroed[:, feature]
-        go = (col <= threshold) | (col == 0.0) if default_left else (col <= threshold) & (col != 0.0)
-    else:                     # NaN counts as 0
-        go = zeroed[:, feature] <= threshold
-    return np.where(go, _node(left, kept, zeroed, nan), _node(right, kept, zeroed, nan))
+            go |= nan[feature]
+        return go
+    if missing == "Zero":     # NaN counts as 0, and 0 goes the default way
+        col = zeroed[feature]
+        return (col <= threshold) | (col == 0.0) if default_left else (col <= threshold) & (col != 0.0)
+    return zeroed[feature] <= threshold  # NaN counts as 0
+
+
+def _node(node: Any, kept: np.ndarray, zeroed: np.ndarray | None, nan: np.ndarray | None,
+          goes: dict[tuple, np.ndarray]) -> Any:
+    if not isinstance(node, tuple):
+        return node
+    cond = node[:4]
+    go = goes.get(cond)
+    if go is None:
+        go = goes[cond] = _go(*cond, kept, zeroed, nan)
+    return np.where(go, _node(node[4], kept, zeroed, nan, goes), _node(node[5], kept, zeroed, nan, goes))
 
 
 def _compile_node(node: dict) -> Any:
@@ -175,22 +213,33 @@ class _CompiledBooster:
     """Stands in for an estimator's ``lightgbm.Booster`` while :func:`compiled_scoring` is
     active: plain predictions go through the compiled trees, anything else to the booster."""
 
-    def __init__(self, booster: Any, trees: CompiledBooster, threads: int) -> None:
+    def __init__(self, booster: Any, trees: CompiledBooster, threads: int, last: dict | None = None) -> None:
         self.booster, self.trees, self.threads = booster, trees, threads
+        # the last input and its matrix, shared by the model's estimators inside one
+        # compiled_scoring block (the arms of an uplift model predict the same frame)
+        self.last = last if last is not None else {}
+
+    def _matrix(self, data: Any) -> np.ndarray | None:
+        if self.last.get("data") is data:
+            return self.last["X"]
+        X = lightgbm_matrix(data)
+        self.last.clear()
+        self.last.update(data=data, X=X)
+        return X
 
     def predict(self, data: Any, start_iteration: int = 0, num_iteration: int | None = None,
                 raw_score: bool = False, pred_leaf: bool = False, pred_contrib: bool = False,
                 **kwargs: Any) -> Any:
         plain = (start_iteration == 0 and num_iteration is None and not pred_leaf and not pred_contrib
                  and not any(kwargs.get(k) for k in _CHANGES_OUTPUT))
-        X = lightgbm_matrix(data) if plain else None
+        X = self._matrix(data) if plain else None
         if X is None or X.shape[1] != self.trees.n_features or not len(X):
             return self.booster.predict(data, start_iteration=start_iteration, num_iteration=num_iteration,
                                         raw_score=raw_score, pred_leaf=pred_leaf, pred_contrib=pred_contrib, **kwargs)
         return self.trees.raw(X, self.threads) if raw_score else self.trees.predict(X, self.threads)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("booster", "trees", "threads"):
+        if name in ("booster", "trees", "threads", "last"):
             raise AttributeError(name)
         return getattr(self.booster, name)
 
@@ -204,15 +253,17 @@ def compiled_scoring(model: Any, threads: int) -> Iterator[int]:
     estimators = lgbm_estimators(model)
     saved = [(est, est.__dict__.get("_Booster"), est.n_jobs) for est in estimators]
     count = 0
+    last: dict = {}
     try:
         for est, booster, _ in saved:
             est.n_jobs = int(threads)
             trees = compiled(booster) if booster is not None else None
             if trees is not None:
-                est._Booster = _CompiledBooster(booster, trees, int(threads))
+                est._Booster = _CompiledBooster(booster, trees, int(threads), last)
                 count += 1
         yield count
     finally:
+        last.clear()
         for est, booster, n_jobs in saved:
             est._Booster = booster
             est.n_jobs = n_jobs
