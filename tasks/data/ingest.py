@@ -73,7 +73,7 @@ class SourceConfig:
     batch_mb: int                       # size of one record batch read from the server
     connect_timeout: int                # seconds
     check_memory_mb: int                # DuckDB's memory limit for the whole-table checks
-    buckets: int = 0                    # >0: tables stored in this many client-id buckets (tasks.data.buckets)
+    buckets: int                        # >0: tables stored in this many client-id buckets (tasks.data.buckets)
 
 
 @dataclass(frozen=True)
