@@ -59,7 +59,7 @@ def test_drift_alarm_retrains_and_decides_on_holdout(world):
     c = r["comparison"]
     assert r["challenger_version"] == "v0002" and r["holdout_campaign"] == cid
     assert c["n_holdout"] > 0 and c["difference"] == pytest.approx(c["challenger"] - c["champion"])
-    assert c["promote"] == (c["difference_ci_low"] > c["margin"]) and "on the same" in c["reason"]
+    assert c["promote"] == (c["difference_ci_low"] > c["margin"] and not c["blockers"]) and "on the same" in c["reason"]
     assert record["champion_after"] == ("v0002" if c["promote"] else "v0001")
     assert ModelRegistry(f"{art}/models").champion(model["name"]) == record["champion_after"]
     # the challenger's drift reference is the held-out campaign's factor snapshot, not its training rows

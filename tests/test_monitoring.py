@@ -136,3 +136,20 @@ def test_bad_monitor_config():
         from_conf(mon.MonitorConfig, "monitor/default", decay={"metric": "auc"})
     with pytest.raises(ConfigError, match="holdout_fraction"):
         from_conf(mon.MonitorConfig, "monitor/default", retrain={"holdout_fraction": 1.0})
+
+
+def test_a_blocked_challenger_is_held_back_and_a_clean_one_is_not():
+    from tasks.monitoring.retrain import hold_back_blocked
+
+    better = {"promote": True, "reason": "qini_auc: challenger - champion v0001 = +0.0200; promote"}
+    blocked = hold_back_blocked(better, {"signal": "none", "signal_test": {"metric": "qini_auc",
+                                                                         "no_signal_value": 0.0}})
+    assert blocked["promote"] is False and "no signal" in blocked["reason"] and blocked["blockers"]
+    leak = {"checks": {"suspected_leaks": [{"column": "duration", "auc": 0.81}], "allow": []}, "signal": "present"}
+    assert hold_back_blocked(better, leak)["promote"] is False
+    acknowledged = {"checks": {"suspected_leaks": [{"column": "duration", "auc": 0.81}], "allow": ["duration"]},
+                    "signal": "present"}
+    clean = hold_back_blocked(better, acknowledged)
+    assert clean["promote"] is True and clean["blockers"] == [] and clean["reason"] == better["reason"]
+    worse = {"promote": False, "reason": "lower bound not above margin 0"}
+    assert hold_back_blocked(worse, {"signal": "none"})["reason"] == worse["reason"]

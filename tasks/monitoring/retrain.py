@@ -93,6 +93,18 @@ def compare_on_holdout(champion_scores: np.ndarray, challenger_scores: np.ndarra
                               n_boot=n_boot, seed=seed, champion=champion)
 
 
+def hold_back_blocked(comparison: dict[str, Any], metadata: dict) -> dict[str, Any]:
+    """``comparison`` with the challenger's promotion blockers (an unacknowledged suspected leak,
+    no signal: :func:`tasks.modelling.guards.promotion_blockers`) under ``blockers``; a
+    challenger that beat the champion but has one is not promoted, and the reason says why."""
+    blockers = promotion_blockers(metadata)
+    out = {**comparison, "blockers": blockers}
+    if out["promote"] and blockers:
+        out["promote"] = False
+        out["reason"] += f"; not promoted: {'; '.join(blockers)}"
+    return out
+
+
 # --------------------------------------------------------------------------- the challenger
 
 
@@ -171,10 +183,7 @@ def retrain_challenger(artifacts: str | Path, name: str, cfg: RetrainConfig, mod
         result, registry, name, replace(model_cfg, promote="never"), dataset=str(data_dir.name),
         factor_set=champion.factor_set,
         extra_files={"monitoring_comparison.json": json.dumps(comparison, indent=2, default=str)})
-    blockers = promotion_blockers(registry.metadata(name, version))
-    if comparison["promote"] and blockers:
-        comparison["promote"] = False
-        comparison["reason"] += f"; not promoted: {'; '.join(blockers)}"
+    comparison = hold_back_blocked(comparison, registry.metadata(name, version))
     if comparison["promote"]:
         registry.promote(name, version)
     if log is not None:
