@@ -1,6 +1,6 @@
 """Splits and cross-validated model choice on training rows only.
 
-* :func:`stratified_split` / :func:`subsample_rows` - row positions, stratified by
+* :func:`subsample_rows` - row positions (and :func:`stratified_split`, from validation), stratified by
   :func:`strata_of` (treatment x response, or the response alone);
 * :func:`cross_validate_uplift` - CV Qini AUC and uplift@k of every uplift candidate
   (approach x grid entry, plus an ensemble of the best pool members);
@@ -19,14 +19,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from tasks.analytics import metrics as M
 from tasks.modelling.config import ModelConfig
 from tasks.modelling.models import ENSEMBLE, RESPONSE_APPROACH, ResponseModel, UpliftModel, check_target
-from tasks.modelling.validation import grouped_folds
-
-
-def stratified_split(n: int, strata: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of a stratified train/test split."""
-    idx = np.arange(n)
-    tr, te = train_test_split(idx, test_size=test_size, random_state=seed, stratify=strata)
-    return np.sort(tr), np.sort(te)
+from tasks.modelling.validation import grouped_folds, stratified_split  # noqa: F401 (re-exported)
 
 
 def strata_of(t: np.ndarray | None, y: np.ndarray) -> np.ndarray:

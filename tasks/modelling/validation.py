@@ -20,15 +20,20 @@ def _repeated(groups: np.ndarray | None) -> bool:
     return groups is not None and pd.Series(groups).duplicated().any()
 
 
+def stratified_split(n: int, strata: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted row positions ``(train, test)`` of a train/test split stratified by ``strata``."""
+    tr, te = train_test_split(np.arange(n), test_size=test_size, random_state=seed, stratify=strata)
+    return np.sort(tr), np.sort(te)
+
+
 def grouped_split(n: int, strata: np.ndarray, groups: np.ndarray | None, test_size: float,
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted row positions ``(train, test)``: whole groups (clients) go to the test side, in
     a seeded random order, until it holds ``test_size`` of the rows. Without repeated groups:
     the stratified split of rows (stratified by ``strata``)."""
-    idx = np.arange(n)
     if not _repeated(groups):
-        tr, te = train_test_split(idx, test_size=test_size, random_state=seed, stratify=strata)
-        return np.sort(tr), np.sort(te)
+        return stratified_split(n, strata, test_size, seed)
+    idx = np.arange(n)
     codes, uniq = pd.factorize(pd.Series(groups))
     sizes = np.bincount(codes, minlength=len(uniq))
     order = np.random.default_rng(seed).permutation(len(uniq))
