@@ -19,14 +19,16 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from tasks.campaign.partitions import map_in_process
+from tasks.campaign.checkpoint_parts import Part
+from tasks.campaign.partitions import map_to_parts
+from tasks.campaign.stages import Mapper
 
 Log = Callable[[str], None]
-Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple]], Iterable[pd.DataFrame]]
 
 HEARTBEAT_ENV = "UPLIFT_HEARTBEAT_SECONDS"
 HEARTBEAT_SECONDS = 15.0
@@ -86,30 +88,30 @@ def progress_mapper(mapper: Mapper | None, log: Log) -> Mapper:
         name = getattr(fn, "__name__", "partitions")
         return PARTITION_LABELS.get(name, name)
 
-    def local(fn: Callable[..., pd.DataFrame], args: list[tuple]) -> Iterator[pd.DataFrame]:
+    def local(fn: Callable[..., pd.DataFrame], args: list[tuple], folder: Path) -> Iterator[Part]:
         what, n = label(fn), len(args)
         sizes = [_rows(a[-1]) if a else None for a in args]
         total = sum(s for s in sizes if s is not None)
         if n > 1:
             log(f"{what}: {total:,} clients in {n} partitions")
         done, t0 = 0, time.perf_counter()
-        for i, part in enumerate(map_in_process(fn, args), 1):
-            done += len(part)
+        for i, part in enumerate(map_to_parts(fn, args, folder), 1):
+            done += part.rows
             if n > 1:
-                log(f"{what}: partition {i}/{n} done, {len(part):,} rows ({done:,} of {total:,}), "
+                log(f"{what}: partition {i}/{n} done, {part.rows:,} rows ({done:,} of {total:,}), "
                     f"{time.perf_counter() - t0:.1f} s elapsed")
             yield part
 
     if mapper is None:
         return local
 
-    def remote(fn: Callable[..., pd.DataFrame], args: list[tuple]) -> Iterator[pd.DataFrame]:
+    def remote(fn: Callable[..., pd.DataFrame], args: list[tuple], folder: Path) -> Iterator[Part]:
         what, t0 = label(fn), time.perf_counter()
         total = sum(s for s in (_rows(a[-1]) if a else None for a in args) if s is not None)
         log(f"{what}: {total:,} clients in {len(args)} partitions sent to the cluster")
         rows = 0
-        for part in mapper(fn, args):
-            rows += len(part)
+        for part in mapper(fn, args, folder):
+            rows += part.rows
             yield part
         log(f"{what}: {len(args)} partitions back, {rows:,} rows, {time.perf_counter() - t0:.1f} s")
 

@@ -15,7 +15,9 @@ Hydra overrides (``paths.artifacts=...``, ``runner.partitions=4``) work as usual
 ``runner=dask`` runs the factor and score stages' partitions as Prefect tasks on a Dask
 cluster through prefect-dask's DaskTaskRunner (``runner.address=tcp://host:8786``, or a
 LocalCluster of ``runner.n_workers`` processes when no address is given), with partition
-inputs and results in Parquet files; see docs/scale_out.md. The campaign is the same.
+inputs in Parquet files and each result written by its worker as a part of the stage's
+checkpoint folder (the driver never reads a result back); see docs/scale_out.md. The campaign
+is the same.
 """
 from __future__ import annotations
 
@@ -38,9 +40,9 @@ from flows._progress import heartbeat, progress_mapper
 from tasks.campaign.catalog import render_stage_outcomes
 from tasks.campaign.config import CampaignConfig, available_campaigns, campaign_config_hash, resolve_campaign_config
 from tasks.campaign.partitions import (
-    check_scheduler_reachable, make_partition_dir, output_paths, read_partition_results, remove_partition_dirs,
-    run_partition, spill_args,
+    check_scheduler_reachable, make_partition_dir, remove_partition_dirs, run_partition, spill_args,
 )
+from tasks.campaign.checkpoint_parts import Part
 from tasks.campaign.run import CampaignRun
 from tasks.campaign.stages import STAGE_TABLE, STAGES, Mapper, StageOutcome
 from tasks.campaign.summary import stage_summary
@@ -86,11 +88,12 @@ def dask_task_runner(runner: RunnerConfig) -> Any:
     )
 
 
-def _submit_partitions(fn: Any, spilled: list[tuple], outs: list[str]) -> list[str]:
-    """Submit one Prefect task per partition to the flow's task runner; their result paths in order."""
+def _submit_partitions(fn: Any, spilled: list[tuple], folder: str) -> list[Part]:
+    """Submit one Prefect task per partition to the flow's task runner, each writing its result
+    as its part of the part folder ``folder``; the parts' facts in partition order."""
     name = PARTITION_TASK_NAMES.get(getattr(fn, "__name__", ""), getattr(fn, "__name__", "partition"))
     part_task = task(name=name, cache_policy=NO_CACHE, persist_result=False)(run_partition)
-    futures = [part_task.submit(fn, a, o) for a, o in zip(spilled, outs)]
+    futures = [part_task.submit(fn, a, folder, i) for i, a in enumerate(spilled)]
     return [f.result() for f in futures]
 
 
@@ -98,27 +101,26 @@ def dask_mapper(runner: RunnerConfig, work_root: str | Path) -> Mapper:
     """A mapper running each partition as a Prefect task on Dask (a subflow with a DaskTaskRunner).
 
     Each call writes the partitions' frames and client ids as Parquet under a fresh folder
-    in ``work_root`` (which the workers must be able to read and write; a row group of a stage
-    checkpoint is passed as its path and read by the worker), runs the partition tasks in a
-    subflow ``map-<task name>``, yields the partition results one at a time in order and
-    removes the folder.
+    in ``work_root`` (a row group of a stage checkpoint is passed as its path and read by the
+    worker), runs the partition tasks in a subflow ``map-<task name>``, each worker writing its
+    result as its part of the stage's part folder ``parts`` (the workers must be able to read
+    and write both), yields the parts' small facts in order and removes the input folder. No
+    result's rows come back to this process.
     """
     task_runner = dask_task_runner(runner)
 
-    def mapper(fn: Any, args: list[tuple]) -> Iterator:
+    def mapper(fn: Any, args: list[tuple], parts: Path) -> Iterator[Part]:
         name = PARTITION_TASK_NAMES.get(getattr(fn, "__name__", ""), "partitions")
         folder = make_partition_dir(work_root)
         try:
             spilled = spill_args(args, folder)
-            outs = output_paths(folder, len(args))
 
-            def map_partitions() -> list[str]:
-                return _submit_partitions(fn, spilled, outs)
+            def map_partitions() -> list[Part]:
+                return _submit_partitions(fn, spilled, str(parts))
 
             sub = flow(name=f"map-{name.replace('_', '-')}", task_runner=task_runner, persist_result=False,
                        log_prints=False)(map_partitions)
-            # one partition's result read back at a time, while the stage writes its checkpoint
-            yield from read_partition_results(sub())
+            yield from sub()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

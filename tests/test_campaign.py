@@ -20,6 +20,7 @@ import pytest
 from tasks.campaign.balance import balance_check
 from tasks.campaign.config import GROUPS, BalanceConfig, CampaignConfig, FilterSpec, validate_campaign_config
 from tasks.campaign.policy import PolicyConfig, assign_offers
+from tasks.campaign.checkpoint_parts import PART_RECORD
 from tasks.campaign.run import run_campaign
 from tasks.campaign.stages import STAGES
 from tasks.campaign.transforms import (
@@ -114,7 +115,14 @@ def root(world, tmp_path) -> Path:
 
 def stage_files(root: Path, cid: str) -> dict[str, tuple[int, str]]:
     d = Layout(root).campaign(cid).folder / "stages"
-    return {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in sorted(d.glob("*.parquet"))}
+    return {p.name: checkpoint_state(p) for p in sorted(d.glob("*.parquet"))}
+
+
+def checkpoint_state(path: Path) -> tuple[int, str]:
+    """mtime and sha256 of a checkpoint file, or of a part folder's record (which holds its parts' hashes)."""
+    if path.is_dir():
+        path = path / PART_RECORD
+    return path.stat().st_mtime_ns, sha256_file(path)
 
 
 # --------------------------------------------------------------------------- pure logic

@@ -25,7 +25,7 @@ from tasks.campaign.run import run_campaign
 from tasks.campaign.stages import STAGES
 from tasks.core.io import sha256_file
 from tasks.core.layout import Layout
-from tests.test_campaign import build_world, campaign, link_root
+from tests.test_campaign import checkpoint_state, build_world, campaign, link_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def reference(world, tmp_path_factory) -> pd.DataFrame:
 
 
 def _files(folder: Path) -> dict[str, tuple[int, str]]:
-    return {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in sorted((folder / "stages").glob("*.parquet"))}
+    return {p.name: checkpoint_state(p) for p in sorted((folder / "stages").glob("*.parquet"))}
 
 
 @pytest.mark.parametrize("stage", STAGES)

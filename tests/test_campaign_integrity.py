@@ -59,7 +59,10 @@ def root(world, tmp_path) -> Path:
 
 
 def flip_middle(path: Path, n: int = 16) -> None:
-    """Invert ``n`` bytes in the middle of a file's data (for Parquet: of its pages)."""
+    """Invert ``n`` bytes in the middle of a file's data (for Parquet: of its pages; for a
+    checkpoint's part folder: of its first part)."""
+    if path.is_dir():
+        path = sorted(path.glob("part-*.parquet"))[0]
     data = bytearray(path.read_bytes())
     end = len(data)
     if data[-4:] == b"PAR1":  # stay out of the footer: the middle of the data pages

@@ -250,7 +250,8 @@ def test_heartbeat_speaks_only_while_a_block_runs():
     assert len(lines) == n
 
 
-def test_progress_mapper_logs_each_partition_and_changes_nothing():
+def test_progress_mapper_logs_each_partition_and_changes_nothing(tmp_path):
+    from tasks.campaign.checkpoints import CheckpointStore
     from tasks.campaign.transforms import partition_ids
 
     def fake_partition(ids):
@@ -258,22 +259,26 @@ def test_progress_mapper_logs_each_partition_and_changes_nothing():
 
     fake_partition.__name__ = "factor_partition"
     args = [(part,) for part in partition_ids(pd.RangeIndex(1000).to_numpy(), 3)]
+    store = CheckpointStore(tmp_path / "a", ["factors"], parted=["factors"])
+    plain = CheckpointStore(tmp_path / "b", ["factors"], parted=["factors"])
     lines: list[str] = []
-    out = progress_mapper(None, lines.append)(fake_partition, args)
+    folder = store.begin("factors")
+    out = progress_mapper(None, lines.append)(fake_partition, args, folder)
     assert lines == []  # lazy: a partition is computed when the stage asks for it (and writes it)
-    for a, b in zip(out, sequential_map(fake_partition, args)):
-        pd.testing.assert_frame_equal(a, b)
+    plain_folder = plain.begin("factors")
+    for a, b in zip(out, sequential_map(fake_partition, args, plain_folder)):
+        assert (a.file, a.rows, a.sha256) == (b.file, b.rows, b.sha256)  # the same part, byte for byte
     assert lines[0] == "factors: 1,000 clients in 3 partitions"
     assert [re.match(r"factors: partition (\d)/3 done, (\d+) rows \(([\d,]+) of 1,000\)", x).groups()
             for x in lines[1:]] == [("1", "334", "334"), ("2", "333", "667"), ("3", "333", "1,000")]
     calls: list[int] = []
 
-    def cluster(fn, a):
+    def cluster(fn, a, f):
         calls.append(len(a))
-        return sequential_map(fn, a)
+        return sequential_map(fn, a, f)
 
     lines.clear()
-    list(progress_mapper(cluster, lines.append)(fake_partition, args))
+    list(progress_mapper(cluster, lines.append)(fake_partition, args, store.begin("factors")))
     assert calls == [3] and lines[0] == "factors: 1,000 clients in 3 partitions sent to the cluster"
     assert lines[1].startswith("factors: 3 partitions back, 1,000 rows")
 

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tasks.campaign.checkpoint_parts import PART_RECORD, StagedParts, write_part
 from tasks.campaign.checkpoints import CheckpointStore, stage_key
+from tasks.core.io import frame_fingerprint
 from tasks.core.locks import PidLock
 from tasks.core.errors import StateError
 
@@ -166,7 +168,7 @@ def test_hang_fault_hook_sleeps_only_at_its_stage(tmp_path):
 def test_checkpoint_is_sealed_with_the_hash_of_its_bytes_as_written(tmp_path, monkeypatch):
     import tasks.campaign.checkpoints as checkpoints
 
-    store = CheckpointStore(tmp_path, STAGES)
+    store = CheckpointStore(tmp_path, STAGES, parted=["beta"])
     real_hash = checkpoints.file_hash
 
     def no_reread(path, *a, **k):
@@ -178,3 +180,113 @@ def test_checkpoint_is_sealed_with_the_hash_of_its_bytes_as_written(tmp_path, mo
     monkeypatch.setattr(checkpoints, "file_hash", real_hash)
     for stage in STAGES:  # the recorded hash is the file's, its digits counted as zeros
         assert store.verify(stage) is None and store.valid(stage, "k") is not None
+
+
+# --------------------------------------------------------------------------- part folders
+def _staged(store: CheckpointStore, stage: str, frames: list[pd.DataFrame]) -> StagedParts:
+    folder = store.begin(stage)
+    return StagedParts(folder, tuple(write_part(f, folder, i) for i, f in enumerate(frames)))
+
+
+def test_a_part_folder_is_sealed_with_the_fingerprint_of_its_rows(tmp_path):
+    whole = pd.DataFrame({"client_id": np.arange(900, dtype="int64"), "x": np.linspace(0, 1, 900),
+                          "tag": pd.array(np.where(np.arange(900) % 3, "a", "b"), dtype="str")})
+    single = CheckpointStore(tmp_path / "single", STAGES)
+    parted = CheckpointStore(tmp_path / "parted", STAGES, parted=["beta"])
+    ra = single.write("beta", "k", whole, seconds=0.1)
+    frames = [whole.iloc[:400], whole.iloc[400:401], whole.iloc[401:]]
+    rb = parted.seal("beta", "k", _staged(parted, "beta", frames), time.perf_counter(), {"partitions": 3})
+    assert (rb.fingerprint, rb.rows) == (ra.fingerprint, 900) and rb.info == {"partitions": 3}
+    folder = parted.path("beta")
+    assert folder.is_dir() and folder.name == "02_beta.parquet"
+    assert sorted(p.name for p in folder.iterdir()) == [PART_RECORD, "part-00000.parquet", "part-00001.parquet",
+                                                         "part-00002.parquet"]  # no row hashes left
+    assert parted.valid("beta", "k") == rb and parted.verify("beta") is None
+    pd.testing.assert_frame_equal(parted.read("beta"), whole)
+    pd.testing.assert_frame_equal(pd.read_parquet(folder), whole)  # a Parquet dataset folder to any reader
+    pd.testing.assert_frame_equal(parted.read("beta", columns=["x"]), whole[["x"]])
+    with parted.columns("beta") as cols:
+        assert cols.names == ["client_id", "x", "tag"] and np.array_equal(cols.column("x"), whole["x"].to_numpy())
+    assert parted.files("beta") == [folder / f"part-0000{i}.parquet" for i in range(3)]
+    # write() and write_chunks() of a parted stage give the same record
+    again = CheckpointStore(tmp_path / "again", STAGES, parted=["beta"])
+    assert again.write("beta", "k", whole, seconds=0.1).fingerprint == ra.fingerprint
+    assert again.write_chunks("beta", "k", iter(frames), time.perf_counter()).fingerprint == ra.fingerprint
+    with pytest.raises(KeyError, match="keeps a single file"):
+        single.begin("beta")
+
+
+def test_a_damaged_or_incomplete_part_folder_is_not_reused(tmp_path, caplog):
+    store = CheckpointStore(tmp_path, STAGES, parted=["beta"])
+    frames = [_frame(30), _frame(20)]
+    store.seal("beta", "k", _staged(store, "beta", frames), time.perf_counter())
+    folder = store.path("beta")
+    part = folder / "part-00001.parquet"
+    good = part.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x01
+    part.write_bytes(bytes(bad))
+    assert store.verify("beta").startswith("part part-00001.parquet: content hash")
+    with caplog.at_level("WARNING", logger="uplift.campaign"):
+        assert store.valid("beta", "k") is None
+    assert "02_beta.parquet does not verify" in caplog.records[0].getMessage()
+    part.write_bytes(good)
+    assert store.valid("beta", "k") is not None
+    # a stray part, an edited record, a missing record: not reused
+    (folder / "part-00009.parquet").write_bytes(good)
+    assert "unexpected part part-00009.parquet" in store.verify("beta")
+    (folder / "part-00009.parquet").unlink()
+    record = json.loads((folder / PART_RECORD).read_text())
+    (folder / PART_RECORD).write_text(json.dumps({**record, "rows": 49}))
+    assert "does not match its recorded hash" in store.verify("beta") and store.record("beta") is None
+    (folder / PART_RECORD).unlink()
+    assert store.valid("beta", "k") is None and store.record("beta") is None
+    # a single file where the folder belongs (an older version's checkpoint) is replaced by the folder
+    import shutil
+
+    shutil.rmtree(folder)
+    CheckpointStore(tmp_path, STAGES).write("beta", "k", _frame(50), seconds=0.1)
+    assert "older version" in store.verify("beta") and store.valid("beta", "k") is None
+    rec = store.write_chunks("beta", "k", iter(frames), time.perf_counter())
+    assert store.path("beta").is_dir() and store.valid("beta", "k") == rec
+
+
+def test_a_killed_part_write_leaves_only_a_hidden_folder_that_is_removed(tmp_path):
+    store = CheckpointStore(tmp_path, STAGES, parted=["beta"])
+    staged = _staged(store, "beta", [_frame(10)])
+    assert staged.folder.name.startswith(".02_beta.parquet.") and staged.folder.name.endswith(".tmp")
+    assert not store.path("beta").exists() and store.record("beta") is None
+    assert store.remove_partial_files() == [staged.folder] and not staged.folder.exists()
+    with pytest.raises(ValueError, match="no part to write"):
+        store.seal("beta", "k", StagedParts(store.begin("beta"), ()), time.perf_counter())
+    assert list(store.stage_dir.iterdir()) == []  # a failed seal removes its folder
+    with pytest.raises(ValueError, match="differ"):
+        store.write_chunks("beta", "k", iter([_frame(5), _frame(5).astype({"x": "float32"})]), time.perf_counter())
+    assert list(store.stage_dir.iterdir()) == []
+
+
+def test_parts_written_by_another_process_seal_without_reading_their_rows(tmp_path, monkeypatch):
+    """The worker side: write_part in a separate process; the sealing process reads no rows."""
+    store = CheckpointStore(tmp_path, STAGES, parted=["beta"])
+    folder = store.begin("beta")
+    code = ("import sys, pickle, numpy as np, pandas as pd; from tasks.campaign.checkpoint_parts import write_part\n"
+            "i = int(sys.argv[2]); df = pd.DataFrame({'client_id': np.arange(i * 100, i * 100 + 100, dtype='int64'),"
+            " 'x': np.arange(100) * 0.5})\n"
+            "sys.stdout.buffer.write(pickle.dumps(write_part(df, sys.argv[1], i)))")
+    import pickle
+
+    parts = tuple(pickle.loads(subprocess.run([sys.executable, "-c", code, str(folder), str(i)], check=True,
+                                              capture_output=True).stdout) for i in range(2))
+    import pyarrow.parquet as pq
+
+    def no_rows(*a, **k):
+        raise AssertionError("the sealing process read a part's rows")
+
+    for name in ("read_table", "ParquetFile"):
+        monkeypatch.setattr(pq, name, no_rows)
+    monkeypatch.setattr(pd, "read_parquet", no_rows)
+    rec = store.seal("beta", "k", StagedParts(folder, parts), time.perf_counter())
+    monkeypatch.undo()
+    whole = pd.DataFrame({"client_id": np.arange(200, dtype="int64"), "x": np.tile(np.arange(100) * 0.5, 2)})
+    assert rec.fingerprint == frame_fingerprint(whole) and store.verify("beta") is None
+    pd.testing.assert_frame_equal(store.read("beta"), whole)

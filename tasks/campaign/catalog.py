@@ -27,9 +27,9 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from tasks.campaign.checkpoints import Checkpoint, CheckpointStore
+from tasks.campaign.checkpoints import Checkpoint
 from tasks.campaign.config import GROUPS
-from tasks.campaign.stages import CHECKPOINTED, STAGES
+from tasks.campaign.stages import CHECKPOINTED, STAGES, checkpoint_store
 from tasks.core.errors import ConfigError, NotFoundError, StateError
 from tasks.core.io import atomic_write, read_json
 from tasks.core.layout import EVALUATION_REPORTS, CampaignPaths, Layout
@@ -159,7 +159,7 @@ def _model_name(model: Any) -> str | None:
 
 
 def _records(paths: CampaignPaths) -> dict[str, Checkpoint]:
-    store = CheckpointStore(paths, CHECKPOINTED)
+    store = checkpoint_store(paths)
     out = {}
     for s in CHECKPOINTED:
         rec = store.record(s)

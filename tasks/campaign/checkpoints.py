@@ -19,6 +19,20 @@ less than decoding it. A checkpoint that does not verify (a flipped byte, a trun
 unreadable file, a file written before checkpoints carried a hash) is not reused: its stage is
 recomputed and one warning line says so.
 
+A stage computed partition by partition (``factors`` and ``score``: the store's ``parted``
+stages) keeps a folder of part files instead, still named ``stages/NN_<stage>.parquet`` (a
+Parquet dataset folder: pandas, pyarrow and DuckDB read it as one table): ``part-00000.parquet``,
+``part-00001.parquet``, ... in partition order and ``_checkpoint.json``, the record (key,
+fingerprint, rows, seconds, info, and each part's file name, rows and sha256, the record
+hashed too). The parts are written where the rows are (a Dask worker, or this process with
+the local runner: :func:`write_part`) into a hidden folder beside the checkpoint, each
+atomically and hashed as written, with its rows' hashes beside it; the driver then seals the
+folder (:meth:`CheckpointStore.seal`): it makes the fingerprint from those row hashes (8 bytes
+a row, one part at a time; the same digest as a single file of the same rows), writes the
+record and renames the folder into place. It never reads a part's rows. Verifying it reads
+every part once against its recorded hash, as for a single file; a folder without a record
+(a killed write) is hidden and removed as a partial file.
+
 The campaign folder's ``.lock`` is a :class:`tasks.core.locks.PidLock`.
 """
 from __future__ import annotations
@@ -27,17 +41,24 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.io import ChunkedFingerprint, atomic_write, frame_fingerprint, stable_hash
+from tasks.campaign.checkpoint_parts import (
+    PART_RECORD, RECORD_HASH, ColumnReader, HashingFile, StagedParts, record_hash, replace_folder,
+    row_hashes_file, verify_parts, write_part,
+)
+from tasks.core.io import ChunkedFingerprint, atomic_write, atomic_write_text, frame_fingerprint, stable_hash
 from tasks.core.layout import CampaignPaths, Layout
 
 ATTRS_KEY = "uplift_checkpoint"
@@ -137,39 +158,10 @@ def file_hash(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-class _HashingFile:
-    """A file opened for writing that hashes the bytes as they are written (a Parquet writer
-    only appends), so sealing a checkpoint needs no second read of it."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh = open(path, "wb")
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self.sha.update(view)
-        self.size += view.nbytes
-        return self._fh.write(view)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    @property
-    def closed(self) -> bool:
-        return self._fh.closed
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 def _write_checkpoint(table: pa.Table, record: dict, tmp: Path) -> None:
     """Write ``table`` with ``record`` in the footer, then put the file's hash into the record."""
     text = json.dumps({HASH_FIELD: _HOLE, **record}, default=_json_default)
-    sink = _HashingFile(tmp)
+    sink = HashingFile(tmp)
     try:
         with pq.ParquetWriter(sink, table.schema, compression="snappy") as writer:
             writer.write_table(table)
@@ -179,7 +171,7 @@ def _write_checkpoint(table: pa.Table, record: dict, tmp: Path) -> None:
     _seal(tmp, sink)
 
 
-def _seal(tmp: Path, written: _HashingFile | None = None) -> None:
+def _seal(tmp: Path, written: HashingFile | None = None) -> None:
     """Put the hash of the written file ``tmp`` into the 64 zeros of its record: the hash of
     the bytes as ``written`` (its record held the zeros then), else of the file read back."""
     size, hole = _hash_hole(tmp)
@@ -195,26 +187,39 @@ def _seal(tmp: Path, written: _HashingFile | None = None) -> None:
 class CheckpointStore:
     """Reads and writes the stage checkpoints of one campaign folder.
 
-    ``stages`` are the checkpointed stages in order; a stage's file is numbered by its
-    position (``stages/NN_<stage>.parquet``, NN from 01).
+    ``stages`` are the checkpointed stages in order; a stage's checkpoint is numbered by its
+    position (``stages/NN_<stage>.parquet``, NN from 01): a single file, or for a stage in
+    ``parted`` a folder of part files (see the module doc).
     """
 
-    def __init__(self, folder: CampaignPaths | str | Path, stages: list[str]) -> None:
+    def __init__(self, folder: CampaignPaths | str | Path, stages: list[str], parted: Iterable[str] = ()) -> None:
         self.paths = folder if isinstance(folder, CampaignPaths) else CampaignPaths(Path(folder))
         self.root = self.paths.folder
         self.stages = list(stages)
+        self.parted = frozenset(parted)
+        unknown = sorted(self.parted - set(self.stages))
+        if unknown:
+            raise KeyError(f"parted stage(s) {unknown} are not among the stages {self.stages}")
 
     @property
     def stage_dir(self) -> Path:
         return self.paths.stage_dir
 
     def path(self, stage: str) -> Path:
-        """Checkpoint file of ``stage``."""
+        """Checkpoint of ``stage`` (a file, or the part folder of a parted stage)."""
         if stage not in self.stages:
             raise KeyError(f"unknown stage {stage!r}; stages are {self.stages}")
         return self.paths.stage(self.stages.index(stage), stage)
 
     def _raw_record(self, stage: str) -> dict:
+        if stage in self.parted:
+            path = self.path(stage)
+            if not path.is_dir():
+                raise ValueError("a single file, not the folder of parts this stage keeps (written by an older version)")
+            raw = json.loads((path / PART_RECORD).read_text(encoding="utf-8"))
+            if not isinstance(raw, dict) or raw.get(RECORD_HASH) != record_hash(raw):
+                raise ValueError(f"{PART_RECORD} does not match its recorded hash")
+            return raw
         meta = pq.read_metadata(self.path(stage)).metadata or {}
         if ATTRS_KEY.encode() not in meta:
             raise ValueError("no checkpoint record in the footer (written by hand or by an older version)")
@@ -224,7 +229,8 @@ class CheckpointStore:
         return raw
 
     def record(self, stage: str) -> Checkpoint | None:
-        """The checkpoint record of ``stage`` read from the footer, or None when absent/unreadable.
+        """The checkpoint record of ``stage`` (from the footer, or a part folder's record), or
+        None when absent/unreadable.
 
         The record alone is not verified; :meth:`valid` and :meth:`verify` check the file's hash.
         """
@@ -235,8 +241,16 @@ class CheckpointStore:
             raw = self._raw_record(stage)
             return Checkpoint(stage, path, raw["key"], raw["fingerprint"], int(raw["rows"]),
                               float(raw["seconds"]), dict(raw.get("info", {})))
-        except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, pa.ArrowException):
             return None
+
+    def files(self, stage: str) -> list[Path]:
+        """The Parquet file(s) holding ``stage``'s rows, in row order: the checkpoint file, or
+        the parts its record lists (read without verifying them)."""
+        if stage not in self.parted:
+            return [self.path(stage)]
+        folder = self.path(stage)
+        return [folder / str(p["file"]) for p in self._raw_record(stage)["parts"]]
 
     def verify(self, stage: str) -> str | None:
         """None when ``stage``'s checkpoint is intact, else what is wrong with it (absent included)."""
@@ -244,12 +258,14 @@ class CheckpointStore:
         if not path.exists():
             return "missing"
         try:
-            recorded = self._raw_record(stage)[HASH_FIELD]
+            recorded = self._raw_record(stage)
+            if stage in self.parted:
+                return verify_parts(path, recorded["parts"])
             actual = file_hash(path)
-        except (OSError, KeyError, ValueError, TypeError, pa.ArrowException) as exc:
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, pa.ArrowException) as exc:
             return f"unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        if actual != recorded:
-            return f"content hash {actual[:12]}... differs from the recorded {str(recorded)[:12]}..."
+        if actual != recorded[HASH_FIELD]:
+            return f"content hash {actual[:12]}... differs from the recorded {str(recorded[HASH_FIELD])[:12]}..."
         return None
 
     def valid(self, stage: str, key: str) -> Checkpoint | None:
@@ -273,25 +289,89 @@ class CheckpointStore:
         return rec
 
     def read(self, stage: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """The rows of ``stage``'s checkpoint."""
-        df = pd.read_parquet(self.path(stage), columns=columns)
+        """The rows of ``stage``'s checkpoint (of a part folder: its parts in order, as one frame)."""
+        files = self.files(stage)
+        df = pd.read_parquet(files[0] if len(files) == 1 else [str(f) for f in files], columns=columns)
         df.attrs = {}
         return df
 
+    def columns(self, stage: str) -> "ColumnReader":
+        """A reader of ``stage``'s checkpoint one column at a time (its files opened once)."""
+        return ColumnReader(self.files(stage))
+
     def remove_partial_files(self) -> list[Path]:
-        """Delete temporary files a killed write left behind (call while holding the lock)."""
+        """Delete temporary files (and part folders) a killed write left behind (call while
+        holding the lock)."""
         gone = []
         for folder in (self.root, self.stage_dir):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
+                    if tmp.is_dir() and not tmp.is_symlink():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    else:
+                        tmp.unlink(missing_ok=True)
                     gone.append(tmp)
         return gone
 
+    def begin(self, stage: str) -> Path:
+        """A fresh hidden folder beside ``stage``'s checkpoint to write its parts into
+        (:func:`write_part`); :meth:`seal` puts it in place."""
+        if stage not in self.parted:
+            raise KeyError(f"stage {stage!r} keeps a single file; parted stages are {sorted(self.parted)}")
+        target = self.path(stage)
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.stage_dir))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes it private; a plain mkdir would not
+        return folder
+
+    def seal(self, stage: str, key: str, staged: StagedParts, started: float,
+             info: dict | None = None) -> Checkpoint:
+        """Commit the parts written into ``staged.folder`` as the checkpoint of ``stage``.
+
+        The fingerprint is made from the parts' row hashes, one part at a time (the rows are
+        not read), the record written into the folder and the folder renamed into place.
+        ``started``: the stage's ``time.perf_counter()`` start.
+        """
+        folder = Path(staged.folder)
+        try:
+            return self._seal(stage, key, folder, sorted(staged.parts, key=lambda p: p.index), started, info)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _seal(self, stage: str, key: str, folder: Path, parts: list, started: float, info: dict | None) -> Checkpoint:
+        if not parts:
+            raise ValueError(f"stage {stage}: no part to write (not even an empty one)")
+        if [p.index for p in parts] != list(range(len(parts))):
+            raise ValueError(f"stage {stage}: parts {[p.index for p in parts]} are not 0..{len(parts) - 1}")
+        fp = ChunkedFingerprint()
+        for p in parts:
+            hashes_path = folder / row_hashes_file(p.file)
+            hashes = np.fromfile(hashes_path, dtype=np.uint64)
+            if len(hashes) != p.rows:
+                raise ValueError(f"stage {stage}: part {p.file} has {p.rows} rows but {len(hashes)} row hashes")
+            fp.update_hashes(list(p.dtypes), hashes)
+            hashes_path.unlink()
+        fault_point(stage)
+        record = {"key": key, "fingerprint": fp.hexdigest(), "rows": int(fp.rows),
+                  "seconds": round(float(time.perf_counter() - started), 4), "info": info or {},
+                  "parts": [{"file": p.file, "rows": p.rows, "sha256": p.sha256} for p in parts]}
+        record = json.loads(json.dumps(record, default=_json_default))
+        record[RECORD_HASH] = record_hash(record)
+        atomic_write_text(json.dumps(record, indent=1), folder / PART_RECORD)
+        replace_folder(folder, self.path(stage))
+        return Checkpoint(stage, self.path(stage), key, record["fingerprint"], record["rows"],
+                          float(record["seconds"]), record["info"])
+
     def write(self, stage: str, key: str, df: pd.DataFrame, seconds: float,
               info: dict | None = None) -> Checkpoint:
-        """Commit ``df`` as the checkpoint of ``stage`` atomically, its record and hash in the footer."""
+        """Commit ``df`` as the checkpoint of ``stage`` atomically, its record and hash in the
+        footer (a parted stage: as a folder of one part)."""
         fault_point(stage)
+        if stage in self.parted:
+            return self.write_chunks(stage, key, [df], time.perf_counter() - float(seconds), info)
         out = df.reset_index(drop=True)
         fp = frame_fingerprint(out)
         record = {"key": key, "fingerprint": fp, "rows": int(len(out)), "seconds": round(float(seconds), 4),
@@ -304,55 +384,16 @@ class CheckpointStore:
     def write_chunks(self, stage: str, key: str, chunks: Iterable[pd.DataFrame], started: float,
                      info: dict | None = None) -> Checkpoint:
         """Commit the rows of ``chunks`` (frames with the same columns, in row order) as the
-        checkpoint of ``stage``, one chunk in memory at a time; the same record (fingerprint
-        included) as :meth:`write` of their concatenation. ``started``: the stage's
-        ``time.perf_counter()`` start (its seconds count until the last chunk is written)."""
-        made: dict = {}
-
-        def make_record(fp: str, rows: int) -> dict:
-            fault_point(stage)
-            seconds = time.perf_counter() - started
-            made.update(json.loads(json.dumps({"key": key, "fingerprint": fp, "rows": int(rows),
-                                               "seconds": round(float(seconds), 4), "info": info or {}},
-                                              default=_json_default)))
-            return made
-
-        atomic_write(self.path(stage), lambda tmp: _write_checkpoint_chunks(chunks, make_record, tmp))
-        return Checkpoint(stage, self.path(stage), key, made["fingerprint"], made["rows"], float(made["seconds"]),
-                          made["info"])
-
-
-def _write_checkpoint_chunks(chunks: Iterable[pd.DataFrame], make_record: Callable[[str, int], dict],
-                             tmp: Path) -> Checkpoint | None:
-    """Write ``chunks`` (one row group or more each) with the record ``make_record(fingerprint,
-    rows)`` in the footer, then seal the file's hash into it."""
-    fp = ChunkedFingerprint()
-    writer = None
-    schema = None
-    sink: _HashingFile | None = None
-    try:
-        for chunk in chunks:
-            chunk = chunk.reset_index(drop=True)
-            fp.update(chunk)
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            if writer is None:
-                schema = table.schema
-                sink = _HashingFile(tmp)
-                writer = pq.ParquetWriter(sink, schema, compression="snappy")
-            elif not table.schema.equals(schema):
-                raise ValueError(f"chunk schema {table.schema} differs from the first chunk's {schema}")
-            writer.write_table(table)
-        if writer is None:
-            raise ValueError("no chunk to write (not even an empty one)")
-        record = make_record(fp.hexdigest(), fp.rows)
-        writer.add_key_value_metadata({ATTRS_KEY: json.dumps({HASH_FIELD: _HOLE, **record}, default=_json_default)})
-    finally:
-        if writer is not None:
-            writer.close()
-        if sink is not None:
-            sink.close()
-    _seal(tmp, sink)
-    return None
+        part folder of parted ``stage``, one part a chunk, one chunk in memory at a time; the
+        same fingerprint as :meth:`write` of their concatenation. ``started``: the stage's
+        ``time.perf_counter()`` start (its seconds count until the folder is sealed)."""
+        folder = self.begin(stage)
+        try:
+            parts = tuple(write_part(chunk, folder, i) for i, chunk in enumerate(chunks))
+            return self.seal(stage, key, StagedParts(folder, parts), started, info)
+        finally:
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -5,9 +5,13 @@ clients (:data:`tasks.campaign.stages.Mapper`). On a cluster, big inputs and out
 through the orchestrator: before a partition is submitted, every DataFrame or array
 argument is written as its own Parquet file under a partition folder of the campaign
 (:func:`spill_args`); the worker reads its own partition, runs the function and writes its
-result atomically to Parquet (:func:`run_partition`), returning only the path. The driver
-reads the results back in partition order (:func:`read_partition_results`), so the stage
-concatenates and commits its checkpoint exactly as the local runner does.
+result as that partition's part of the stage's part folder
+(:func:`tasks.campaign.checkpoint_parts.write_part`, atomically, hashed as written), returning
+only small facts (:class:`~tasks.campaign.checkpoint_parts.Part`: file, rows, sha256, dtypes).
+The driver never reads a result back: it seals the folder from those facts and the parts'
+row hashes (:meth:`tasks.campaign.checkpoints.CheckpointStore.seal`). The local runner writes
+the same parts in its own process (:func:`map_to_parts`), so both runners give the same
+checkpoint.
 
 The Prefect and Dask wiring lives in :mod:`flows.campaign`; this module is plain functions.
 """
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from tasks.campaign.checkpoint_parts import Part, write_part
 from tasks.core.errors import ConfigError
 from tasks.core.io import atomic_write_parquet
 
@@ -50,11 +55,16 @@ class ParquetArg:
         return self.rows
 
 
-def row_group_args(path: str | Path, columns: Sequence[str] | None = None) -> list[ParquetArg]:
-    """One :class:`ParquetArg` per row group of the Parquet file ``path``, in file order."""
-    meta = pq.ParquetFile(path).metadata
+def row_group_args(paths: str | Path | Sequence[str | Path],
+                   columns: Sequence[str] | None = None) -> list[ParquetArg]:
+    """One :class:`ParquetArg` per row group of the Parquet file(s) ``paths`` (e.g. the parts
+    of a checkpoint), in file order."""
     cols = tuple(columns) if columns is not None else None
-    return [ParquetArg(str(path), "frame", i, cols, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+    out = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        meta = pq.ParquetFile(path).metadata
+        out += [ParquetArg(str(path), "frame", i, cols, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+    return out
 
 
 def make_partition_dir(root: str | Path) -> Path:
@@ -119,38 +129,25 @@ def load_arg(value: Any) -> Any:
     return df[ARRAY_COLUMN].to_numpy() if value.kind == "array" else df
 
 
-def run_partition(fn: Callable[..., pd.DataFrame], args: tuple, out_path: str) -> str:
-    """Run ``fn`` on one partition's arguments and write its frame to ``out_path`` atomically.
+def run_partition(fn: Callable[..., pd.DataFrame], args: tuple, folder: str | Path, index: int) -> Part:
+    """Run ``fn`` on one partition's arguments and write its frame as part ``index`` of the
+    part folder being written at ``folder``.
 
-    Runs on a worker; returns the path only, so the frame never travels through the
-    orchestrator.
+    Runs where the rows are (a Dask worker, or the local process); returns small facts only,
+    so the frame never travels through the orchestrator.
     """
     result = fn(*(load_arg(a) for a in args))
     if not isinstance(result, pd.DataFrame):
         raise ConfigError(f"partition function {getattr(fn, '__name__', fn)} returned {type(result).__name__}, "
                           f"not a DataFrame")
-    atomic_write_parquet(result, out_path)
-    return str(out_path)
+    return write_part(result, folder, index)
 
 
-def output_paths(folder: str | Path, n: int) -> list[str]:
-    """The result file of each of ``n`` partitions, in partition order."""
-    return [str(Path(folder) / f"out-{i:05d}.parquet") for i in range(n)]
-
-
-def read_partition_results(paths: Sequence[str]) -> Iterator[pd.DataFrame]:
-    """The partition results, in the given (partition) order, one read at a time."""
-    for p in paths:
-        df = pd.read_parquet(p)
-        df.attrs = {}
-        yield df
-
-
-def map_in_process(fn: Callable[..., pd.DataFrame], args: Iterable[tuple]) -> Iterator[pd.DataFrame]:
-    """``fn`` over each partition's arguments in this process, in order, lazily (one
-    partition's result alive at a time when the caller writes each before the next)."""
-    for a in args:
-        yield fn(*(load_arg(x) for x in a))
+def map_to_parts(fn: Callable[..., pd.DataFrame], args: Iterable[tuple], folder: str | Path) -> Iterator[Part]:
+    """``fn`` over each partition's arguments in this process, in order, lazily, each result
+    written as its part of ``folder`` before the next is computed (one partition in memory)."""
+    for i, a in enumerate(args):
+        yield run_partition(fn, a, folder, i)
 
 
 def scheduler_host_port(address: str) -> tuple[str, int]:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 import factors
-from tasks.campaign.checkpoints import CheckpointStore, fault_point, stage_key
+from tasks.campaign.checkpoints import fault_point, stage_key
 from tasks.campaign.client_table import (
     check_filter_columns, frozen_table_note, missing_features, missing_features_error, read_client_table,
     table_manifest, table_source, uses_client_table,
@@ -27,10 +27,11 @@ from tasks.campaign.client_table import (
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
 from tasks.campaign.eligible import default_factor_fn
 from tasks.campaign.frozen import seal_manifest, verified_manifest
-from tasks.campaign.partitions import map_in_process
+from tasks.campaign.checkpoint_parts import Part, StagedParts
+from tasks.campaign.partitions import map_to_parts
 from tasks.campaign.policy import policy_params
 from tasks.campaign.stages import (
-    CHECKPOINTED, STAGES, Mapper, StageOutcome, check_factors_known, input_tables, stage,
+    CHECKPOINTED, STAGES, Mapper, StageOutcome, check_factors_known, checkpoint_store, input_tables, stage,
 )
 from tasks.campaign.summary import design_power, history_base_rate, render_summary
 from tasks.campaign.transforms import FactorFn, build_campaign_table, score_distribution  # noqa: F401
@@ -55,9 +56,10 @@ def _default_known_factors() -> set[str]:
     return set(factors.all_factors())
 
 
-def sequential_map(fn: Callable[..., pd.DataFrame], args: list[tuple]) -> Iterator[pd.DataFrame]:
-    """Apply ``fn`` to each argument tuple in order, lazily (the local runner)."""
-    return map_in_process(fn, args)
+def sequential_map(fn: Callable[..., pd.DataFrame], args: list[tuple], folder: Path) -> Iterator[Part]:
+    """Apply ``fn`` to each argument tuple in order, lazily, writing each result as its part of
+    ``folder`` in this process (the local runner)."""
+    return map_to_parts(fn, args, folder)
 
 
 @dataclass
@@ -82,8 +84,9 @@ class CampaignRun:
     ``model`` (anything with name, version, kind, features, metadata and ``predict``) and
     ``factor_fn`` can be injected; by default the model comes from the registry under the
     layout's model root and the factors from :func:`factors.compute_factors`. ``mapper``
-    maps the per-partition functions of the factor and score stages (sequential by default;
-    a Dask runner can pass its own). Results do not depend on ``partitions``.
+    maps the per-partition functions of the factor and score stages, each result written as
+    its part of the stage's part folder where it is computed (sequential by default; a Dask
+    runner can pass its own). Results do not depend on ``partitions``.
     """
 
     def __init__(self, cfg: CampaignConfig, artifacts: str | Path, partitions: int = 1,
@@ -97,7 +100,7 @@ class CampaignRun:
         self.paths = self.layout.campaign(cfg.id)
         self.folder = self.paths.folder
         self.partitions = max(1, int(partitions))
-        self.store = CheckpointStore(self.paths, CHECKPOINTED)
+        self.store = checkpoint_store(self.paths)
         self.lock = PidLock(self.paths.lock)
         self.factor_fn = factor_fn or _default_factor_fn
         self.default_factors = factor_fn is None  # the factor engine, checked and prepared once per stage
@@ -236,10 +239,10 @@ class CampaignRun:
         else:
             t0 = time.perf_counter()
             df, info = spec.compute(self)
-            if isinstance(df, pd.DataFrame):
+            if isinstance(df, StagedParts):  # parts written where they were computed: sealed here
+                rec = self.store.seal(stage_name, key, df, t0, info)
+            else:
                 rec = self.store.write(stage_name, key, df, time.perf_counter() - t0, info)
-            else:  # partitions computed as they are written, one in memory at a time
-                rec = self.store.write_chunks(stage_name, key, df, t0, info)
             outcome = StageOutcome(stage_name, "computed", rec.rows, rec.seconds, key, rec.info)
         self._fingerprints[stage_name] = rec.fingerprint
         self.outcomes[stage_name] = outcome

@@ -4,8 +4,10 @@ Each entry names the stage, the Prefect task that runs it (built from this table
 :mod:`flows.campaign`), the stages whose checkpoints it reads, the config slice (and extra
 identity) that keys its checkpoint, and its compute function. :class:`tasks.campaign.run.
 CampaignRun` runs the table in order; the stage's checkpoint is
-``stages/NN_<name>.parquet`` with NN its position (:func:`stage_checkpoint`). Adding a
-stage is one entry.
+``stages/NN_<name>.parquet`` with NN its position (:func:`stage_checkpoint`): a file, or for
+the stages computed partition by partition (``parted``: factors, score) a folder of one part
+file per partition, written where the partition is computed (:mod:`tasks.campaign.
+checkpoint_parts`), so no process gathers the factor table. Adding a stage is one entry.
 
 A checkpoint's key is :func:`tasks.campaign.checkpoints.stage_key` of the stage name, its
 config slice, the fingerprint of its first input (the stage before it) and its extra
@@ -31,12 +33,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from tasks.campaign.checkpoint_parts import Part, StagedParts
 from tasks.campaign.checkpoints import CheckpointStore
 from tasks.campaign.partitions import make_partition_dir, row_group_args
 from tasks.campaign.client_table import check_filter_columns, missing_features, missing_features_error, table_partition
@@ -44,14 +47,15 @@ from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefau
 from tasks.campaign.eligible import filter_base, registered_base
 from tasks.campaign.policy import assign_offers, policy_params
 from tasks.campaign.transforms import (
-    FactorFn, align_ids, assign_groups, concat_partitions, derive_seed, draw_subset, factor_partition,
+    FactorFn, align_ids, assign_groups, derive_seed, draw_subset, factor_partition,
     missing_model_features, partition_count, partition_ids, rank_scores, score_partition,
 )
 from tasks.core.errors import ConfigError
 from tasks.core.layout import CampaignPaths
 
-# maps a per-partition function over argument tuples; yields the results in partition order
-Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple]], Iterable[pd.DataFrame]]
+# maps a per-partition function over argument tuples, writing partition i's frame as part i
+# of the given part folder where it is computed; yields the parts' facts in partition order
+Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple], Path], Iterable[Part]]
 
 
 class StageContext(Protocol):
@@ -98,7 +102,8 @@ class Stage:
     ``inputs``: the stages whose checkpoints it reads, the stage before it first (its
     fingerprint keys this stage's checkpoint). ``key``: ``(config slice, extra)`` of the
     checkpoint key; None for a stage without checkpoint. ``compute``: ``(frame, info)`` to
-    commit as the checkpoint (for a stage without checkpoint: its outcome).
+    commit as the checkpoint, for a ``parted`` stage ``(StagedParts, info)`` (for a stage
+    without checkpoint: its outcome).
     """
 
     name: str
@@ -106,6 +111,7 @@ class Stage:
     inputs: tuple[str, ...]
     key: KeyFn | None
     compute: ComputeFn
+    parted: bool = False
 
     @property
     def checkpointed(self) -> bool:
@@ -228,7 +234,7 @@ def input_tables(ctx: StageContext) -> list[str]:
     return ["clients", *sorted(tables - {"clients"})]
 
 
-def _table_factors(ctx: StageContext, names: list[str]) -> tuple[pd.DataFrame, dict]:
+def _table_factors(ctx: StageContext, names: list[str]) -> tuple[StagedParts, dict]:
     d = ctx.data()
     ids = ctx.store.read("subset")["client_id"].to_numpy()
     base = ctx.store.read("client_base")
@@ -237,8 +243,27 @@ def _table_factors(ctx: StageContext, names: list[str]) -> tuple[pd.DataFrame, d
     if missing:
         raise missing_features_error(ctx.model(), missing, rows, d["path"])
     args = [(names, d["categorical"], rows.iloc[a:b]) for a, b in _bounds(rows["client_id"].to_numpy(), ctx.partitions)]
-    table = concat_partitions(ctx.mapper(table_partition, args))
-    return table, {"factors": names, "partitions": len(args), "source": "client_table"}
+    return (_map_to_parts(ctx, "factors", table_partition, args),
+            {"factors": names, "partitions": len(args), "source": "client_table"})
+
+
+def _map_to_parts(ctx: StageContext, stage_name: str, fn: Callable[..., pd.DataFrame], args: list[tuple],
+                  on_done: Callable[[], None] | None = None) -> StagedParts:
+    """``fn`` over ``args`` through the run's mapper, each result written as its part of a
+    fresh part folder of ``stage_name`` (where it is computed); the folder and the parts'
+    facts for the store to seal; ``on_done`` is called as each part is back. The folder is
+    removed when a partition fails."""
+    folder = ctx.store.begin(stage_name)
+    parts: list[Part] = []
+    try:
+        for part in ctx.mapper(fn, args, folder):
+            parts.append(part)
+            if on_done is not None:
+                on_done()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return StagedParts(folder, tuple(parts))
 
 
 def _bounds(ids: np.ndarray, partitions: int) -> list[tuple[int, int]]:
@@ -247,7 +272,7 @@ def _bounds(ids: np.ndarray, partitions: int) -> list[tuple[int, int]]:
     return list(zip(ends[:-1].tolist(), ends[1:].tolist()))
 
 
-def _factors(ctx: StageContext) -> tuple[Iterator[pd.DataFrame], dict]:
+def _factors(ctx: StageContext) -> tuple[StagedParts, dict]:
     names = check_factors_known(ctx)
     d = ctx.data()
     if d.get("kind") == "table":
@@ -255,16 +280,15 @@ def _factors(ctx: StageContext) -> tuple[Iterator[pd.DataFrame], dict]:
     ids = ctx.store.read("subset")["client_id"].to_numpy()
     parts = partition_ids(ids, partition_count(len(ids), ctx.partitions))
     info: dict[str, Any] = {"factors": names, "partitions": len(parts)}
-    return _factor_chunks(ctx, names, ids, parts, info), info
+    return _factor_parts(ctx, names, ids, parts, info), info
 
 
-def _factor_chunks(ctx: StageContext, names: list[str], ids: np.ndarray, parts: list[np.ndarray],
-                   info: dict[str, Any]) -> Iterator[pd.DataFrame]:
-    """The factor partitions in order, computed as they are written. With the factor engine,
-    the request is checked once and the tables not ordered by client aggregated once
+def _factor_parts(ctx: StageContext, names: list[str], ids: np.ndarray, parts: list[np.ndarray],
+                  info: dict[str, Any]) -> StagedParts:
+    """The factor partitions, each written as its part where it is computed. With the factor
+    engine, the request is checked once and the tables not ordered by client aggregated once
     (:func:`factors.partitioned.prepare_factors`) in a partition folder removed at the end.
-    Adds the seconds of that preparation and of the partitions (slowest, total) to ``info``
-    (the checkpoint record is made after the last partition)."""
+    Adds the seconds of that preparation and of the partitions (slowest, total) to ``info``."""
     from factors.partitioned import prepare_factors
 
     d = ctx.data()
@@ -278,28 +302,33 @@ def _factor_chunks(ctx: StageContext, names: list[str], ids: np.ndarray, parts: 
         info["prepare_seconds"] = round(time.perf_counter() - t0, 3)
         seconds: list[float] = []
         t0 = time.perf_counter()
-        for frame in ctx.mapper(factor_partition, [(fn, d["dir"], d["date"], names, part) for part in parts]):
+
+        def each_done() -> None:
+            nonlocal t0
             seconds.append(time.perf_counter() - t0)
-            yield frame
             t0 = time.perf_counter()
+
+        staged = _map_to_parts(ctx, "factors", factor_partition, [(fn, d["dir"], d["date"], names, part) for part in parts],
+                               each_done)
         info["partition_seconds"] = {"total": round(sum(seconds), 3), "slowest": round(max(seconds, default=0), 3)}
+        return staged
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _score(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
+def _score(ctx: StageContext) -> tuple[StagedParts, dict]:
     m = ctx.model()
-    path = ctx.store.path("factors")
-    columns = pq.ParquetFile(path).schema_arrow.names
+    files = ctx.store.files("factors")
+    columns = pq.read_schema(files[0]).names
     missing = missing_model_features(m.features, columns)
     if missing:
         raise ConfigError(
             f"model {m.name} {m.version} needs feature(s) {missing} that the factor stage did not supply "
             f"(it has {list(columns)[1:12]}...)")
-    # one row group of the factor checkpoint (one factor partition) in memory at a time
-    parts = row_group_args(path, ["client_id", *dict.fromkeys(m.features)])
-    scored = concat_partitions(ctx.mapper(score_partition, [(m, p) for p in parts]))
-    return scored, {"model": ctx.model_identity(), "partitions": len(parts)}
+    # one row group of a factor part (one factor partition) in memory at a time, where it is scored
+    parts = row_group_args(files, ["client_id", *dict.fromkeys(m.features)])
+    staged = _map_to_parts(ctx, "score", score_partition, [(m, p) for p in parts])
+    return staged, {"model": ctx.model_identity(), "partitions": len(parts)}
 
 
 def _sort(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
@@ -320,8 +349,8 @@ def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     cols = [c for c in ctx.balance_columns() if c != "score"]
     # The balance factors one column at a time; each group's rows in rank order, as the
     # split lists them (so every mean and variance sums in the same order as before).
-    factor_file = pq.ParquetFile(ctx.store.path("factors"))  # opened once, its footer parsed once
-    factor_ids = factor_file.read(columns=["client_id"])["client_id"].to_numpy()
+    factor_file = ctx.store.columns("factors")  # its part files opened once, their footers parsed once
+    factor_ids = factor_file.column("client_id")
     at = by_id if np.array_equal(factor_ids, assigned["client_id"].to_numpy()) else align_ids(
         factor_ids, ranked_ids, sorted_=bool((np.diff(factor_ids) > 0).all()))
     group = split["group"]
@@ -334,7 +363,7 @@ def _split(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
         if name == "score":
             return score[rows[g]]
         if current.get("name") != name:
-            current.update(name=name, values=factor_file.read(columns=[name])[name].to_numpy())
+            current.update(name=name, values=factor_file.column(name))
         return current["values"][in_file[g]]
 
     try:
@@ -363,8 +392,8 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("client_base", "build_client_base", (), _key_client_base, _client_base),
     Stage("filters", "apply_base_filters", ("client_base",), _key_filters, _filters),
     Stage("subset", "draw_random_subset", ("filters",), _key_subset, _subset),
-    Stage("factors", "compute_factors", ("subset",), _key_factors, _factors),
-    Stage("score", "score_clients", ("factors",), _key_score, _score),
+    Stage("factors", "compute_factors", ("subset",), _key_factors, _factors, parted=True),
+    Stage("score", "score_clients", ("factors",), _key_score, _score, parted=True),
     Stage("sort", "sort_clients", ("score",), _key_sort, _sort),
     Stage("split", "split_groups", ("sort", "factors"), _key_split, _split),
     Stage("offer", "assign_offers", ("split",), _key_offer, _offer),
@@ -372,6 +401,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
 )
 STAGES = [s.name for s in STAGE_TABLE]
 CHECKPOINTED = [s.name for s in STAGE_TABLE if s.checkpointed]
+PARTED = [s.name for s in STAGE_TABLE if s.parted]
 STAGE_BY_NAME = {s.name: s for s in STAGE_TABLE}
 
 
@@ -383,8 +413,15 @@ def stage(name: str) -> Stage:
         raise ConfigError(f"unknown stage {name!r}; stages are {STAGES}") from None
 
 
+def checkpoint_store(campaign: CampaignPaths | str | Path) -> CheckpointStore:
+    """The checkpoint store of a campaign folder with the stages of this table (parted ones included)."""
+    paths = campaign if isinstance(campaign, CampaignPaths) else CampaignPaths(Path(campaign))
+    return CheckpointStore(paths, CHECKPOINTED, PARTED)
+
+
 def stage_checkpoint(campaign: CampaignPaths | str | Path, name: str) -> Path:
-    """Checkpoint file of stage ``name`` in a campaign folder (e.g. the factor snapshot)."""
+    """Checkpoint of stage ``name`` in a campaign folder (e.g. the factor snapshot): a file, or
+    the part folder of a parted stage (both read as one table by pandas, pyarrow, DuckDB)."""
     paths = campaign if isinstance(campaign, CampaignPaths) else CampaignPaths(Path(campaign))
     if not stage(name).checkpointed:
         raise ConfigError(f"stage {name!r} has no checkpoint; checkpointed stages are {CHECKPOINTED}")

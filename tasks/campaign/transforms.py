@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -186,12 +186,6 @@ def factor_partition(factor_fn: FactorFn, data_dir: Path, as_of: pd.Timestamp, n
     """Factors of one partition of clients (rows in ``client_ids`` order)."""
     df = factor_fn(data_dir, as_of, list(names), client_ids)
     return df[["client_id", *names]].reset_index(drop=True)
-
-
-def concat_partitions(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate partition results in partition order."""
-    parts = list(parts)
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
 
 
 def build_campaign_table(offers: pd.DataFrame, model_version: str, campaign_id: str) -> pd.DataFrame:

@@ -191,6 +191,13 @@ def stable_hash(obj: Any) -> str:
     return sha256_text(json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")))
 
 
+def fingerprint_parts(df: pd.DataFrame) -> tuple[list[tuple[str, str]], Any]:
+    """What :func:`frame_fingerprint` hashes of ``df``: its ``(column, dtype)`` pairs and its
+    rows' uint64 hashes (a numpy array, in row order; the index left out)."""
+    dtypes = [(str(c), str(t)) for c, t in df.dtypes.items()]
+    return dtypes, pd.util.hash_pandas_object(df, index=False).to_numpy()
+
+
 def frame_fingerprint(df: pd.DataFrame) -> str:
     """Hex sha256 of a frame's column names, dtypes and values (row order matters)."""
     fp = ChunkedFingerprint()
@@ -200,7 +207,11 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
 
 class ChunkedFingerprint:
     """:func:`tasks.core.io.frame_fingerprint` of a frame handed over in row chunks: the same
-    digest as of the concatenated frame (the dtypes, then every row's hash in order)."""
+    digest as of the concatenated frame (the dtypes, then every row's hash in order).
+
+    A chunk can also be given as its :func:`fingerprint_parts` (column dtypes and row hashes,
+    8 bytes a row), so the rows can be hashed where they are (a worker) and the digest made
+    elsewhere without them."""
 
     def __init__(self) -> None:
         self._h = hashlib.sha256()
@@ -208,14 +219,18 @@ class ChunkedFingerprint:
         self.rows = 0
 
     def update(self, chunk: pd.DataFrame) -> None:
-        dtypes = [(str(c), str(t)) for c, t in chunk.dtypes.items()]
+        self.update_hashes(*fingerprint_parts(chunk))
+
+    def update_hashes(self, dtypes: list, row_hashes: Any) -> None:
+        """Add a chunk given as its column dtypes and its rows' uint64 hashes (in order)."""
+        dtypes = [(str(c), str(t)) for c, t in dtypes]
         if self._dtypes is None:
             self._dtypes = dtypes
             self._h.update(json.dumps(dtypes).encode())
         elif dtypes != self._dtypes:
             raise ValueError(f"chunk columns {dtypes} differ from the first chunk's {self._dtypes}")
-        self._h.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
-        self.rows += len(chunk)
+        self._h.update(row_hashes.tobytes())
+        self.rows += len(row_hashes)
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
