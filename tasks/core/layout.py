@@ -8,7 +8,9 @@ Every path a run reads or writes below ``<artifacts>/`` is built here; no other 
       models/<name>/<version>/             model.joblib, metadata.json, report.md, *.png
       models/<name>/champion               the champion's version
       campaigns/<id>/                      campaign.parquet, manifest.json, summary.md, .lock,
-                                           responses.parquet, stages/NN_<stage>.parquet,
+                                           responses.parquet, stages/NN_<stage>.parquet (a
+                                           file, or for factors and score a folder of
+                                           part-NNNNN.parquet + _checkpoint.json),
                                            offers.csv (the exported offer list)
       evaluations/<id>/                    metrics.json, report.md, report.html, *.png
       monitoring/                          one JSON + Markdown record per monitor run
@@ -61,7 +63,7 @@ class CampaignPaths:
     stage_dir = _Under("folder", STAGE_DIR)
 
     def stage(self, index: int, stage: str) -> Path:
-        """Checkpoint of the ``index``-th stage (from 0) named ``stage``."""
+        """Checkpoint of the ``index``-th stage (from 0) named ``stage`` (a file or a part folder)."""
         return self.stage_dir / stage_file(index, stage)
 
     def offer_list(self, fmt: str = "csv") -> Path:
