@@ -39,12 +39,15 @@ CAMPAIGN_ID = "bench1m_campaign"
 
 
 class PeakRss:
-    """Samples the summed RSS of a process and its children until stopped."""
+    """Samples the summed RSS of a process and its children until stopped (``peak``), and the
+    process's own RSS (``driver_peak``: the flow process, without Prefect's server or Dask
+    workers)."""
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid = pid
         self.interval = interval
         self.peak = 0
+        self.driver_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -61,9 +64,12 @@ class PeakRss:
             total = 0
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
                 except psutil.NoSuchProcess:
-                    pass
+                    continue
+                total += rss
+                if p is root:
+                    self.driver_peak = max(self.driver_peak, rss)
             self.peak = max(self.peak, total)
             self._stop.wait(self.interval)
 
@@ -76,14 +82,17 @@ class PeakRss:
         self._thread.join()
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Run ``cmd`` from the project root; return wall seconds, peak tree RSS and the result."""
+def run_measured(cmd: list[str], peaks: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run ``cmd`` from the project root; return wall seconds, peak tree RSS and the result
+    (``peaks``, when given, gets ``tree`` and ``driver``: the command's own process)."""
     env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with PeakRss(proc.pid) as mon:
         out, err = proc.communicate()
     wall = time.perf_counter() - t0
+    if peaks is not None:
+        peaks.update(tree=mon.peak, driver=mon.driver_peak)
     return wall, mon.peak, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 

@@ -23,7 +23,8 @@ Runner mode (no ``--points``):
    ``runner=dask runner.n_workers=2`` (a LocalCluster of worker processes started by
    prefect-dask's DaskTaskRunner). For each: wall time, peak RSS of the whole process tree
    (the flow process, Prefect's ephemeral server and the Dask scheduler and worker processes,
-   polled with psutil), the factor and score stage seconds and the load average around it.
+   polled with psutil) and of the flow process alone (the driver), the factor and score stage
+   seconds and the load average around it.
 3. Checks that the three campaign.parquet hold the same rows (campaign_id aside) and that the
    stage checkpoints have the same keys and fingerprints.
 
@@ -175,7 +176,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "flows.campaign", f"campaign={args.campaign}", f"campaign.id={cid}",
                f"campaign.data={WORLD}", f"campaign.model={MODEL}", f"paths.artifacts={artifacts}", *runner, *extra]
         load_before = os.getloadavg()
-        wall, peak, res = run_measured(cmd)
+        peaks: dict = {}
+        wall, peak, res = run_measured(cmd, peaks)
         load_after = os.getloadavg()
         if res.returncode != 0:
             print(res.stderr[-4000:], file=sys.stderr)
@@ -188,6 +190,7 @@ def main() -> None:
         results[name] = {
             "wall_s": round(wall, 2),
             "peak_rss_gib": round(peak / 2**30, 3),
+            "driver_peak_rss_gib": round(peaks["driver"] / 2**30, 3),
             "factors_s": stages["factors"]["seconds"],
             "score_s": stages["score"]["seconds"],
             "partitions": 1 if name == "local" else args.partitions,
@@ -195,7 +198,8 @@ def main() -> None:
             "loadavg_1m_after": round(load_after[0], 2),
         }
         r = results[name]
-        print(f"{name:15s} wall {r['wall_s']:7.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  "
+        print(f"{name:15s} wall {r['wall_s']:7.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB "
+              f"(flow process {r['driver_peak_rss_gib']:.2f})  "
               f"factors {r['factors_s']:6.1f} s  score {r['score_s']:6.1f} s  "
               f"load avg {r['loadavg_1m_before']:.2f} -> {r['loadavg_1m_after']:.2f}", flush=True)
 
