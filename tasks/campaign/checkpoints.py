@@ -257,6 +257,8 @@ class CheckpointStore:
         path = self.path(stage)
         if not path.exists():
             return "missing"
+        if stage in self.parted and not path.is_dir():
+            return "a single file where this stage keeps a folder of parts (written by an older version)"
         try:
             recorded = self._raw_record(stage)
             if stage in self.parted:
