@@ -122,6 +122,7 @@ SELECT
   CAST(c.gender = 'F' AS TINYINT) AS is_female,
   date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0 AS tenure_days,
   LEAST(date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0, 365.0) AS tenure_days_365,
+  LEAST(date_diff('second', CAST(c.registration_date AS TIMESTAMP), AS_OF) / 86400.0, 1095.0) AS tenure_days_1095,
   CAST(c.email_opt_out AS TINYINT) AS email_opt_out,
   CAST(c.sms_opt_out AS TINYINT) AS sms_opt_out,
   CAST(c.push_opt_out AS TINYINT) AS push_opt_out,

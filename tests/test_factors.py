@@ -101,6 +101,7 @@ EXPECTED: dict[str, tuple] = {
     "is_female": (1, 0, 1),
     "tenure_days": (731.0, 31.0, 214.0),
     "tenure_days_365": (365.0, 31.0, 214.0),
+    "tenure_days_1095": (731.0, 31.0, 214.0),
     "email_opt_out": (0, 0, 1),
     "sms_opt_out": (1, 0, 0),
     "push_opt_out": (0, 0, 1),

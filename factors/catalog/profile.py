@@ -22,6 +22,11 @@ FACTORS = [
            "without a value that keeps growing with the calendar (drift monitoring compares dates months apart).",
            "profile", "LEAST(date_diff('second', CAST(registration_date AS TIMESTAMP), {as_of}) / 86400.0, 365.0)",
            table="clients", columns=("registration_date",), dtype="float64", default=0.0, theme=THEME),
+    Factor("tenure_days_1095", "Days from registration to the as-of date, capped at three years (1,095 days): how long "
+           "a client has stayed, which says much about how soon they leave, while the long-standing tail of the base "
+           "no longer keeps ageing with the calendar (drift monitoring compares dates months apart).",
+           "profile", "LEAST(date_diff('second', CAST(registration_date AS TIMESTAMP), {as_of}) / 86400.0, 1095.0)",
+           table="clients", columns=("registration_date",), dtype="float64", default=0.0, theme=THEME),
 ]
 for _col, _what in (("email_opt_out", "e-mail"), ("sms_opt_out", "SMS"), ("push_opt_out", "mobile push"),
                     ("marketing_opt_out", "all marketing offers")):
