@@ -355,6 +355,80 @@ def test_filters_leaving_nobody_fail_cleanly(root):
         run_campaign(campaign(filters=[{"name": "x", "column": "shoe_size", "op": ">", "value": 1}]), root)
 
 
+def _wide_client_base(ctx):
+    """The client base as it was written before it was narrow: every clients column."""
+    from tasks.campaign.eligible import registered_base
+    from tasks.data.tables import read_table
+
+    d = ctx.data()
+    clients = read_table(d["dir"], "clients")
+    base = registered_base(clients, d["date"])
+    return base, {"registered_later": int(len(clients) - len(base))}
+
+
+def _wide_filters(ctx):
+    """The filters as they ran on a wide base: the base's own columns, the factors beside."""
+    from tasks.campaign.eligible import filter_base
+
+    d = ctx.data()
+    kept, report = filter_base(ctx.store.read("client_base"), ctx.cfg.filters, d["dir"], d["date"], ctx.factor_fn,
+                               ctx.known_factors())
+    return kept, {"filters": report}
+
+
+def test_the_client_base_holds_the_ids_and_clients_are_read_by_column(root, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import tasks.data.tables as tables
+
+    reads = []
+    real = tables.read_table
+
+    def recording(data_dir, table, as_of=None, columns=None):
+        reads.append((table, None if columns is None else list(columns)))
+        return real(data_dir, table, as_of=as_of, columns=columns)
+
+    monkeypatch.setattr(tables, "read_table", recording)
+    cfg = campaign(filters=[*campaign().filters[:1], FilterSpec("adults", "age", ">=", 18),
+                            *campaign().filters[1:]])
+    res = run_campaign(cfg, root, until="subset")
+    stages = res.folder / "stages"
+    assert pq.read_schema(stages / "01_client_base.parquet").names == ["client_id"]
+    assert list(pd.read_parquet(stages / "02_filters.parquet").columns) == [
+        "client_id", "days_since_last_purchase", "age", "marketing_opt_out"]
+    # the ids with the registration date, then the two clients columns the filters compare
+    assert [cols for table, cols in reads if table == "clients"] == [
+        ["client_id", "registration_date"], ["client_id", "age", "marketing_opt_out"]]
+
+
+def test_a_campaign_with_a_wide_client_base_checkpoint_resumes_to_the_same_campaign(world, tmp_path, monkeypatch):
+    from tasks.campaign import stages
+
+    new = link_root(world, tmp_path / "new")
+    fresh = run_campaign(campaign(), new)
+    with monkeypatch.context() as m:  # checkpoints of the code before the base was narrow
+        m.setitem(stages.STAGE_BY_NAME, "client_base", replace(stages.stage("client_base"), compute=_wide_client_base))
+        m.setitem(stages.STAGE_BY_NAME, "filters", replace(stages.stage("filters"), compute=_wide_filters))
+        wide = run_campaign(campaign(), link_root(world, tmp_path / "wide"))
+        assert wide.computed == STAGES
+        half = link_root(world, tmp_path / "half")
+        run_campaign(campaign(), half, until="client_base")
+        most = link_root(world, tmp_path / "most")
+        run_campaign(campaign(), most, until="subset")
+    want = sha256_file(fresh.folder / "campaign.parquet")
+    assert sha256_file(wide.folder / "campaign.parquet") == want  # the same bytes as the wide base gave
+    # the same keys as before: a wide base checkpoint is reused and read for its ids only
+    resumed = run_campaign(campaign(), half)
+    assert resumed.computed == STAGES[1:] and resumed.outcomes["client_base"].status == "reused"
+    assert sha256_file(resumed.folder / "campaign.parquet") == want
+    resumed = run_campaign(campaign(), most)
+    assert resumed.computed == STAGES[STAGES.index("factors"):]
+    assert sha256_file(resumed.folder / "campaign.parquet") == want
+    # the filters' rows are the same whatever the base carried: the keys from the subset on are too
+    assert resumed.outcomes["filters"].key != fresh.outcomes["filters"].key
+    assert [resumed.outcomes[s].key for s in STAGES[2:-1]] == [fresh.outcomes[s].key for s in STAGES[2:-1]]
+
+
 def test_model_features_the_factors_cannot_supply(root, world):
     import joblib
     from tasks.modelling.registry import ModelRegistry

@@ -44,7 +44,7 @@ from tasks.campaign.checkpoints import CheckpointStore
 from tasks.campaign.partitions import make_partition_dir, row_group_args
 from tasks.campaign.client_table import check_filter_columns, missing_features, missing_features_error, table_partition
 from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefault_balance
-from tasks.campaign.eligible import filter_base, registered_base
+from tasks.campaign.eligible import filter_base, filter_registered, read_registered_base
 from tasks.campaign.policy import assign_offers, policy_params
 from tasks.campaign.transforms import (
     FactorFn, align_ids, assign_groups, derive_seed, draw_subset, factor_partition,
@@ -175,23 +175,27 @@ def _key_offer(ctx: StageContext) -> tuple[Any, Any]:
 
 # --------------------------------------------------------------------------- compute
 def _client_base(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
-    from tasks.data.tables import read_table
-
     d = ctx.data()
     if d.get("kind") == "table":
         base = ctx.client_table()
         return base, {"client_table": str(d["path"]), "columns": int(base.shape[1] - 1)}
-    clients = read_table(d["dir"], "clients")
-    base = registered_base(clients, d["date"])
-    return base, {"registered_later": int(len(clients) - len(base))}
+    # the ids only: the filters read the few clients columns they compare themselves
+    base, total = read_registered_base(d["dir"], d["date"])
+    return base, {"registered_later": int(total - len(base))}
 
 
 def _filters(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     cfg = ctx.cfg
-    base = ctx.store.read("client_base")
     d = ctx.data()
+    if d.get("kind") != "table":
+        # only the ids of the base (a checkpoint written before the base was narrow holds every
+        # clients column: they are not read)
+        ids = ctx.store.read("client_base", columns=["client_id"])["client_id"].to_numpy()
+        kept, report = filter_registered(ids, cfg.filters, d["dir"], d["date"], ctx.factor_fn, ctx.known_factors())
+        return kept, {"filters": report}
+    base = ctx.store.read("client_base")
     needed = [f.column for f in cfg.filters if f.column not in base.columns]
-    if needed and d.get("kind") == "table":
+    if needed:
         check_filter_columns(cfg.filters, list(base.columns))
     kept, report = filter_base(base, cfg.filters, d.get("dir"), d.get("date"), ctx.factor_fn,
                                ctx.known_factors() if needed else None)

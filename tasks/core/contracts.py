@@ -351,6 +351,35 @@ def require_table_file(data_dir: str | Path, table: str) -> Path:
     return found
 
 
+def _read_file(path: Path, table: str, columns: list[str] | None, header_only: bool = False) -> pd.DataFrame:
+    """The rows (or with ``header_only`` none: the columns only) of a table file as
+    :func:`load_table` reads it: Parquet (a file, or a folder of part files whose folder names,
+    e.g. client-id buckets ``bucket=<k>/``, are not columns) or CSV / TSV (separator detected)."""
+    if path.suffix == ".parquet" or path.is_dir():
+        if header_only:
+            import pyarrow.dataset as pads
+
+            schema = pads.dataset(path, format="parquet", partitioning=None).schema
+            index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+            return pd.DataFrame(columns=[c for c in schema.names if c not in index])
+        return pd.read_parquet(path, columns=columns, partitioning=None) if path.is_dir() else \
+            pd.read_parquet(path, columns=columns)
+    if path.suffix in (".csv", ".tsv", ".txt"):
+        sep = "\t" if path.suffix == ".tsv" else None
+        return pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", usecols=columns,
+                           nrows=0 if header_only else None)
+    raise DataValidationError(table, None, f"unsupported file type {path.suffix!r} ({path})")
+
+
+def table_file_columns(path: str | Path, table: str) -> list[str]:
+    """The columns of a table file (``table`` names it in errors), as :func:`load_table` would
+    return them, from the Parquet schema or the CSV header: no row is read."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"table '{table}': file {path} does not exist")
+    return [str(c) for c in _read_file(path, table, None, header_only=True).columns]
+
+
 def load_table(
     path: str | Path,
     contract: TableContract,
@@ -365,16 +394,7 @@ def load_table(
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"table '{contract.name}': file {path} does not exist")
-    if path.suffix == ".parquet" or path.is_dir():
-        # a folder of part files (e.g. client-id buckets, bucket=<k>/): the folder names are not columns
-        df = pd.read_parquet(path, columns=columns, partitioning=None) if path.is_dir() else \
-            pd.read_parquet(path, columns=columns)
-    elif path.suffix in (".csv", ".tsv", ".txt"):
-        sep = "\t" if path.suffix == ".tsv" else None
-        df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", usecols=columns)
-    else:
-        raise DataValidationError(contract.name, None, f"unsupported file type {path.suffix!r} ({path})")
-    df = coerce_to_contract(df, contract)
+    df = coerce_to_contract(_read_file(path, contract.name, columns), contract)
     sub = contract if columns is None else TableContract(
         contract.name, contract.description,
         tuple(c for c in contract.columns if c.name in columns),

@@ -21,7 +21,9 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.core.contracts import CONTRACTS, TableContract, as_of_word, load_table, require_table_file
+from tasks.core.contracts import (
+    CONTRACTS, TableContract, as_of_word, load_table, require_table_file, table_file_columns,
+)
 from tasks.core.errors import DataValidationError, NotFoundError
 from tasks.core.layout import DATASET_MANIFEST, Layout
 
@@ -39,6 +41,12 @@ def table_path(data_dir: str | Path, table: str) -> Path:
 def table_file(data_dir: str | Path, table: str) -> Path:
     """The file holding ``table`` (Parquet, else CSV / TSV); :class:`NotFoundError` when there is none."""
     return require_table_file(data_dir, table)
+
+
+def table_columns(data_dir: str | Path, table: str) -> list[str]:
+    """The columns of ``table`` in a dataset folder, from its Parquet schema or CSV header
+    (no row read): what :func:`read_table` returns without ``columns``."""
+    return table_file_columns(table_file(data_dir, table), table)
 
 
 def read_manifest(data_dir: str | Path) -> dict:
