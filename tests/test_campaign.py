@@ -401,6 +401,14 @@ def test_the_client_base_holds_the_ids_and_clients_are_read_by_column(root, monk
         ["client_id", "registration_date"], ["client_id", "age", "marketing_opt_out"]]
 
 
+def test_a_date_before_every_registration_leaves_no_base(root):
+    from tasks.core.errors import DataValidationError
+
+    with pytest.raises(DataValidationError, match=r"table 'clients', column 'registration_date': no client "
+                                                  r"registered before the campaign date 1990-01-01"):
+        run_campaign(campaign(date="1990-01-01"), root, until="client_base")
+
+
 def test_a_campaign_with_a_wide_client_base_checkpoint_resumes_to_the_same_campaign(world, tmp_path, monkeypatch):
     from tasks.campaign import stages
 

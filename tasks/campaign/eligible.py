@@ -35,9 +35,13 @@ def registered_base(clients: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
     """Clients registered before ``date`` (an error when there are none)."""
     base = select_client_base(clients, date)
     if len(base) == 0:
-        raise DataValidationError("clients", "registration_date",
-                                  f"no client registered before the campaign date {pd.Timestamp(date).date()}")
+        raise _none_registered(date)
     return base
+
+
+def _none_registered(date: pd.Timestamp) -> DataValidationError:
+    return DataValidationError("clients", "registration_date",
+                               f"no client registered before the campaign date {pd.Timestamp(date).date()}")
 
 
 def read_registered_base(data_dir: str | Path, date: pd.Timestamp) -> tuple[pd.DataFrame, int]:
@@ -46,7 +50,13 @@ def read_registered_base(data_dir: str | Path, date: pd.Timestamp) -> tuple[pd.D
     from tasks.data.tables import read_table
 
     clients = read_table(Path(data_dir), "clients", columns=["client_id", "registration_date"])
-    return registered_base(clients, pd.Timestamp(date))[["client_id"]], int(len(clients))
+    total = int(len(clients))
+    # the ids alone, as :func:`registered_base` orders them (the ids are unique): no copy of the frame
+    ids = clients["client_id"].to_numpy()[(clients["registration_date"] < pd.Timestamp(date)).to_numpy()]
+    del clients
+    if len(ids) == 0:
+        raise _none_registered(date)
+    return pd.DataFrame({"client_id": np.sort(ids)}), total
 
 
 def with_clients_columns(ids: np.ndarray, data_dir: str | Path, columns: Sequence[str]) -> pd.DataFrame:
