@@ -357,12 +357,12 @@ def test_filters_leaving_nobody_fail_cleanly(root):
 
 def _wide_client_base(ctx):
     """The client base as it was written before it was narrow: every clients column."""
-    from tasks.campaign.eligible import registered_base
+    from tasks.campaign.transforms import select_client_base
     from tasks.data.tables import read_table
 
     d = ctx.data()
     clients = read_table(d["dir"], "clients")
-    base = registered_base(clients, d["date"])
+    base = select_client_base(clients, d["date"])
     return base, {"registered_later": int(len(clients) - len(base))}
 
 

@@ -57,6 +57,20 @@ class HashingFile:
         self._fh.close()
 
 
+def write_hashed(table: pa.Table, path: Path, metadata: dict[str, str] | None = None) -> HashingFile:
+    """Write ``table`` as one Parquet file at ``path`` (snappy; ``metadata`` in its footer),
+    hashed as written; the closed sink gives the hash and size of the bytes."""
+    sink = HashingFile(path)
+    try:
+        with pq.ParquetWriter(sink, table.schema, compression="snappy") as writer:
+            writer.write_table(table)
+            if metadata:
+                writer.add_key_value_metadata(metadata)
+    finally:
+        sink.close()
+    return sink
+
+
 def part_file(index: int) -> str:
     """File name of part ``index`` (from 0) of a part folder: ``part-00000.parquet``."""
     return f"part-{index:05d}.parquet"
@@ -103,13 +117,7 @@ def write_part(frame: pd.DataFrame, folder: str | Path, index: int) -> Part:
     digest: dict[str, str] = {}
 
     def write(tmp: Path) -> None:
-        sink = HashingFile(tmp)
-        try:
-            with pq.ParquetWriter(sink, table.schema, compression="snappy") as writer:
-                writer.write_table(table)
-        finally:
-            sink.close()
-        digest["sha256"] = sink.sha.hexdigest()
+        digest["sha256"] = write_hashed(table, tmp).sha.hexdigest()
 
     atomic_write(folder / name, write)
     return Part(int(index), name, int(len(out)), digest["sha256"], tuple((c, t) for c, t in dtypes))

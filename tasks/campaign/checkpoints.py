@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 from tasks.campaign.checkpoint_parts import (
     PART_RECORD, RECORD_HASH, ColumnReader, HashingFile, StagedParts, record_hash, replace_folder,
-    row_hashes_file, verify_parts, write_part,
+    row_hashes_file, verify_parts, write_hashed, write_part,
 )
 from tasks.core.io import ChunkedFingerprint, atomic_write, atomic_write_text, frame_fingerprint, stable_hash
 from tasks.core.layout import CampaignPaths, Layout
@@ -161,14 +161,7 @@ def file_hash(path: str | Path, chunk: int = 1 << 22) -> str:
 def _write_checkpoint(table: pa.Table, record: dict, tmp: Path) -> None:
     """Write ``table`` with ``record`` in the footer, then put the file's hash into the record."""
     text = json.dumps({HASH_FIELD: _HOLE, **record}, default=_json_default)
-    sink = HashingFile(tmp)
-    try:
-        with pq.ParquetWriter(sink, table.schema, compression="snappy") as writer:
-            writer.write_table(table)
-            writer.add_key_value_metadata({ATTRS_KEY: text})
-    finally:
-        sink.close()
-    _seal(tmp, sink)
+    _seal(tmp, write_hashed(table, tmp, {ATTRS_KEY: text}))
 
 
 def _seal(tmp: Path, written: HashingFile | None = None) -> None:

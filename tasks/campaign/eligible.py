@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.campaign.config import FilterSpec
-from tasks.campaign.transforms import align_ids, apply_filters, select_client_base
+from tasks.campaign.transforms import align_ids, apply_filters
 from tasks.core.errors import ConfigError, DataValidationError
 
 FactorFn = Callable[[Path, pd.Timestamp, list, np.ndarray], pd.DataFrame]
@@ -31,19 +31,6 @@ def default_factor_fn(data_dir: Path, as_of: pd.Timestamp, names: list, client_i
     return factors.compute_factors(data_dir, as_of, list(names), client_ids=client_ids)
 
 
-def registered_base(clients: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
-    """Clients registered before ``date`` (an error when there are none)."""
-    base = select_client_base(clients, date)
-    if len(base) == 0:
-        raise _none_registered(date)
-    return base
-
-
-def _none_registered(date: pd.Timestamp) -> DataValidationError:
-    return DataValidationError("clients", "registration_date",
-                               f"no client registered before the campaign date {pd.Timestamp(date).date()}")
-
-
 def read_registered_base(data_dir: str | Path, date: pd.Timestamp) -> tuple[pd.DataFrame, int]:
     """The ids (``client_id``, ascending) of the clients registered before ``date``, and the
     number of clients in the table; reads only ``client_id`` and ``registration_date``."""
@@ -51,11 +38,13 @@ def read_registered_base(data_dir: str | Path, date: pd.Timestamp) -> tuple[pd.D
 
     clients = read_table(Path(data_dir), "clients", columns=["client_id", "registration_date"])
     total = int(len(clients))
-    # the ids alone, as :func:`registered_base` orders them (the ids are unique): no copy of the frame
+    # the rule of :func:`tasks.campaign.transforms.select_client_base` on the ids alone (they are
+    # unique, so sorting them orders the rows as it does): no copy of the two-column frame
     ids = clients["client_id"].to_numpy()[(clients["registration_date"] < pd.Timestamp(date)).to_numpy()]
     del clients
     if len(ids) == 0:
-        raise _none_registered(date)
+        raise DataValidationError("clients", "registration_date",
+                                  f"no client registered before the campaign date {pd.Timestamp(date).date()}")
     return pd.DataFrame({"client_id": np.sort(ids)}), total
 
 
