@@ -68,15 +68,18 @@ def main() -> None:
     default = factor_set("default")
     unknown = [f for f in args.drop if f not in default]
     if unknown:
-        raise SystemExit(f"--drop: {unknown} not in the default factor set")
-    names = validate_names([f for f in default if f not in args.drop] + [f for f in args.add if f not in default],
-                           "--add")
+        ap.error(f"--drop: {unknown} not in the default factor set; see conf/factors/default.yaml")
+    try:
+        names = validate_names([f for f in default if f not in args.drop] + [f for f in args.add if f not in default],
+                               "--add")
+    except Exception as exc:  # an unknown or repeated factor name: one line, exit 2
+        ap.error(str(exc))
     model = compose_config(["model=uplift"]).model
     params = dict(model.lgbm)
     for item in args.lgbm:
         key, sep, value = item.partition("=")
         if not sep or key not in params:
-            raise SystemExit(f"--lgbm {item!r}: expected key=value with a key of {sorted(params)}")
+            ap.error(f"--lgbm {item!r}: expected key=value with a key of {sorted(params)}")
         params[key] = parse_value(value)
 
     layout = Layout(args.artifacts)
@@ -84,8 +87,8 @@ def main() -> None:
     for w in (int(s) for s in args.world_seeds.split(",")):
         name = world_name(w)
         if not layout.dataset_manifest(name).exists():
-            raise SystemExit(f"world {name} is not in {args.artifacts}/data; generate it first: python -m flows.generate "
-                             f"data.n_clients=200000 data.name={name} data.seed={w} paths.artifacts={args.artifacts}")
+            ap.error(f"world {name} is not in {args.artifacts}/data; generate it first: python -m flows.generate "
+                     f"data.n_clients=200000 data.name={name} data.seed={w} paths.artifacts={args.artifacts}")
         data_dir = layout.dataset(name)
         history = read_table(data_dir, "campaign_history")
         X, t, y = build_training_set(data_dir, history, names)
