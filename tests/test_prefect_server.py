@@ -4,6 +4,7 @@ resume a deployment run that failed inside a stage from that stage's checkpoints
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -177,6 +178,62 @@ def test_failed_deployment_run_resumes_from_the_failed_stage(server, world):
     pd.testing.assert_frame_equal(resumed.drop(columns="campaign_id"), reference.drop(columns="campaign_id"))
 
 
+_STAMP = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
+# Prefect 3.8's own SQLite race (its issue 23051, fixed upstream after 3.8.8): the worker's
+# poll marks its queues and deployments ready in a transaction that reads before it writes,
+# and under load a concurrent writer makes it wait out the 60 s busy timeout. Runs carry on;
+# only the readiness timestamps and the worker heartbeat miss one beat.
+_KNOWN_SQLITE_RACE = ("mark_work_queues_ready", "mark_deployments_ready",
+                      "Worker channel heartbeat persistence failed")
+
+
+def server_errors(log: str) -> list[str]:
+    """The server log's error records (an ERROR line with the traceback lines under it) and
+    any line naming SQLAlchemy's bulk DML failure, leaving out only the known SQLite lock
+    race of the worker's readiness bookkeeping; a record of that race that names any error
+    other than a locked database still counts."""
+    records: list[list[str]] = []
+    for line in log.splitlines():
+        if _STAMP.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    errors = []
+    for record in records:
+        text = "\n".join(record)
+        if "bulk DML" not in text and "| ERROR" not in record[0]:
+            continue
+        race = any(name in record[0] for name in _KNOWN_SQLITE_RACE)
+        other = [ln for ln in record[1:] if re.match(r"^\w[\w.]*(Error|Exception)\b", ln)
+                 and "database is locked" not in ln]
+        if race and "bulk DML" not in text and not other:
+            continue
+        errors.append(text[:3000])
+    return errors
+
+
+def test_server_errors_tolerates_only_the_known_sqlite_race():
+    """The log filter of the scheduler test: the known lock race passes, whether or not its
+    traceback was printed; the scheduler's bulk-DML failure and any other error count, and
+    so does the race's record when it ends in another error."""
+    race = ("02:05:48.295 | ERROR   | docket.dependencies - ↩ [ 60181ms] mark_work_queues_ready(polled_work_queue_ids=...)\n"
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+            "sqlite3.OperationalError: database is locked\n"
+            "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\n"
+            "02:05:48.368 | ERROR   | prefect.server.utilities.worker_channel - Worker channel heartbeat "
+            "persistence failed: work_pool=uplift-process worker_name=w\n")
+    assert server_errors("02:05:40.000 | INFO    | prefect - started\n" + race) == []
+    scheduler = ("02:06:00.000 | ERROR   | prefect.server.services.scheduler - Unexpected error\n"
+                 "Traceback (most recent call last):\n"
+                 "sqlalchemy.exc.InvalidRequestError: Can't evaluate bulk DML statement\n")
+    assert len(server_errors(race + scheduler)) == 1
+    assert len(server_errors("02:06:00.000 | ERROR   | prefect.server - Encountered exception in request\n")) == 1
+    other = race.replace("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked",
+                         "sqlalchemy.exc.IntegrityError: UNIQUE constraint failed")
+    assert len(server_errors(other)) == 1
+    assert len(server_errors("a line\nsqlalchemy bulk DML statement failed\n")) == 1
+
+
 def test_scheduler_creates_the_daily_runs(server):
     """The server's scheduler turns the daily cron schedule into scheduled runs, and logs no
     error while doing so (an unpinned SQLAlchemy 2.1 made it fail every minute)."""
@@ -189,9 +246,8 @@ def test_scheduler_creates_the_daily_runs(server):
         if len(runs) >= 3:
             break
         time.sleep(3)
-    log = (server["home"] / "server.log").read_text()
-    errors = [line for line in log.splitlines() if "ERROR" in line or "bulk DML" in line]
-    assert errors == [], "server log:\n" + "\n".join(errors[:20])
+    errors = server_errors((server["home"] / "server.log").read_text())
+    assert errors == [], "server log:\n" + "\n\n".join(errors[:10])
     assert len(runs) >= 3, f"the scheduler made {len(runs)} scheduled run(s) of run-monitor/daily"
     times = sorted(r["next_scheduled_start_time"] or r["expected_start_time"] for r in runs)
     assert all(t.endswith("06:00:00Z") or "T06:00:00" in t for t in times), times

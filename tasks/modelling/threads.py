@@ -44,7 +44,8 @@ def lgbm_estimators(model: Any) -> list[Any]:
     if not found or any(est.__dict__.get("_Booster") is None for est in found):
         return found  # not fitted (yet): its members may still change
     try:
-        ref = weakref.ref(model, lambda _r, key=key: _found.pop(key, None))
+        # the dict is bound now: at interpreter exit the module's globals may be gone first
+        ref = weakref.ref(model, lambda _r, key=key, found=_found: found.pop(key, None))
     except TypeError:  # not weak-referenceable: not remembered
         return found
     _found[key] = (ref, found)
