@@ -289,3 +289,92 @@ def test_ids_must_be_whole_numbers_once_each(art):
     with pytest.raises(DataValidationError, match=r"3 row\(s\)|6 row\(s\) repeat a client id"):
         CampaignRun(table_campaign(art, "dups"), art).check_inputs()
 
+
+
+# --------------------------------------------------------------------------- reading a large table
+def as_parquet_folder(art: Path) -> Path:
+    """The mart as a folder of two Parquet parts, rows in no client order."""
+    src = pd.read_csv(mart(art), sep=";").sample(frac=1.0, random_state=4)
+    folder = art.parent / "mart_parts"
+    folder.mkdir()
+    half = len(src) // 2
+    src.iloc[:half].to_parquet(folder / "part-0.parquet", index=False, row_group_size=300)
+    src.iloc[half:].to_parquet(folder / "part-1.parquet", index=False, row_group_size=300)
+    return folder
+
+
+def test_a_parquet_mart_gives_the_csv_campaign_with_a_narrow_client_base(art):
+    """The same mart as unordered Parquet parts: the same clients, scores, groups and offers as
+    the CSV; the client base holds the ids and the filtered column only, and the features
+    are made from the table's columns partition by partition (no partition folder left)."""
+    by_csv = run_campaign(table_campaign(art, "from_csv"), art)
+    folder = as_parquet_folder(art)
+    cfg = table_campaign(art, "from_parquet", client_table={"path": str(folder), "id_column": ID, "sep": None,
+                                                             "categorical": None})
+    by_parquet = run_campaign(cfg, art, partitions=3)
+    a = pd.read_parquet(by_csv.folder / "campaign.parquet").drop(columns="campaign_id")
+    b = pd.read_parquet(by_parquet.folder / "campaign.parquet").drop(columns="campaign_id")
+    pd.testing.assert_frame_equal(a, b)
+    fa = pd.read_parquet(stage_checkpoint(by_csv.folder, "factors"))
+    fb = pd.read_parquet(stage_checkpoint(by_parquet.folder, "factors"))
+    pd.testing.assert_frame_equal(fa, fb, check_dtype=False)
+    base = pd.read_parquet(stage_checkpoint(by_parquet.folder, "client_base"))
+    assert list(base.columns) == ["client_id", "email_opt_out"] and base["client_id"].is_monotonic_increasing
+    assert by_parquet.manifest["stages"]["factors"]["rows"] == len(b)
+    assert not list((by_parquet.folder / "stages").glob(".partitions-*"))
+
+
+def test_the_reader_gives_batches_of_the_asked_columns_and_routes_rows_to_partition_files(art, tmp_path):
+    """Batches hold ``client_id`` and the asked columns only, never more rows than asked; the
+    partition files hold exactly the partitions' clients (others left out), each made into the
+    features the whole table gives them."""
+    from tasks.campaign.client_table import ClientTable, table_features, table_partition, write_partition_files
+    from tasks.campaign.config import ClientTableConfig
+
+    folder = as_parquet_folder(art)
+    cfg = ClientTableConfig(path=str(folder), id_column=ID, sep=None, categorical=None)
+    for path in (folder, mart(art)):
+        table = ClientTable(cfg, path)
+        batches = list(table.batches(["age", "region"], rows=700))
+        assert all(b.column_names == ["client_id", "age", "region"] and b.num_rows <= 700 for b in batches)
+        assert sum(b.num_rows for b in batches) == 2500
+    whole = ClientTable(cfg, folder).rows(["age", "spend_90d", "visits", "region"])
+    ids = whole["client_id"].to_numpy()[::3]                   # a subset, cut into three partitions
+    parts = [ids[:300], ids[300:600], ids[600:]]
+    files = write_partition_files(ClientTable(cfg, folder), ["age", "spend_90d", "visits", "region"], parts,
+                                  tmp_path / "parts")
+    features = ["age", "spend_90d", "visits", "region_east", "region_north", "region_south", "region_west"]
+    for part, f in zip(parts, files):
+        made = table_partition(features, [], f)
+        assert made["client_id"].tolist() == part.tolist()
+        expected = table_features(whole.loc[whole["client_id"].isin(part)].reset_index(drop=True), features, [])
+        pd.testing.assert_frame_equal(made, expected, check_dtype=False)
+    assert (made["region_west"] == 0).all()                    # a value the table lacks: zeros
+
+
+def test_a_longer_column_name_owns_its_one_hot_features():
+    """``email`` (an address per client) and ``email_opt_out`` (yes/no) both prefix
+    ``email_opt_out_no``: the opt-out makes the feature, the addresses are never encoded."""
+    from tasks.campaign.client_table import feature_sources, missing_features, table_features
+
+    frame = pd.DataFrame({"client_id": [1, 2, 3], "email": ["a@x", "b@x", "c@x"],
+                          "email_opt_out": ["yes", "no", "no"], "age": [30.0, None, 50.0]})
+    features = ["age", "email_opt_out_no", "email_opt_out_yes"]
+    assert feature_sources(dict(frame.dtypes), features, []) == ["email_opt_out", "age"]
+    assert missing_features(dict(frame.dtypes), features, []) == {}
+    made = table_features(frame, features, [])
+    assert list(made.columns) == ["client_id", *features]
+    assert made["email_opt_out_no"].tolist() == [0, 1, 1]
+
+
+def test_parquet_ids_are_checked_like_csv_ids(art):
+    src = pd.read_csv(mart(art), sep=";")
+    path = art.parent / "mart.parquet"
+    pd.concat([src, src.iloc[:2]]).to_parquet(path, index=False)
+    over = {"client_table": {"path": str(path), "id_column": ID, "sep": None, "categorical": None}}
+    with pytest.raises(DataValidationError, match=r"4 row\(s\) repeat a client id"):
+        CampaignRun(table_campaign(art, "pq_dups", **over), art).check_inputs()
+    src.assign(**{ID: src[ID] + 0.5}).to_parquet(path, index=False)
+    with pytest.raises(DataValidationError, match=r"2500 row\(s\) without a whole-number client id"):
+        CampaignRun(table_campaign(art, "pq_halves", **over), art).check_inputs()
+    assert not (art / "campaigns").exists()

@@ -4,14 +4,21 @@
 Parquet files (e.g. this month's client mart). Such a campaign takes its client base and its
 features from the table in place of the dataset folder and the factor library:
 
-* the ``client_base`` stage is the table itself, ids in ``client_table.id_column`` (whole
-  numbers, unique) renamed ``client_id``, keyed on the table's content hash, so a changed
-  table recomputes and an unchanged one resumes;
+* the ``client_base`` stage is the table's ids (``client_table.id_column``: whole numbers,
+  unique) as ``client_id``, with the columns the base filters compare, keyed on the table's
+  content hash, so a changed table recomputes and an unchanged one resumes;
 * base filters work on the table's columns;
 * the ``factors`` stage is the model's features made from the table's columns the way
   training made them (:func:`factors.passthrough.prepare_wide`: numbers kept, booleans 0/1,
   text and ``categorical`` columns one-hot encoded); a category value the table does not
   hold this time is a column of zeros, any other missing feature is one error naming them.
+  The table's rows reach the partitions through one pass over it in batches
+  (:func:`write_partition_files`: only the columns that make features), so no process holds
+  the whole table.
+
+:class:`ClientTable` reads a Parquet table by column and in batches (its schema gives the
+columns' types without reading a row); a CSV is read whole once, as training reads it (a
+CSV's column types are known only from all its rows): for bases of millions, give Parquet.
 
 The frozen manifest records the table's path and sha256 (:func:`table_manifest`); rerunning a
 frozen campaign whose table changed since says so (:func:`frozen_table_note`).
@@ -20,19 +27,22 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from factors.passthrough import is_one_hot, prepare_wide, sanitize_name
 from tasks.campaign.config import ClientTableConfig
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, UpliftError
-from tasks.data.table import read_wide_table, table_content_hash
+from tasks.data.table import is_parquet, parquet_parts, read_wide_table, table_content_hash
 
 TABLE = "client_table"
 KEY = "campaign.client_table"
 _SHOW = 20
+BATCH_ROWS = 262_144  # rows of the table in memory at a time while it is routed to the partitions
 
 
 def uses_client_table(cfg: Any) -> bool:
@@ -70,47 +80,186 @@ def table_source(table: ClientTableConfig, date: str | None) -> dict:
             "sep": table.sep, "categorical": list(table.categorical or [])}
 
 
-def read_client_table(table: ClientTableConfig, path: str | Path) -> pd.DataFrame:
-    """The client table with its ids as ``client_id`` (int64), ordered by them.
-
-    The id column must exist, hold whole numbers (the campaign, the offer list and the
-    responses key on them) and name each client once; :class:`DataValidationError` naming the
-    rows otherwise.
-    """
-    try:
-        df = read_wide_table(path, sep=table.sep, table=TABLE)
-    except DataValidationError as exc:  # the reader's hints name the dataset's keys: name the campaign's
-        raise DataValidationError(exc.table, exc.column, _our_keys(exc.problem), exc.rows) from None
-    col = table.id_column
-    if col not in df.columns:
-        one = df.shape[1] == 1 and any(ch in str(df.columns[0]) for ch in ";\t|,")
-        raise DataValidationError(
-            TABLE, col, f"no id column {col!r} in {path}; the table has {list(df.columns)[:_SHOW]}; "
-            + (f"it reads as one column: give the separator with {KEY}.sep=<sep> (or null to detect it)" if one else
-               f"name the column of client ids with {KEY}.id_column=<column>"))
-    if col != "client_id" and "client_id" in df.columns:
-        raise DataValidationError(
-            TABLE, "client_id", f"the table has a 'client_id' column besides the id column {col!r}; "
-            f"drop one or set {KEY}.id_column=client_id")
-    ids = pd.to_numeric(df[col], errors="coerce")
-    values = ids.to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(values) | (np.mod(np.nan_to_num(values), 1) != 0)
+def _whole_ids(values: pd.Series, col: str) -> np.ndarray:
+    """The id column as int64; :class:`DataValidationError` naming rows that are no whole number
+    or repeat an id."""
+    ids = pd.to_numeric(values, errors="coerce")
+    floats = ids.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(floats) | (np.mod(np.nan_to_num(floats), 1) != 0)
     if bad.any():
         rows = np.flatnonzero(bad)
         raise DataValidationError(
             TABLE, col, f"{len(rows)} row(s) without a whole-number client id (e.g. "
-            f"{df[col].iloc[rows[:5]].tolist()}); the campaign, the offer list and the responses key on "
+            f"{values.iloc[rows[:5]].tolist()}); the campaign, the offer list and the responses key on "
             "whole-number ids: map the ids to numbers in the table", rows[:5].tolist())
-    ids = ids.astype("int64")
-    dup = ids.duplicated(keep=False).to_numpy()
-    if dup.any():
+    out = ids.to_numpy().astype("int64")
+    order = np.argsort(out, kind="stable")
+    repeated = np.flatnonzero(out[order][1:] == out[order][:-1])
+    if len(repeated):
+        dup = np.isin(out, out[order][repeated])
         rows = np.flatnonzero(dup)
         raise DataValidationError(
-            TABLE, col, f"{len(rows)} row(s) repeat a client id (e.g. {sorted(set(ids.iloc[rows[:10]]))[:5]}); "
+            TABLE, col, f"{len(rows)} row(s) repeat a client id (e.g. {sorted(set(out[rows[:10]].tolist()))[:5]}); "
             "the table needs one row per client", rows[:5].tolist())
-    out = df.drop(columns=[col])
-    out.insert(0, "client_id", ids.to_numpy())
-    return out.sort_values("client_id", kind="stable").reset_index(drop=True)
+    return out
+
+
+class ClientTable:
+    """One campaign's client table as its stages read it.
+
+    A Parquet table (file, or folder of part files in name order) is read by column and in
+    batches; its columns' types come from its schema without reading a row. A CSV is read
+    whole once, as training reads it (:func:`tasks.data.table.read_wide_table`). Every
+    reading error names the campaign's keys (``campaign.client_table.*``).
+    """
+
+    def __init__(self, table: ClientTableConfig, path: str | Path):
+        self.table = table
+        self.path = Path(path)
+        self.parquet = is_parquet(self.path)
+        self._frame: pd.DataFrame | None = None
+        self._dtypes: dict[Any, Any] | None = None
+        self._rows: tuple[tuple, pd.DataFrame] | None = None  # the last rows() read
+
+    def _files(self) -> list[Path]:
+        return parquet_parts(self.path) if self.path.is_dir() else [self.path]
+
+    def _csv(self) -> pd.DataFrame:
+        if self._frame is None:
+            try:
+                self._frame = read_wide_table(self.path, sep=self.table.sep, table=TABLE)
+            except DataValidationError as exc:  # the reader's hints name the dataset's keys: name the campaign's
+                raise DataValidationError(exc.table, exc.column, _our_keys(exc.problem), exc.rows) from None
+        return self._frame
+
+    def _read_parquet(self, columns: Sequence[Any]) -> pa.Table:
+        tables = []
+        for f in self._files():
+            try:
+                tables.append(pq.read_table(f, columns=list(columns)))
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise DataValidationError(TABLE, None, f"cannot read columns {list(columns)[:_SHOW]} of {f}: "
+                                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+    def dtypes(self) -> dict[Any, Any]:
+        """Column -> pandas dtype, the id column (checked: present, and no other ``client_id``)
+        named ``client_id``."""
+        if self._dtypes is None:
+            if self.parquet:
+                try:
+                    schema = pq.read_schema(self._files()[0])
+                except (OSError, ValueError, pa.ArrowException) as exc:
+                    raise DataValidationError(TABLE, None, f"cannot read {self._files()[0]} as Parquet: "
+                                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                dtypes = dict(schema.empty_table().to_pandas().dtypes)
+            else:
+                dtypes = dict(self._csv().dtypes)
+            col = self.table.id_column
+            names = list(dtypes)
+            if col not in dtypes:
+                one = len(names) == 1 and any(ch in str(names[0]) for ch in ";\t|,")
+                raise DataValidationError(
+                    TABLE, col, f"no id column {col!r} in {self.path}; the table has {names[:_SHOW]}; "
+                    + (f"it reads as one column: give the separator with {KEY}.sep=<sep> (or null to detect it)" if one
+                       else f"name the column of client ids with {KEY}.id_column=<column>"))
+            if col != "client_id" and "client_id" in dtypes:
+                raise DataValidationError(
+                    TABLE, "client_id", f"the table has a 'client_id' column besides the id column {col!r}; "
+                    f"drop one or set {KEY}.id_column=client_id")
+            self._dtypes = {("client_id" if c == col else c): d for c, d in dtypes.items()}
+        return self._dtypes
+
+    def columns(self) -> list[Any]:
+        """The table's columns, ``client_id`` in place of the id column."""
+        return list(self.dtypes())
+
+    def rows(self, columns: Sequence[Any] = ()) -> pd.DataFrame:
+        """``client_id`` (int64, every id checked: whole numbers, each once) and ``columns``,
+        ordered by client. :class:`DataValidationError` naming the rows otherwise."""
+        self.dtypes()
+        col = self.table.id_column
+        wanted = [c for c in dict.fromkeys(columns) if c != "client_id"]
+        key = tuple(wanted)
+        if self._rows is not None and self._rows[0] == key:
+            return self._rows[1].copy()
+        if self.parquet:
+            df = self._read_parquet([col, *wanted]).to_pandas()
+        else:
+            df = self._csv()[[col, *wanted]]
+        ids = _whole_ids(df[col], col)
+        out = df.drop(columns=[col])
+        out.insert(0, "client_id", ids)
+        out = out.sort_values("client_id", kind="stable").reset_index(drop=True)
+        self._rows = (key, out)
+        return out.copy()
+
+    def batches(self, columns: Sequence[Any], rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+        """The table in batches of about ``rows`` rows, in its own order: ``client_id`` (int64)
+        and ``columns`` as Arrow tables (a Parquet table is never read whole; the ids were
+        checked by :meth:`rows`)."""
+        self.dtypes()
+        col = self.table.id_column
+        wanted = [c for c in dict.fromkeys(columns) if c != "client_id"]
+
+        def one(batch: pa.Table) -> pa.Table:
+            ids = pd.to_numeric(batch.column(col).to_pandas()).to_numpy().astype("int64")
+            batch = batch.drop_columns([col]).add_column(0, "client_id", pa.array(ids, type=pa.int64()))
+            return batch.replace_schema_metadata(None)  # pandas' metadata names the id column
+
+        if self.parquet:
+            for f in self._files():
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=[col, *wanted]):
+                    yield one(pa.Table.from_batches([batch]))
+        else:  # one Arrow table of the columns, so every batch has the types of the whole column
+            whole = pa.Table.from_pandas(self._csv()[[col, *wanted]], preserve_index=False)
+            for a in range(0, whole.num_rows, rows):
+                yield one(whole.slice(a, rows))
+
+
+def write_partition_files(table: ClientTable, columns: Sequence[Any], parts: Sequence[np.ndarray],
+                          folder: Path) -> list[Path]:
+    """One Parquet file per partition of client ids (``parts``: sorted, ascending, disjoint)
+    in ``folder``, holding those clients' rows of ``client_id`` and ``columns``: one pass over
+    the table in batches, each batch's rows sent to their partitions' files (rows of clients
+    in no partition are left out). Returns the files in partition order."""
+    parts = [np.asarray(p, dtype=np.int64) for p in parts]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"table-{i:05d}.parquet" for i in range(len(parts))]
+    wanted = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    owner = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)]) if parts else wanted
+    order = np.argsort(wanted, kind="stable")
+    wanted, owner = wanted[order], owner[order]
+    writers: dict[int, pq.ParquetWriter] = {}
+    schema: pa.Schema | None = None
+    try:
+        for batch in table.batches(columns):
+            if schema is None:
+                schema = batch.schema
+            elif not batch.schema.equals(schema):
+                batch = batch.cast(schema)
+            ids = batch.column("client_id").to_numpy()
+            pos = np.minimum(np.searchsorted(wanted, ids), max(len(wanted) - 1, 0))
+            hit = (wanted[pos] == ids) if len(wanted) else np.zeros(len(ids), dtype=bool)
+            rows = np.flatnonzero(hit)
+            if not len(rows):
+                continue
+            dest = owner[pos[rows]]
+            by_dest = np.argsort(dest, kind="stable")
+            rows, dest = rows[by_dest], dest[by_dest]
+            cuts = np.flatnonzero(np.diff(dest)) + 1
+            for chunk in np.split(np.arange(len(rows)), cuts):
+                i = int(dest[chunk[0]])
+                if i not in writers:
+                    writers[i] = pq.ParquetWriter(paths[i], schema)
+                writers[i].write_table(batch.take(pa.array(rows[chunk])))
+    finally:
+        for w in writers.values():
+            w.close()
+    for i, path in enumerate(paths):  # a partition of clients the table lacks: an empty file
+        if i not in writers and schema is not None:
+            pq.write_table(schema.empty_table(), path)
+    return paths
 
 
 def check_filter_columns(filters: Sequence[Any], columns: Sequence[str]) -> None:
@@ -123,6 +272,11 @@ def check_filter_columns(filters: Sequence[Any], columns: Sequence[str]) -> None
             "(campaign.filters=[] for none)")
 
 
+def base_columns(filters: Sequence[Any], columns: Sequence[Any]) -> list[Any]:
+    """The table's columns the base filters compare (the client base holds them beside the ids)."""
+    return [c for c in dict.fromkeys(f.column for f in filters) if c in columns and c != "client_id"]
+
+
 def _safe(name: object) -> str | None:
     try:
         return sanitize_name(name)
@@ -130,49 +284,62 @@ def _safe(name: object) -> str | None:
         return None
 
 
-def _plan(frame: pd.DataFrame, features: Sequence[str], categorical: Sequence[str]) -> tuple[list, list, dict]:
-    """Which table columns make which features: ``(source columns, encoded columns, missing hints)``.
+def _plan(dtypes: Mapping[Any, Any], features: Sequence[str], categorical: Sequence[str]) -> tuple[list, list, dict]:
+    """Which table columns (``dtypes``: column -> pandas dtype) make which features:
+    ``(source columns, encoded columns, missing hints)``.
 
     A feature is a kept column's sanitised name or, for an encoded column, its name plus
-    ``_<value>``. ``missing`` maps each feature no column makes to a hint (or '').
+    ``_<value>``. When several encoded columns' names prefix a feature (``email`` and
+    ``email_opt_out`` both prefix ``email_opt_out_no``) the longest one makes it, so a column
+    of addresses is never encoded for its neighbour's features. ``missing`` maps each
+    feature no column makes to a hint (or '').
     """
-    wanted = set(features)
-    sources, encoded, prefixes, numeric_prefixes = [], [], {}, {}
-    for col in frame.columns:
+    numeric: dict[str, object] = {}
+    prefixes: dict[str, object] = {}
+    numeric_prefixes: dict[str, object] = {}
+    for col, dtype in dtypes.items():
         if col == "client_id":
             continue
         safe = _safe(col)
         if safe is None:
             continue
-        if is_one_hot(frame[col], col, categorical):
-            prefix = safe + "_"
-            if any(f.startswith(prefix) for f in wanted):
-                sources.append(col)
-                encoded.append(col)
-            prefixes[prefix] = col
+        if is_one_hot(pd.Series([], dtype=dtype), col, categorical):
+            prefixes[safe + "_"] = col
         else:
-            if safe in wanted:
-                sources.append(col)
+            numeric[safe] = col
             numeric_prefixes[safe + "_"] = col
+    owners: dict[object, None] = {}
     missing: dict[str, str] = {}
     for f in features:
-        if any(f.startswith(p) for p in prefixes) or any(_safe(c) == f for c in sources if c not in encoded):
+        if f in numeric:
+            owners[numeric[f]] = None
             continue
-        hint = next((f"column {c!r} is numeric here: if the model was trained with it as categorical, "
-                     f"list it in {KEY}.categorical" for p, c in numeric_prefixes.items() if f.startswith(p)), "")
-        missing[f] = hint
+        matching = [p for p in prefixes if f.startswith(p)]
+        if matching:
+            owners[prefixes[max(matching, key=len)]] = None
+            continue
+        missing[f] = next((f"column {c!r} is numeric here: if the model was trained with it as categorical, "
+                           f"list it in {KEY}.categorical" for p, c in numeric_prefixes.items() if f.startswith(p)), "")
+    sources = [c for c in dtypes if c in owners]
+    encoded = [c for c in sources if c in prefixes.values()]
     return sources, encoded, missing
 
 
-def missing_features(frame: pd.DataFrame, features: Sequence[str], categorical: Sequence[str]) -> dict[str, str]:
-    """The model features the table cannot make, each with a hint ('' when none)."""
-    return _plan(frame, features, categorical)[2]
+def missing_features(dtypes: Mapping[Any, Any], features: Sequence[str], categorical: Sequence[str]) -> dict[str, str]:
+    """The model features a table of these columns (column -> dtype) cannot make, each with a
+    hint ('' when none)."""
+    return _plan(dtypes, features, categorical)[2]
 
 
-def missing_features_error(model: Any, missing: dict[str, str], frame: pd.DataFrame, path: Any) -> DataValidationError:
+def feature_sources(dtypes: Mapping[Any, Any], features: Sequence[str], categorical: Sequence[str]) -> list[Any]:
+    """The table's columns that make ``features`` (the only ones the factor stage reads)."""
+    return _plan(dtypes, features, categorical)[0]
+
+
+def missing_features_error(model: Any, missing: dict[str, str], columns: Sequence[Any], path: Any) -> DataValidationError:
     """The one error for model features the client table lacks (names them and the table's columns)."""
     hints = sorted({h for h in missing.values() if h})
-    columns = [c for c in frame.columns if c != "client_id"]
+    columns = [c for c in columns if c != "client_id"]
     return DataValidationError(
         TABLE, None,
         f"model {model.name} {model.version} needs feature(s) {list(missing)[:_SHOW]} that the client table "
@@ -189,7 +356,7 @@ def table_features(frame: pd.DataFrame, features: Sequence[str], categorical: Se
     otherwise become a column per client). A one-hot column of a value the table does not
     hold is zeros. Raises :class:`DataValidationError` when a feature cannot be made.
     """
-    sources, encoded, missing = _plan(frame, features, categorical)
+    sources, encoded, missing = _plan(dict(frame.dtypes), features, categorical)
     if missing:
         raise DataValidationError(TABLE, None, f"cannot make feature(s) {list(missing)[:_SHOW]} from the table")
     wide = prepare_wide(frame[sources], categorical=encoded) if sources else pd.DataFrame(index=frame.index)
@@ -199,8 +366,10 @@ def table_features(frame: pd.DataFrame, features: Sequence[str], categorical: Se
     return pd.concat([out, pd.DataFrame(cols, index=frame.index)], axis=1).reset_index(drop=True)
 
 
-def table_partition(features: Sequence[str], categorical: Sequence[str], rows: pd.DataFrame) -> pd.DataFrame:
-    """:func:`table_features` of one partition of the table's rows (the factor stage's mapped function)."""
+def table_partition(features: Sequence[str], categorical: Sequence[str], path: str | Path) -> pd.DataFrame:
+    """:func:`table_features` of one partition's rows, read from its file of
+    :func:`write_partition_files` and ordered by client (the factor stage's mapped function)."""
+    rows = pd.read_parquet(path).sort_values("client_id", kind="stable").reset_index(drop=True)
     return table_features(rows, features, categorical)
 
 

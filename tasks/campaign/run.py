@@ -21,7 +21,7 @@ import pandas as pd
 import factors
 from tasks.campaign.checkpoints import fault_point, stage_key
 from tasks.campaign.client_table import (
-    check_filter_columns, frozen_table_note, missing_features, missing_features_error, read_client_table,
+    ClientTable, base_columns, check_filter_columns, frozen_table_note, missing_features, missing_features_error,
     table_manifest, table_source, uses_client_table,
 )
 from tasks.campaign.config import GROUPS, CampaignConfig, campaign_config_hash, group_shares, validate_campaign_config
@@ -108,7 +108,7 @@ class CampaignRun:
         self.mapper = mapper or sequential_map
         self._model = model
         self._data: dict | None = None
-        self._table: pd.DataFrame | None = None
+        self._table: ClientTable | None = None
         self.outcomes: dict[str, StageOutcome] = {}
         self._fingerprints: dict[str, str] = {}
 
@@ -160,10 +160,10 @@ class CampaignRun:
                           "date": pd.Timestamp(date), "manifest": manifest}
         return self._data
 
-    def client_table(self) -> pd.DataFrame:
-        """The campaign's client table, ids as ``client_id`` (read once per run)."""
+    def client_table(self) -> ClientTable:
+        """The campaign's client table (its reader, one per run)."""
         if self._table is None:
-            self._table = read_client_table(self.cfg.client_table, self.data()["path"])
+            self._table = ClientTable(self.cfg.client_table, self.data()["path"])
         return self._table
 
     def frozen_note(self, manifest: dict | None) -> str | None:
@@ -183,10 +183,11 @@ class CampaignRun:
         check_factors_known(self)
         if d["kind"] == "table":
             table = self.client_table()
-            check_filter_columns(self.cfg.filters, list(table.columns))
-            missing = missing_features(table, self.factor_names(), d["categorical"])
+            check_filter_columns(self.cfg.filters, table.columns())
+            missing = missing_features(table.dtypes(), self.factor_names(), d["categorical"])
             if missing:
-                raise missing_features_error(self.model(), missing, table, d["path"])
+                raise missing_features_error(self.model(), missing, table.columns(), d["path"])
+            table.rows(base_columns(self.cfg.filters, table.columns()))  # every id checked now
             return
         check_dataset(d["dir"], input_tables(self))
 

@@ -42,7 +42,10 @@ import pyarrow.parquet as pq
 from tasks.campaign.checkpoint_parts import Part, StagedParts
 from tasks.campaign.checkpoints import CheckpointStore
 from tasks.campaign.partitions import make_partition_dir, row_group_args
-from tasks.campaign.client_table import check_filter_columns, missing_features, missing_features_error, table_partition
+from tasks.campaign.client_table import (
+    ClientTable, base_columns, check_filter_columns, feature_sources, missing_features, missing_features_error,
+    table_partition, write_partition_files,
+)
 from tasks.campaign.config import GROUPS, CampaignConfig, group_shares, nondefault_balance
 from tasks.campaign.eligible import filter_base, filter_registered, read_registered_base
 from tasks.campaign.policy import assign_offers, policy_params
@@ -70,7 +73,7 @@ class StageContext(Protocol):
     mapper: Mapper
 
     def data(self) -> dict: ...
-    def client_table(self) -> pd.DataFrame: ...
+    def client_table(self) -> ClientTable: ...
     def model(self) -> Any: ...
     def model_identity(self) -> dict: ...
     def factor_names(self) -> list[str]: ...
@@ -177,8 +180,10 @@ def _key_offer(ctx: StageContext) -> tuple[Any, Any]:
 def _client_base(ctx: StageContext) -> tuple[pd.DataFrame, dict]:
     d = ctx.data()
     if d.get("kind") == "table":
-        base = ctx.client_table()
-        return base, {"client_table": str(d["path"]), "columns": int(base.shape[1] - 1)}
+        # the ids and the columns the filters compare; the factor stage reads its own columns
+        table = ctx.client_table()
+        base = table.rows(base_columns(ctx.cfg.filters, table.columns()))
+        return base, {"client_table": str(d["path"]), "columns": len(table.columns()) - 1}
     # the ids only: the filters read the few clients columns they compare themselves
     base, total = read_registered_base(d["dir"], d["date"])
     return base, {"registered_later": int(total - len(base))}
@@ -239,16 +244,26 @@ def input_tables(ctx: StageContext) -> list[str]:
 
 
 def _table_factors(ctx: StageContext, names: list[str]) -> tuple[StagedParts, dict]:
+    """The features made from the client table, partition by partition: one pass over the table
+    in batches writes each partition's rows (only the columns that make features) to its own
+    file in a partition folder removed at the end; each partition is made from its file."""
     d = ctx.data()
-    ids = ctx.store.read("subset")["client_id"].to_numpy()
-    base = ctx.store.read("client_base")
-    rows = base.loc[base["client_id"].isin(ids)].reset_index(drop=True)
-    missing = missing_features(rows, names, d["categorical"])
+    table = ctx.client_table()
+    dtypes = table.dtypes()
+    missing = missing_features(dtypes, names, d["categorical"])
     if missing:
-        raise missing_features_error(ctx.model(), missing, rows, d["path"])
-    args = [(names, d["categorical"], rows.iloc[a:b]) for a, b in _bounds(rows["client_id"].to_numpy(), ctx.partitions)]
-    return (_map_to_parts(ctx, "factors", table_partition, args),
-            {"factors": names, "partitions": len(args), "source": "client_table"})
+        raise missing_features_error(ctx.model(), missing, list(dtypes), d["path"])
+    ids = ctx.store.read("subset")["client_id"].to_numpy()
+    parts = partition_ids(ids, partition_count(len(ids), ctx.partitions))
+    folder = make_partition_dir(ctx.store.stage_dir)
+    try:
+        t0 = time.perf_counter()
+        files = write_partition_files(table, feature_sources(dtypes, names, d["categorical"]), parts, folder)
+        routed = round(time.perf_counter() - t0, 3)
+        staged = _map_to_parts(ctx, "factors", table_partition, [(names, d["categorical"], str(f)) for f in files])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return staged, {"factors": names, "partitions": len(files), "source": "client_table", "prepare_seconds": routed}
 
 
 def _map_to_parts(ctx: StageContext, stage_name: str, fn: Callable[..., pd.DataFrame], args: list[tuple],
@@ -268,12 +283,6 @@ def _map_to_parts(ctx: StageContext, stage_name: str, fn: Callable[..., pd.DataF
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return StagedParts(folder, tuple(parts))
-
-
-def _bounds(ids: np.ndarray, partitions: int) -> list[tuple[int, int]]:
-    """Row bounds of the partitions of sorted ``ids`` (as :func:`partition_ids` cuts them)."""
-    ends = np.cumsum([0] + [len(p) for p in partition_ids(ids, partitions)])
-    return list(zip(ends[:-1].tolist(), ends[1:].tolist()))
 
 
 def _factors(ctx: StageContext) -> tuple[StagedParts, dict]:
