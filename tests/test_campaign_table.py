@@ -378,3 +378,31 @@ def test_parquet_ids_are_checked_like_csv_ids(art):
     with pytest.raises(DataValidationError, match=r"2500 row\(s\) without a whole-number client id"):
         CampaignRun(table_campaign(art, "pq_halves", **over), art).check_inputs()
     assert not (art / "campaigns").exists()
+
+
+def test_parquet_files_of_one_table_may_differ_in_number_width_but_not_in_kind(art):
+    """A column whole in one file and fractional in another is read as floats everywhere (the
+    same campaign as the CSV's); a column of numbers in one file and text in another is one
+    error naming the folder."""
+    from tasks.campaign.client_table import ClientTable
+    from tasks.campaign.config import ClientTableConfig
+
+    src = pd.read_csv(mart(art), sep=";")
+    folder = art.parent / "mixed"
+    folder.mkdir()
+    first = src.iloc[:1000].assign(visits=src["visits"].iloc[:1000].astype("int64"))
+    first.to_parquet(folder / "a.parquet", index=False)
+    src.iloc[1000:].assign(visits=src["visits"].iloc[1000:].astype(float)).to_parquet(folder / "b.parquet", index=False)
+    cfg = ClientTableConfig(path=str(folder), id_column=ID, sep=None, categorical=None)
+    assert str(ClientTable(cfg, folder).dtypes()["visits"]) == "float64"
+    rows = ClientTable(cfg, folder).rows(["visits"])
+    assert len(rows) == 2500 and rows["visits"].dtype == "float64"
+    over = {"client_table": {"path": str(folder), "id_column": ID, "sep": None, "categorical": None}}
+    a = run_campaign(table_campaign(art, "mixed_csv"), art)
+    b = run_campaign(table_campaign(art, "mixed_pq", **over), art, partitions=2)
+    pd.testing.assert_frame_equal(pd.read_parquet(a.folder / "campaign.parquet").drop(columns="campaign_id"),
+                                  pd.read_parquet(b.folder / "campaign.parquet").drop(columns="campaign_id"))
+
+    src.iloc[1000:].assign(visits="many").to_parquet(folder / "b.parquet", index=False)
+    with pytest.raises(DataValidationError, match=r"Parquet files of .*mixed disagree on a column's type .*visits"):
+        CampaignRun(table_campaign(art, "mixed_bad", **over), art).check_inputs()

@@ -104,6 +104,11 @@ def _whole_ids(values: pd.Series, col: str) -> np.ndarray:
     return out
 
 
+def _unreadable(path: Path, exc: Exception) -> DataValidationError:
+    return DataValidationError(TABLE, None, f"cannot read {path} as Parquet: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
 class ClientTable:
     """One campaign's client table as its stages read it.
 
@@ -120,6 +125,7 @@ class ClientTable:
         self._frame: pd.DataFrame | None = None
         self._dtypes: dict[Any, Any] | None = None
         self._rows: tuple[tuple, pd.DataFrame] | None = None  # the last rows() read
+        self._arrow: pa.Schema | None = None  # a Parquet table's schema, unified over its files
 
     def _files(self) -> list[Path]:
         return parquet_parts(self.path) if self.path.is_dir() else [self.path]
@@ -132,27 +138,44 @@ class ClientTable:
                 raise DataValidationError(exc.table, exc.column, _our_keys(exc.problem), exc.rows) from None
         return self._frame
 
+    def _schema(self) -> pa.Schema:
+        """The Parquet table's schema: its files' schemas unified (an integer column that is
+        fractional in another file becomes a float one); files that disagree otherwise on a
+        column's type are one :class:`DataValidationError`."""
+        if self._arrow is None:
+            schemas = []
+            for f in self._files():
+                try:
+                    schemas.append(pq.read_schema(f))
+                except (OSError, ValueError, pa.ArrowException) as exc:
+                    raise _unreadable(f, exc) from None
+            try:
+                unified = pa.unify_schemas(schemas, promote_options="permissive") if len(schemas) > 1 else schemas[0]
+            except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+                raise DataValidationError(
+                    TABLE, None, f"the Parquet files of {self.path} disagree on a column's type "
+                    f"({str(exc).splitlines()[0]}); write every file with the same column types") from None
+            self._arrow = unified.remove_metadata()
+        return self._arrow
+
     def _read_parquet(self, columns: Sequence[Any]) -> pa.Table:
+        """``columns`` of every file, with the table's types."""
+        schema = self._schema()
+        target = pa.schema([schema.field(c) for c in columns])
         tables = []
         for f in self._files():
             try:
-                tables.append(pq.read_table(f, columns=list(columns)))
+                tables.append(pq.read_table(f, columns=list(columns)).cast(target))
             except (OSError, ValueError, pa.ArrowException) as exc:
-                raise DataValidationError(TABLE, None, f"cannot read columns {list(columns)[:_SHOW]} of {f}: "
-                                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+                raise _unreadable(f, exc) from None
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def dtypes(self) -> dict[Any, Any]:
         """Column -> pandas dtype, the id column (checked: present, and no other ``client_id``)
         named ``client_id``."""
         if self._dtypes is None:
             if self.parquet:
-                try:
-                    schema = pq.read_schema(self._files()[0])
-                except (OSError, ValueError, pa.ArrowException) as exc:
-                    raise DataValidationError(TABLE, None, f"cannot read {self._files()[0]} as Parquet: "
-                                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-                dtypes = dict(schema.empty_table().to_pandas().dtypes)
+                dtypes = dict(self._schema().empty_table().to_pandas().dtypes)
             else:
                 dtypes = dict(self._csv().dtypes)
             col = self.table.id_column
@@ -208,9 +231,11 @@ class ClientTable:
             return batch.replace_schema_metadata(None)  # pandas' metadata names the id column
 
         if self.parquet:
+            schema = self._schema()
+            target = pa.schema([schema.field(c) for c in [col, *wanted]])
             for f in self._files():
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=[col, *wanted]):
-                    yield one(pa.Table.from_batches([batch]))
+                    yield one(pa.Table.from_batches([batch]).cast(target))
         else:  # one Arrow table of the columns, so every batch has the types of the whole column
             whole = pa.Table.from_pandas(self._csv()[[col, *wanted]], preserve_index=False)
             for a in range(0, whole.num_rows, rows):
@@ -233,11 +258,8 @@ def write_partition_files(table: ClientTable, columns: Sequence[Any], parts: Seq
     writers: dict[int, pq.ParquetWriter] = {}
     schema: pa.Schema | None = None
     try:
-        for batch in table.batches(columns):
-            if schema is None:
-                schema = batch.schema
-            elif not batch.schema.equals(schema):
-                batch = batch.cast(schema)
+        for batch in table.batches(columns):  # every batch has the table's types
+            schema = batch.schema if schema is None else schema
             ids = batch.column("client_id").to_numpy()
             pos = np.minimum(np.searchsorted(wanted, ids), max(len(wanted) - 1, 0))
             hit = (wanted[pos] == ids) if len(wanted) else np.zeros(len(ids), dtype=bool)
