@@ -406,3 +406,24 @@ def test_parquet_files_of_one_table_may_differ_in_number_width_but_not_in_kind(a
     src.iloc[1000:].assign(visits="many").to_parquet(folder / "b.parquet", index=False)
     with pytest.raises(DataValidationError, match=r"Parquet files of .*mixed disagree on a column's type .*visits"):
         CampaignRun(table_campaign(art, "mixed_bad", **over), art).check_inputs()
+
+
+def test_on_dask_the_workers_read_the_partition_files_and_give_the_local_campaign(art, prefect_env, monkeypatch):
+    """runner=dask over a Parquet mart: the same campaign as the local run; the flow process
+    reads the mart's files only for the ids and the filtered column (the feature columns pass
+    it in batches on their way to the partition files) and never reads a partition file."""
+    from flows.campaign import campaign_flow
+    from tests.test_dask_runner import driver_reads
+
+    folder = as_parquet_folder(art)
+    over = {"client_table": {"path": str(folder), "id_column": ID, "sep": None, "categorical": None}}
+    local = run_campaign(table_campaign(art, "pq_local", **over), art, partitions=3)
+    reads = driver_reads(monkeypatch)
+    out = campaign_flow(campaign=asdict(table_campaign(art, "pq_dask", **over)), artifacts=str(art),
+                        runner={"kind": "dask", "n_workers": 2, "threads_per_worker": 1, "partitions": 3})
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(pd.read_parquet(local.folder / "campaign.parquet").drop(columns="campaign_id"),
+                                  pd.read_parquet(Path(out["folder"]) / "campaign.parquet").drop(columns="campaign_id"))
+    mart_reads = [(p, n) for p, n in reads if Path(p).parent == folder]
+    assert mart_reads and all(n == 2 for _, n in mart_reads), mart_reads
+    assert not [p for p, _ in reads if Path(p).name.startswith("table-")]
