@@ -43,6 +43,49 @@ def test_decimal_commas_in_a_semicolon_file_are_numbers(tmp_path):
     assert read_wide_table(comma)["amount"].tolist() == ["12,5", "3,0"]
 
 
+MESSY = (
+    "id;spend;opt_in;region;code;amount;note;empty\n"
+    "1;10;True;north;007;12;a;\n"
+    "2;11;False;south;008;13;b;\n"
+    "3;;True;;x9;12,5;;\n"
+    "4;14;;east;010;1.234,5;c;\n"
+    "5;15;False;north;011;;d;\n"
+)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 200_000])
+def test_a_csv_read_in_chunks_has_the_whole_files_types_and_values(tmp_path, rows):
+    """Chunks of any size, joined, are the file as pandas reads it whole: integers with a gap
+    in a later chunk are floats, true/false flags with a gap are objects, a code column numeric
+    in its first chunks and text later is the text written (leading zeros kept), a column of
+    numbers written with decimal commas is floats even where the first chunks hold whole
+    numbers only, a column without any value is floats."""
+    from tasks.data.table import iter_csv, scan_csv
+
+    path = tmp_path / "messy.csv"
+    path.write_text(MESSY)
+    layout = scan_csv(path, rows=rows)
+    joined = pd.concat(list(iter_csv(path, layout, rows=rows)), ignore_index=True)
+    whole = pd.read_csv(path, sep=";", dtype={"code": "str"})
+    expected = whole.assign(amount=[12.0, 13.0, 12.5, 1234.5, np.nan])
+    pd.testing.assert_frame_equal(joined, expected)
+    pd.testing.assert_frame_equal(read_wide_table(path), expected)
+    assert layout.rows == 5 and layout.decimal_comma == ("amount",)
+    assert str(layout.dtypes["opt_in"]) == "object" and str(layout.dtypes["empty"]) == "float64"
+    some = pd.concat(list(iter_csv(path, layout, columns=["note", "id"], rows=rows)), ignore_index=True)
+    pd.testing.assert_frame_equal(some, expected[["id", "note"]])
+
+
+def test_a_comma_column_with_text_in_another_chunk_stays_text(tmp_path):
+    from tasks.data.table import iter_csv, scan_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text("id;v\n1;1,5\n2;2,5\n3;abc\n")
+    layout = scan_csv(path, rows=2)
+    assert layout.decimal_comma == ()
+    assert pd.concat(list(iter_csv(path, layout, rows=2)))["v"].tolist() == ["1,5", "2,5", "abc"]
+
+
 def test_parquet_file_and_folder_and_their_content_hash(tmp_path):
     df = rct_frame(200)
     file = tmp_path / "rct.parquet"

@@ -17,8 +17,9 @@ features from the table in place of the dataset folder and the factor library:
   the whole table.
 
 :class:`ClientTable` reads a Parquet table by column and in batches (its schema gives the
-columns' types without reading a row); a CSV is read whole once, as training reads it (a
-CSV's column types are known only from all its rows): for bases of millions, give Parquet.
+columns' types without reading a row); a CSV in chunks of rows, each with the types of the
+whole file as training reads it (:func:`tasks.data.table.scan_csv` finds them in one pass
+first): a CSV is parsed once for its types, once for the ids and once for the features.
 
 The frozen manifest records the table's path and sha256 (:func:`table_manifest`); rerunning a
 frozen campaign whose table changed since says so (:func:`frozen_table_note`).
@@ -26,6 +27,7 @@ frozen campaign whose table changed since says so (:func:`frozen_table_note`).
 from __future__ import annotations
 
 import datetime as _dt
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -37,7 +39,7 @@ import pyarrow.parquet as pq
 from factors.passthrough import is_one_hot, prepare_wide, sanitize_name
 from tasks.campaign.config import ClientTableConfig
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, UpliftError
-from tasks.data.table import is_parquet, parquet_parts, read_wide_table, table_content_hash
+from tasks.data.table import CSV_CHUNK_ROWS, CsvLayout, is_parquet, iter_csv, parquet_parts, scan_csv, table_content_hash
 
 TABLE = "client_table"
 KEY = "campaign.client_table"
@@ -104,6 +106,24 @@ def _whole_ids(values: pd.Series, col: str) -> np.ndarray:
     return out
 
 
+@contextmanager
+def _campaign_keys() -> Iterator[None]:
+    """The table reader's errors with their hints naming ``campaign.client_table.*``."""
+    try:
+        yield
+    except DataValidationError as exc:
+        raise DataValidationError(exc.table, exc.column, _our_keys(exc.problem), exc.rows) from None
+
+
+def _arrow_type(dtype: Any) -> pa.DataType:
+    """The Arrow type of a CSV column's type (objects are true/false flags with gaps)."""
+    if dtype == np.dtype("object"):
+        return pa.bool_()
+    if pd.api.types.is_string_dtype(dtype):
+        return pa.large_string()
+    return pa.from_numpy_dtype(dtype)
+
+
 def _unreadable(path: Path, exc: Exception) -> DataValidationError:
     return DataValidationError(TABLE, None, f"cannot read {path} as Parquet: "
                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
@@ -113,16 +133,16 @@ class ClientTable:
     """One campaign's client table as its stages read it.
 
     A Parquet table (file, or folder of part files in name order) is read by column and in
-    batches; its columns' types come from its schema without reading a row. A CSV is read
-    whole once, as training reads it (:func:`tasks.data.table.read_wide_table`). Every
-    reading error names the campaign's keys (``campaign.client_table.*``).
+    batches; its columns' types come from its schema without reading a row. A CSV is read in
+    chunks with the types of the whole file (:func:`tasks.data.table.scan_csv`), as training
+    reads it. Every reading error names the campaign's keys (``campaign.client_table.*``).
     """
 
     def __init__(self, table: ClientTableConfig, path: str | Path):
         self.table = table
         self.path = Path(path)
         self.parquet = is_parquet(self.path)
-        self._frame: pd.DataFrame | None = None
+        self._layout: CsvLayout | None = None  # a CSV's columns and their types over all its rows
         self._dtypes: dict[Any, Any] | None = None
         self._rows: tuple[tuple, pd.DataFrame] | None = None  # the last rows() read
         self._arrow: pa.Schema | None = None  # a Parquet table's schema, unified over its files
@@ -130,13 +150,15 @@ class ClientTable:
     def _files(self) -> list[Path]:
         return parquet_parts(self.path) if self.path.is_dir() else [self.path]
 
-    def _csv(self) -> pd.DataFrame:
-        if self._frame is None:
-            try:
-                self._frame = read_wide_table(self.path, sep=self.table.sep, table=TABLE)
-            except DataValidationError as exc:  # the reader's hints name the dataset's keys: name the campaign's
-                raise DataValidationError(exc.table, exc.column, _our_keys(exc.problem), exc.rows) from None
-        return self._frame
+    def _csv(self) -> CsvLayout:
+        if self._layout is None:
+            with _campaign_keys():
+                self._layout = scan_csv(self.path, sep=self.table.sep, table=TABLE)
+        return self._layout
+
+    def _csv_chunks(self, columns: Sequence[Any], rows: int = CSV_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        with _campaign_keys():
+            yield from iter_csv(self.path, self._csv(), TABLE, columns=columns, rows=rows)
 
     def _schema(self) -> pa.Schema:
         """The Parquet table's schema: its files' schemas unified (an integer column that is
@@ -209,7 +231,7 @@ class ClientTable:
         if self.parquet:
             df = self._read_parquet([col, *wanted]).to_pandas()
         else:
-            df = self._csv()[[col, *wanted]]
+            df = pd.concat(list(self._csv_chunks([col, *wanted])), ignore_index=True)
         ids = _whole_ids(df[col], col)
         out = df.drop(columns=[col])
         out.insert(0, "client_id", ids)
@@ -219,8 +241,8 @@ class ClientTable:
 
     def batches(self, columns: Sequence[Any], rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
         """The table in batches of about ``rows`` rows, in its own order: ``client_id`` (int64)
-        and ``columns`` as Arrow tables (a Parquet table is never read whole; the ids were
-        checked by :meth:`rows`)."""
+        and ``columns`` as Arrow tables (the table is never read whole; the ids were checked
+        by :meth:`rows`)."""
         self.dtypes()
         col = self.table.id_column
         wanted = [c for c in dict.fromkeys(columns) if c != "client_id"]
@@ -236,10 +258,11 @@ class ClientTable:
             for f in self._files():
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=[col, *wanted]):
                     yield one(pa.Table.from_batches([batch]).cast(target))
-        else:  # one Arrow table of the columns, so every batch has the types of the whole column
-            whole = pa.Table.from_pandas(self._csv()[[col, *wanted]], preserve_index=False)
-            for a in range(0, whole.num_rows, rows):
-                yield one(whole.slice(a, rows))
+        else:  # chunks with the types of the whole file, as Arrow types fixed from them
+            dtypes = self._csv().dtypes
+            target = pa.schema([(c, _arrow_type(dtypes[c])) for c in self._csv().columns if c in {col, *wanted}])
+            for chunk in self._csv_chunks([col, *wanted], rows):
+                yield one(pa.Table.from_pandas(chunk, schema=target, preserve_index=False))
 
 
 def write_partition_files(table: ClientTable, columns: Sequence[Any], parts: Sequence[np.ndarray],
