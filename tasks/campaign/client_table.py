@@ -38,8 +38,11 @@ import pyarrow.parquet as pq
 
 from factors.passthrough import is_one_hot, prepare_wide, sanitize_name
 from tasks.campaign.config import ClientTableConfig
+from tasks.campaign.transforms import sorted_positions
 from tasks.core.errors import ConfigError, DataValidationError, NotFoundError, UpliftError
-from tasks.data.table import CSV_CHUNK_ROWS, CsvLayout, is_parquet, iter_csv, parquet_parts, scan_csv, table_content_hash
+from tasks.data.table import (
+    CSV_CHUNK_ROWS, CsvLayout, is_parquet, iter_csv, parquet_error, parquet_parts, scan_csv, table_content_hash,
+)
 
 TABLE = "client_table"
 KEY = "campaign.client_table"
@@ -124,11 +127,6 @@ def _arrow_type(dtype: Any) -> pa.DataType:
     return pa.from_numpy_dtype(dtype)
 
 
-def _unreadable(path: Path, exc: Exception) -> DataValidationError:
-    return DataValidationError(TABLE, None, f"cannot read {path} as Parquet: "
-                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-
-
 class ClientTable:
     """One campaign's client table as its stages read it.
 
@@ -170,7 +168,7 @@ class ClientTable:
                 try:
                     schemas.append(pq.read_schema(f))
                 except (OSError, ValueError, pa.ArrowException) as exc:
-                    raise _unreadable(f, exc) from None
+                    raise parquet_error(f, exc, TABLE) from None
             try:
                 unified = pa.unify_schemas(schemas, promote_options="permissive") if len(schemas) > 1 else schemas[0]
             except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
@@ -189,7 +187,7 @@ class ClientTable:
             try:
                 tables.append(pq.read_table(f, columns=list(columns)).cast(target))
             except (OSError, ValueError, pa.ArrowException) as exc:
-                raise _unreadable(f, exc) from None
+                raise parquet_error(f, exc, TABLE) from None
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def dtypes(self) -> dict[Any, Any]:
@@ -283,9 +281,7 @@ def write_partition_files(table: ClientTable, columns: Sequence[Any], parts: Seq
     try:
         for batch in table.batches(columns):  # every batch has the table's types
             schema = batch.schema if schema is None else schema
-            ids = batch.column("client_id").to_numpy()
-            pos = np.minimum(np.searchsorted(wanted, ids), max(len(wanted) - 1, 0))
-            hit = (wanted[pos] == ids) if len(wanted) else np.zeros(len(ids), dtype=bool)
+            pos, hit = sorted_positions(wanted, batch.column("client_id").to_numpy())
             rows = np.flatnonzero(hit)
             if not len(rows):
                 continue

@@ -105,12 +105,22 @@ def align_ids(keys: np.ndarray, wanted: np.ndarray, sorted_: bool = True) -> np.
             return pos
     order = None if sorted_ else np.argsort(keys, kind="stable")
     ordered = keys if order is None else keys[order]
-    pos = np.minimum(np.searchsorted(ordered, wanted), max(len(keys) - 1, 0))
-    if len(keys) == 0 or not (ordered[pos] == wanted).all():
-        missing = wanted[ordered[pos] != wanted] if len(keys) else wanted
+    pos, found = sorted_positions(ordered, wanted)
+    if len(keys) == 0 or not found.all():
+        missing = wanted[~found]
         raise DataValidationError("client ids", "client_id", f"{len(missing)} client id(s) not found",
                                   missing[:5].tolist())
     return pos if order is None else order[pos]
+
+
+def sorted_positions(ordered: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``wanted``, its position in the ascending unique ``ordered`` (a binary search)
+    and whether it is there (where not, the position is meaningless)."""
+    ordered, wanted = np.asarray(ordered), np.asarray(wanted)
+    if len(ordered) == 0:
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    pos = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
+    return pos, ordered[pos] == wanted
 
 
 def partition_ids(client_ids: np.ndarray, partitions: int) -> list[np.ndarray]:

@@ -88,6 +88,12 @@ def sniff_separator(path: str | Path, table: str = "table") -> str:
     return best
 
 
+def parquet_error(path: Path, exc: Exception, table: str = "table") -> DataValidationError:
+    """The one error for a Parquet file that cannot be read: the file and the reader's first line."""
+    return DataValidationError(table, None, f"cannot read {path} as Parquet: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
 def read_wide_table(path: str | Path, sep: str | None = None, table: str = "table") -> pd.DataFrame:
     """The table at ``path``: CSV (``sep``, or detected by :func:`sniff_separator`), a Parquet
     file or a folder of Parquet files. Missing path: :class:`NotFoundError`; an empty file or
@@ -98,8 +104,7 @@ def read_wide_table(path: str | Path, sep: str | None = None, table: str = "tabl
         try:
             return pd.read_parquet(path)
         except (OSError, ValueError) as exc:
-            raise DataValidationError(table, None, f"cannot read {path} as Parquet: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise parquet_error(path, exc, table) from None
     layout = scan_csv(path, sep, table)
     return pd.concat(list(iter_csv(path, layout, table)), ignore_index=True)
 
