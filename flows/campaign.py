@@ -43,6 +43,7 @@ from tasks.campaign.partitions import (
     check_scheduler_reachable, make_partition_dir, remove_partition_dirs, run_partition, spill_args,
 )
 from tasks.campaign.checkpoint_parts import Part
+from tasks.campaign.client_table import uses_client_table
 from tasks.campaign.run import CampaignRun
 from tasks.campaign.stages import STAGE_TABLE, STAGES, Mapper, StageOutcome
 from tasks.campaign.summary import stage_summary
@@ -156,9 +157,10 @@ def partition_mapper(runner: RunnerConfig, work_root: str | Path | None = None) 
         yield dask_mapper(runner, work_root)
 
 
-# The model the command line checked before the flow (loaded and its checksum verified), handed
-# to the flow's run in this process so it is not loaded, verified and compiled a second time.
-_checked_models: dict[tuple[str, str], Any] = {}
+# The run whose inputs the command line checked before the flow (the model loaded and its
+# checksum verified, a client table hashed, its column types found and its ids read), handed to
+# the flow's run in this process so none of it is done a second time.
+_checked_runs: dict[tuple[str, str], CampaignRun] = {}
 
 
 def _checked_key(artifacts: str, cfg: CampaignConfig) -> tuple[str, str]:
@@ -181,7 +183,7 @@ def campaign_flow(campaign: dict, artifacts: str = "artifacts", runner: dict | N
     stage_dir = Layout(artifacts).campaign(cfg.id).stage_dir
     with partition_mapper(runner_cfg, stage_dir) as mapper:
         run = CampaignRun(cfg, artifacts, partitions=runner_cfg.partitions,
-                          model=_checked_models.pop(_checked_key(artifacts, cfg), None),
+                          checked=_checked_runs.pop(_checked_key(artifacts, cfg), None),
                           mapper=progress_mapper(mapper, lambda msg: get_run_logger().info(msg)))
         if run.check_frozen() is None:
             run.check_inputs()  # before the lock creates the campaign folder
@@ -248,9 +250,16 @@ def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown:
         if note:
             print(f"  {note}")
         return {"campaign_id": cc.id, "folder": str(folder), "noop": True, "stages": {}, "note": note}
+    if uses_client_table(cc):  # a table of millions takes a while to hash and read: say what runs
+        path = Path(str(cc.client_table.path)).expanduser()
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else (
+            path.stat().st_size if path.exists() else 0)
+        print(f"campaign {cc.id}: checking the client table {path} ({size / 2**20:,.0f} MiB): its hash, "
+              "column types and ids", flush=True)
     probe.check_inputs()
+    probe.model()
     key = _checked_key(str(cfg.paths.artifacts), cc)
-    _checked_models[key] = probe.model()
+    _checked_runs[key] = probe
     try:
         result = campaign_flow(
             campaign=campaign,
@@ -258,7 +267,7 @@ def _body(cfg: DictConfig, conf_path: str | None, overrides: list[str], unknown:
             runner=OmegaConf.to_container(cfg.runner, resolve=True),
         )
     finally:
-        _checked_models.pop(key, None)
+        _checked_runs.pop(key, None)
     if result["noop"]:
         print(f"campaign {result['campaign_id']}: already frozen with this config, nothing to do ({result['folder']})")
     else:

@@ -138,6 +138,7 @@ def test_campaign_over_a_client_table_frozen_exported_and_evaluated(art):
     run = cli("flows.campaign", f"conf={conf}", f"paths.artifacts={art}", "runner.partitions=3")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "campaign june frozen" in run.stdout
+    assert f"campaign june: checking the client table {mart(art)}" in run.stdout   # said before the long read
 
     paths = Layout(art).campaign("june")
     manifest = read_json(paths.manifest)

@@ -86,13 +86,15 @@ class CampaignRun:
     layout's model root and the factors from :func:`factors.compute_factors`. ``mapper``
     maps the per-partition functions of the factor and score stages, each result written as
     its part of the stage's part folder where it is computed (sequential by default; a Dask
-    runner can pass its own). Results do not depend on ``partitions``.
+    runner can pass its own). Results do not depend on ``partitions``. ``checked``: a run of
+    the same campaign whose :meth:`check_inputs` just passed (the command line's), whose model,
+    data source and client-table reader are taken over, so nothing is read or hashed twice.
     """
 
     def __init__(self, cfg: CampaignConfig, artifacts: str | Path, partitions: int = 1,
                  model: Any = None, factor_fn: FactorFn | None = None,
                  known_factors: Callable[[], set[str] | None] | None = None,
-                 mapper: Mapper | None = None) -> None:
+                 mapper: Mapper | None = None, checked: "CampaignRun | None" = None) -> None:
         validate_campaign_config(cfg)
         self.cfg = cfg
         self.artifacts = Path(artifacts)
@@ -109,6 +111,10 @@ class CampaignRun:
         self._model = model
         self._data: dict | None = None
         self._table: ClientTable | None = None
+        if checked is not None:  # a run of the same campaign whose inputs were just checked: reuse them
+            self._model = model if model is not None else checked._model
+            if checked.artifacts == self.artifacts:  # its dataset paths are this run's too
+                self._data, self._table = checked._data, checked._table
         self.outcomes: dict[str, StageOutcome] = {}
         self._fingerprints: dict[str, str] = {}
 
